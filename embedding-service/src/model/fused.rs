@@ -1,0 +1,327 @@
+//! The fused CPU encoder for the BERT family (BERT, MiniLM, BGE, E5, GTE,
+//! and XLM-RoBERTa through a position offset).
+//!
+//! Why it exists: candle's generic graph spends most of a batch-32 pass
+//! outside the large matrix products (per-head products, softmax, layer norm,
+//! GELU and copies between them) and on padding. This encoder
+//! - packs the sequences of a batch back to back (no padding at all: dense
+//!   layers see exactly the real tokens, attention runs per sequence),
+//! - fuses Q, K and V into one GEMM, adds biases inside the GEMM, and fuses
+//!   residual + layer norm and the activation into single passes,
+//! - runs GEMMs through the `gemm` crate (AVX-512/AVX2 kernels chosen at run
+//!   time) and attention heads in parallel on the inference pool.
+//!
+//! Invariant: for the same token ids it computes the same function as the
+//! candle graph (`candle_backend`), to float rounding; the parity tests hold
+//! both to the float64 reference embeddings.
+
+use super::kernels;
+use super::{Activation, ModelError, PackedBatch};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+struct Layer {
+    /// [hidden × 3·hidden], Q | K | V columns.
+    wqkv: Vec<f32>,
+    bqkv: Vec<f32>,
+    /// [hidden × hidden]
+    wo: Vec<f32>,
+    bo: Vec<f32>,
+    ln1_g: Vec<f32>,
+    ln1_b: Vec<f32>,
+    /// [hidden × intermediate]
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    /// [intermediate × hidden]
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    ln2_g: Vec<f32>,
+    ln2_b: Vec<f32>,
+}
+
+pub struct FusedBert {
+    hidden: usize,
+    heads: usize,
+    inter: usize,
+    eps: f32,
+    act: Activation,
+    vocab: usize,
+    max_positions: usize,
+    pos_offset: usize,
+    type_vocab: usize,
+    word: Vec<f32>,
+    pos: Vec<f32>,
+    tok_type: Vec<f32>,
+    emb_ln_g: Vec<f32>,
+    emb_ln_b: Vec<f32>,
+    layers: Vec<Layer>,
+}
+
+/// Shape numbers the fused encoder needs from `config.json`.
+pub struct FusedShape {
+    pub hidden: usize,
+    pub heads: usize,
+    pub inter: usize,
+    pub layers: usize,
+    pub eps: f32,
+    pub act: Activation,
+    pub vocab: usize,
+    pub max_positions: usize,
+    pub type_vocab: usize,
+    pub pos_offset: usize,
+}
+
+fn load_vec(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>, ModelError> {
+    let t = vb.get(shape, name)?.to_dtype(DType::F32)?;
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// Loads a `[out × in]` linear weight as `[in × out]` (row-major), so a GEMM
+/// reads it without a transposed pack.
+fn load_linear_t(
+    vb: &VarBuilder,
+    out: usize,
+    inp: usize,
+    name: &str,
+) -> Result<Vec<f32>, ModelError> {
+    let t: Tensor = vb.get((out, inp), name)?.to_dtype(DType::F32)?;
+    Ok(t.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+impl FusedBert {
+    pub fn load(vb: VarBuilder, s: &FusedShape) -> Result<Self, ModelError> {
+        let (h, i) = (s.hidden, s.inter);
+        let e = vb.pp("embeddings");
+        let word = load_vec(&e, &[s.vocab, h], "word_embeddings.weight")?;
+        let pos = load_vec(&e, &[s.max_positions, h], "position_embeddings.weight")?;
+        let tok_type = load_vec(&e, &[s.type_vocab, h], "token_type_embeddings.weight")?;
+        let emb_ln_g = load_vec(&e, &[h], "LayerNorm.weight")?;
+        let emb_ln_b = load_vec(&e, &[h], "LayerNorm.bias")?;
+        let mut layers = Vec::with_capacity(s.layers);
+        for l in 0..s.layers {
+            let lb = vb.pp(format!("encoder.layer.{l}"));
+            let att = lb.pp("attention");
+            let q = load_linear_t(&att, h, h, "self.query.weight")?;
+            let k = load_linear_t(&att, h, h, "self.key.weight")?;
+            let v = load_linear_t(&att, h, h, "self.value.weight")?;
+            let mut wqkv = vec![0f32; h * 3 * h];
+            for r in 0..h {
+                wqkv[r * 3 * h..r * 3 * h + h].copy_from_slice(&q[r * h..(r + 1) * h]);
+                wqkv[r * 3 * h + h..r * 3 * h + 2 * h].copy_from_slice(&k[r * h..(r + 1) * h]);
+                wqkv[r * 3 * h + 2 * h..(r + 1) * 3 * h].copy_from_slice(&v[r * h..(r + 1) * h]);
+            }
+            let mut bqkv = load_vec(&att, &[h], "self.query.bias")?;
+            bqkv.extend(load_vec(&att, &[h], "self.key.bias")?);
+            bqkv.extend(load_vec(&att, &[h], "self.value.bias")?);
+            layers.push(Layer {
+                wqkv,
+                bqkv,
+                wo: load_linear_t(&att, h, h, "output.dense.weight")?,
+                bo: load_vec(&att, &[h], "output.dense.bias")?,
+                ln1_g: load_vec(&att, &[h], "output.LayerNorm.weight")?,
+                ln1_b: load_vec(&att, &[h], "output.LayerNorm.bias")?,
+                w1: load_linear_t(&lb, i, h, "intermediate.dense.weight")?,
+                b1: load_vec(&lb, &[i], "intermediate.dense.bias")?,
+                w2: load_linear_t(&lb, h, i, "output.dense.weight")?,
+                b2: load_vec(&lb, &[h], "output.dense.bias")?,
+                ln2_g: load_vec(&lb, &[h], "output.LayerNorm.weight")?,
+                ln2_b: load_vec(&lb, &[h], "output.LayerNorm.bias")?,
+            });
+        }
+        if h % s.heads != 0 {
+            return Err(ModelError::Config(format!(
+                "hidden_size {h} is not a multiple of num_attention_heads {}",
+                s.heads
+            )));
+        }
+        Ok(Self {
+            hidden: h,
+            heads: s.heads,
+            inter: i,
+            eps: s.eps,
+            act: s.act,
+            vocab: s.vocab,
+            max_positions: s.max_positions,
+            pos_offset: s.pos_offset,
+            type_vocab: s.type_vocab,
+            word,
+            pos,
+            tok_type,
+            emb_ln_g,
+            emb_ln_b,
+            layers,
+        })
+    }
+
+    /// Runs the encoder; returns the last hidden state, `[tokens × hidden]`,
+    /// rows in the batch's packed order.
+    pub fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError> {
+        let h = self.hidden;
+        let t = batch.ids.len();
+        let mut x = vec![0f32; t * h];
+        let mut tmp = vec![0f32; t * h];
+        // Embeddings: x = word + type, tmp = position; then x = LN(x + tmp).
+        let mut row = 0;
+        for &len in &batch.lens {
+            if len + self.pos_offset > self.max_positions {
+                return Err(ModelError::Input(format!(
+                    "sequence of {len} tokens exceeds {} positions",
+                    self.max_positions
+                )));
+            }
+            for p in 0..len {
+                let id = batch.ids[row] as usize;
+                let tt = batch.type_ids[row] as usize;
+                if id >= self.vocab || tt >= self.type_vocab {
+                    return Err(ModelError::Input(format!("token id {id} out of range")));
+                }
+                let xr = &mut x[row * h..(row + 1) * h];
+                let w = &self.word[id * h..(id + 1) * h];
+                let ty = &self.tok_type[tt * h..(tt + 1) * h];
+                for ((o, a), b) in xr.iter_mut().zip(w).zip(ty) {
+                    *o = a + b;
+                }
+                let pp = p + self.pos_offset;
+                tmp[row * h..(row + 1) * h].copy_from_slice(&self.pos[pp * h..(pp + 1) * h]);
+                row += 1;
+            }
+        }
+        par_add_layer_norm(&mut x, &tmp, &self.emb_ln_g, &self.emb_ln_b, self.eps, h);
+
+        let mut qkv = vec![0f32; t * 3 * h];
+        let mut ctx = vec![0f32; t * h];
+        let mut mid = vec![0f32; t * self.inter];
+        let starts: Vec<usize> = batch
+            .lens
+            .iter()
+            .scan(0, |acc, &l| {
+                let s = *acc;
+                *acc += l;
+                Some(s)
+            })
+            .collect();
+        for layer in &self.layers {
+            linear(&x, t, h, &layer.wqkv, &layer.bqkv, &mut qkv);
+            self.attention(&qkv, &batch.lens, &starts, &mut ctx);
+            linear(&ctx, t, h, &layer.wo, &layer.bo, &mut tmp);
+            par_add_layer_norm(&mut x, &tmp, &layer.ln1_g, &layer.ln1_b, self.eps, h);
+            linear(&x, t, h, &layer.w1, &layer.b1, &mut mid);
+            let act = self.act;
+            mid.par_chunks_mut(16 * 1024).for_each(|c| match act {
+                Activation::GeluErf => kernels::gelu_erf(c),
+                Activation::GeluTanh => kernels::gelu_tanh(c),
+                Activation::Relu => kernels::relu(c),
+            });
+            linear(&mid, t, self.inter, &layer.w2, &layer.b2, &mut tmp);
+            par_add_layer_norm(&mut x, &tmp, &layer.ln2_g, &layer.ln2_b, self.eps, h);
+        }
+        Ok(x)
+    }
+
+    fn attention(&self, qkv: &[f32], lens: &[usize], starts: &[usize], ctx: &mut [f32]) {
+        let h = self.hidden;
+        let d = h / self.heads;
+        let scale = 1.0 / (d as f32).sqrt();
+        let stride = 3 * h;
+        let heads = self.heads;
+        let out = SendPtr(ctx.as_mut_ptr());
+        let out_len = ctx.len();
+        (0..lens.len() * heads).into_par_iter().for_each_init(
+            Vec::new,
+            |scores: &mut Vec<f32>, task| {
+                let (s, hd) = (task / heads, task % heads);
+                let (len, start) = (lens[s], starts[s]);
+                if scores.len() < len {
+                    scores.resize(len, 0.0);
+                }
+                let base = start * stride + hd * d;
+                // SAFETY: task (s, hd) writes only rows start..start+len,
+                // columns hd*d..(hd+1)*d of ctx; tasks are disjoint, and the
+                // slice below stays inside ctx.
+                let o = unsafe {
+                    let off = start * h + hd * d;
+                    let n = (len - 1) * h + d;
+                    debug_assert!(off + n <= out_len);
+                    std::slice::from_raw_parts_mut(out.get().add(off), n)
+                };
+                kernels::attention_head(
+                    qkv,
+                    base,
+                    base + h,
+                    base + 2 * h,
+                    stride,
+                    len,
+                    d,
+                    scale,
+                    o,
+                    h,
+                    scores,
+                );
+            },
+        );
+    }
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn par_add_layer_norm(x: &mut [f32], r: &[f32], g: &[f32], b: &[f32], eps: f32, h: usize) {
+    let rows_per = 32;
+    x.par_chunks_mut(h * rows_per)
+        .zip(r.par_chunks(h * rows_per))
+        .for_each(|(xc, rc)| kernels::add_layer_norm(xc, rc, g, b, eps));
+}
+
+/// `out[t × n] = x[t × k] · w[k × n] + bias`, bias added inside the GEMM.
+fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32]) {
+    let n = bias.len();
+    debug_assert_eq!(x.len(), t * k);
+    debug_assert_eq!(w.len(), k * n);
+    debug_assert_eq!(out.len(), t * n);
+    for row in out.chunks_exact_mut(n) {
+        row.copy_from_slice(bias);
+    }
+    let par = if t * n * k >= 1 << 18 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the pointers cover t×k, k×n and t×n row-major f32 buffers whose
+    // lengths are asserted above; dst does not alias the inputs.
+    unsafe {
+        gemm::gemm(
+            t,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            1,
+            n as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// The fused encoder runs on the CPU only.
+pub fn supports(device: &Device) -> bool {
+    device.is_cpu()
+}

@@ -1,0 +1,190 @@
+//! What the model files say: architecture, shapes, and the
+//! sentence-transformers pipeline (`modules.json`: Transformer → Pooling →
+//! Normalize, Normalize only when listed; `sentence_bert_config.json`'s
+//! `max_seq_length`; the pooling config).
+//!
+//! Without `modules.json` the model is treated as sentence-transformers
+//! treats a plain Hugging Face model: mean pooling, no normalisation.
+
+use super::pooling::Pooling;
+use super::source::ModelFiles;
+use super::{Activation, ModelError};
+use serde_json::Value;
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Bert,
+    XlmRoberta,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub files: ModelFiles,
+    pub architecture: Architecture,
+    /// As named in config.json (`BertModel`, ...).
+    pub architecture_name: String,
+    pub config: Value,
+    pub hidden_size: usize,
+    pub max_seq_length: usize,
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+fn read_json(files: &ModelFiles, name: &str) -> Result<Option<Value>, ModelError> {
+    match files.file(name) {
+        None => Ok(None),
+        Some(p) => {
+            let text = std::fs::read_to_string(&p)
+                .map_err(|e| ModelError::Source(format!("{}: {e}", p.display())))?;
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| ModelError::Config(format!("{}: {e}", p.display())))
+        }
+    }
+}
+
+pub fn usize_field(v: &Value, k: &str) -> Result<usize, ModelError> {
+    v.get(k)
+        .and_then(Value::as_u64)
+        .map(|n| n as usize)
+        .ok_or_else(|| ModelError::Config(format!("config.json has no integer `{k}`")))
+}
+
+impl ModelSpec {
+    pub fn read(files: &ModelFiles) -> Result<Self, ModelError> {
+        let config = read_json(files, "config.json")?
+            .ok_or_else(|| ModelError::Source("config.json missing".into()))?;
+        let model_type = config
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let arch_name = config
+            .get("architectures")
+            .and_then(|a| a.get(0))
+            .and_then(Value::as_str)
+            .unwrap_or(model_type)
+            .to_string();
+        let architecture = match (arch_name.as_str(), model_type) {
+            (a, _) if a.starts_with("Bert") => Architecture::Bert,
+            (_, "bert") => Architecture::Bert,
+            (a, _) if a.starts_with("XLMRoberta") || a.starts_with("Roberta") => {
+                Architecture::XlmRoberta
+            }
+            (_, "xlm-roberta") | (_, "roberta") => Architecture::XlmRoberta,
+            _ => return Err(ModelError::UnsupportedArchitecture(arch_name)),
+        };
+        let hidden_size = usize_field(&config, "hidden_size")?;
+        let max_pos = usize_field(&config, "max_position_embeddings")?;
+        // RoBERTa positions start after the padding index.
+        let usable_pos = match architecture {
+            Architecture::Bert => max_pos,
+            Architecture::XlmRoberta => {
+                max_pos
+                    - config
+                        .get("pad_token_id")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(1) as usize
+                    - 1
+            }
+        };
+
+        let modules: Vec<Value> = read_json(files, "modules.json")?
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default();
+        let mut pooling = Pooling::Mean;
+        let mut normalize = false;
+        let mut saw_pooling = false;
+        for m in &modules {
+            let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
+            let path = m.get("path").and_then(Value::as_str).unwrap_or("");
+            let short = ty.rsplit('.').next().unwrap_or(ty);
+            match short {
+                "Transformer" => {}
+                "Pooling" => {
+                    let cfg =
+                        read_json(files, &format!("{path}/config.json"))?.ok_or_else(|| {
+                            ModelError::Source(format!(
+                                "modules.json lists {path}/ but it has no config.json"
+                            ))
+                        })?;
+                    pooling = Pooling::from_config(&cfg)?;
+                    saw_pooling = true;
+                }
+                "Normalize" => normalize = true,
+                other => {
+                    return Err(ModelError::Config(format!(
+                        "sentence-transformers module `{other}` is not supported"
+                    )))
+                }
+            }
+        }
+        if !modules.is_empty() && !saw_pooling {
+            tracing::warn!("modules.json lists no Pooling module; using mean pooling");
+        }
+        let st = read_json(files, "sentence_bert_config.json")?;
+        let max_seq_length = st
+            .as_ref()
+            .and_then(|v| v.get("max_seq_length"))
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+            .or_else(|| {
+                read_json(files, "tokenizer_config.json")
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.get("model_max_length").and_then(Value::as_u64))
+                    .map(|n| n as usize)
+            })
+            .unwrap_or(usable_pos)
+            .min(usable_pos);
+        Ok(Self {
+            files: files.clone(),
+            architecture,
+            architecture_name: arch_name,
+            config,
+            hidden_size,
+            max_seq_length,
+            pooling,
+            normalize,
+        })
+    }
+
+    /// The activation named by `hidden_act`.
+    pub fn activation(&self) -> Result<Activation, ModelError> {
+        match self
+            .config
+            .get("hidden_act")
+            .and_then(Value::as_str)
+            .unwrap_or("gelu")
+        {
+            "gelu" => Ok(Activation::GeluErf),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+            "relu" => Ok(Activation::Relu),
+            other => Err(ModelError::Config(format!(
+                "hidden_act `{other}` is not supported"
+            ))),
+        }
+    }
+
+    /// The tokenizer as sentence-transformers uses it: `tokenizer.json`'s own
+    /// truncation and padding are replaced — truncation at `max_seq_length`
+    /// (this model's file says 128; sentence-transformers uses 256), and no
+    /// fixed padding (batches are padded, or packed, by us).
+    pub fn tokenizer(&self) -> Result<Tokenizer, ModelError> {
+        let path = self
+            .files
+            .file("tokenizer.json")
+            .ok_or_else(|| ModelError::Source("tokenizer.json missing".into()))?;
+        let mut tok =
+            Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        tok.with_padding(None);
+        tok.with_truncation(Some(TruncationParams {
+            max_length: self.max_seq_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        }))
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(tok)
+    }
+}

@@ -1,0 +1,548 @@
+//! One typed, validated configuration tree for both services.
+//!
+//! Layers, later wins: defaults in code → `config.yaml` (path from
+//! `CONFIG_PATH`, default `./config.yaml`) → environment variables named after
+//! the key path in upper case with `__` between levels
+//! (`EMBEDDING__PORT=9001`, `EMBEDDING__MODEL__PATH=/models/minilm`,
+//! `INDEXING__DATA_DIR=/data`). `EMBEDDING_SERVICE_URL` also sets
+//! `indexing.embedding_service_url`. Environment values are read as YAML
+//! scalars, so `9001` is a number and `true` a boolean.
+//!
+//! Invariant: a `Config` that `load` returns has passed `validate`; every
+//! error names the key (`embedding.port: invalid type ...`). Unknown keys are
+//! errors, so a typo never silently falls back to a default.
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+use std::path::{Path, PathBuf};
+
+/// Where the file is looked for when `CONFIG_PATH` is unset.
+pub const DEFAULT_CONFIG_PATH: &str = "./config.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid YAML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("invalid config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub embedding: EmbeddingConfig,
+    pub indexing: IndexingConfig,
+}
+
+/// `embedding:` — the embedding service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (8001).
+    pub port: u16,
+    /// When set, every call but `/health` needs `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    pub model: ModelConfig,
+    /// `auto | cpu | cuda | cuda:N | metal`. `auto` tries CUDA, Metal, then CPU.
+    pub device: DeviceSpec,
+    /// `f32 | f16 | bf16`. Half precision only on GPUs.
+    pub dtype: DType,
+    /// `auto | fused | candle`. `fused` is the packed, fused CPU encoder for
+    /// BERT-family models (no padding, fused kernels); `candle` is the generic
+    /// candle graph (any device). `auto` picks `fused` on CPU when it can.
+    pub backend: Backend,
+    /// Token budget of one forward pass, counted as padded length × count.
+    /// Bounds activation and attention memory; larger batches help
+    /// throughput until the cores are saturated.
+    pub max_batch_tokens: usize,
+    /// Most texts in one request (422 `too_many_inputs` beyond it).
+    pub max_client_batch_size: usize,
+    /// Requests in flight (tokenizing, queued or running). Beyond it: 429 at
+    /// once, never an unbounded queue. With `max_client_batch_size` and
+    /// `body_limit_bytes` this bounds the memory of queued work.
+    pub max_concurrent_requests: usize,
+    /// Largest request body in bytes (413 beyond it).
+    pub body_limit_bytes: usize,
+    /// Tokenizer worker threads; 0 = one per core.
+    pub tokenization_workers: usize,
+    /// Threads for the forward pass; 0 = one per core.
+    pub inference_threads: usize,
+    /// Run one forward pass before reporting healthy.
+    pub warmup: bool,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for EmbeddingConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8001,
+            api_key: None,
+            model: ModelConfig::default(),
+            device: DeviceSpec::Auto,
+            dtype: DType::F32,
+            backend: Backend::Auto,
+            max_batch_tokens: 16384,
+            max_client_batch_size: 256,
+            max_concurrent_requests: 512,
+            body_limit_bytes: 4 * 1024 * 1024,
+            tokenization_workers: 0,
+            inference_threads: 0,
+            warmup: true,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// `embedding.model:` — which model and where it comes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Hugging Face model id, resolved through hf-hub's cache (downloading
+    /// when online; with `HF_HUB_OFFLINE=1` only the cache is used).
+    pub id: String,
+    /// Hub revision (branch, tag or commit).
+    pub revision: String,
+    /// A local directory in Hugging Face layout; when set it wins over `id`.
+    pub path: Option<PathBuf>,
+    /// hf-hub cache directory; default `$HF_HOME/hub` or `~/.cache/huggingface/hub`.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            id: "sentence-transformers/all-MiniLM-L6-v2".into(),
+            revision: "main".into(),
+            path: None,
+            cache_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSpec {
+    Auto,
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "metal" => Ok(Self::Metal),
+            "cuda" => Ok(Self::Cuda(0)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| {
+                    format!("unknown device `{other}` (expected auto, cpu, cuda, cuda:N or metal)")
+                }),
+        }
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        match d {
+            DeviceSpec::Auto => "auto".into(),
+            DeviceSpec::Cpu => "cpu".into(),
+            DeviceSpec::Cuda(n) => format!("cuda:{n}"),
+            DeviceSpec::Metal => "metal".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    F16,
+    Bf16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Auto,
+    Fused,
+    Candle,
+}
+
+/// `indexing:` — the indexing service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexingConfig {
+    pub host: String,
+    /// Port to bind (8000).
+    pub port: u16,
+    /// Where collections live; one directory each.
+    pub data_dir: PathBuf,
+    /// Base URL of the embedding service (also `EMBEDDING_SERVICE_URL`).
+    pub embedding_service_url: String,
+    /// When set, every call but `/health` needs `Authorization: Bearer <key>`.
+    pub api_key: Option<String>,
+    /// Key sent to the embedding service, if it has one.
+    pub embedding_api_key: Option<String>,
+    /// Per-attempt timeout of an embedding call.
+    pub embedding_timeout_ms: u64,
+    /// Retries of an embedding call on connection errors, 429 and 5xx.
+    pub embedding_retries: u32,
+    /// Largest request body in bytes.
+    pub body_limit_bytes: usize,
+    /// Collection used by `/embed` and `/search` when none is named.
+    pub default_collection: String,
+    pub wal: WalConfig,
+    pub flush_threshold: FlushThreshold,
+}
+
+impl Default for IndexingConfig {
+    fn default() -> Self {
+        Self {
+            host: "0.0.0.0".into(),
+            port: 8000,
+            data_dir: PathBuf::from("./data"),
+            embedding_service_url: "http://127.0.0.1:8001".into(),
+            api_key: None,
+            embedding_api_key: None,
+            embedding_timeout_ms: 30_000,
+            embedding_retries: 3,
+            body_limit_bytes: 32 * 1024 * 1024,
+            default_collection: "documents".into(),
+            wal: WalConfig::default(),
+            flush_threshold: FlushThreshold::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalConfig {
+    /// `always` (fsync before acknowledging; concurrent writers share one),
+    /// `interval` (fsync every `fsync_interval_ms`; a crash may lose that
+    /// window), `never` (leave it to the OS).
+    pub fsync: FsyncMode,
+    pub fsync_interval_ms: u64,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self {
+            fsync: FsyncMode::Always,
+            fsync_interval_ms: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncMode {
+    Always,
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlushThreshold {
+    /// Seal the appendable segment after this many vectors.
+    pub vectors: usize,
+    /// ... or after this many bytes of vectors and payloads.
+    pub bytes: usize,
+}
+
+impl Default for FlushThreshold {
+    fn default() -> Self {
+        Self {
+            vectors: 20_000,
+            bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Loads from `CONFIG_PATH` (or `./config.yaml` when present) and the
+    /// process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let (path, required) = match std::env::var_os("CONFIG_PATH") {
+            Some(p) => (PathBuf::from(p), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let path = (required || path.exists()).then_some(path);
+        Self::load_from(path.as_deref(), std::env::vars())
+    }
+
+    /// Loads from an optional file and an explicit environment (for tests).
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut tree = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let v: Value = serde_yaml::from_str(&text).map_err(|e| ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+                match v {
+                    Value::Null => Value::Mapping(Mapping::new()),
+                    m @ Value::Mapping(_) => m,
+                    _ => {
+                        return Err(ConfigError::Syntax {
+                            path: path.to_path_buf(),
+                            message: "top level must be a mapping".into(),
+                        })
+                    }
+                }
+            }
+            None => Value::Mapping(Mapping::new()),
+        };
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort();
+        for (var, raw) in env {
+            let keys: Vec<String> = if var == "EMBEDDING_SERVICE_URL" {
+                vec!["indexing".into(), "embedding_service_url".into()]
+            } else if var.starts_with("EMBEDDING__") || var.starts_with("INDEXING__") {
+                var.split("__").map(|s| s.to_ascii_lowercase()).collect()
+            } else {
+                continue;
+            };
+            if keys.iter().any(|k| k.is_empty()) {
+                return Err(ConfigError::Env {
+                    var,
+                    message: "empty key segment".into(),
+                });
+            }
+            let value: Value = if raw.is_empty() {
+                Value::Null
+            } else {
+                serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()))
+            };
+            // Strings that look like YAML collections stay strings.
+            let value = match value {
+                Value::Mapping(_) | Value::Sequence(_) => Value::String(raw),
+                v => v,
+            };
+            set_path(&mut tree, &keys, value)
+                .map_err(|message| ConfigError::Env { var, message })?;
+        }
+        let config: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let key = e.path().to_string();
+            invalid(&key, e.into_inner().to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let e = &self.embedding;
+        if e.max_batch_tokens < 16 {
+            return Err(invalid("embedding.max_batch_tokens", "must be at least 16"));
+        }
+        if e.max_client_batch_size == 0 {
+            return Err(invalid(
+                "embedding.max_client_batch_size",
+                "must be at least 1",
+            ));
+        }
+        if e.max_concurrent_requests == 0 {
+            return Err(invalid(
+                "embedding.max_concurrent_requests",
+                "must be at least 1",
+            ));
+        }
+        if e.body_limit_bytes < 1024 {
+            return Err(invalid(
+                "embedding.body_limit_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if e.model.path.is_none() && e.model.id.trim().is_empty() {
+            return Err(invalid(
+                "embedding.model.id",
+                "set a model id or embedding.model.path",
+            ));
+        }
+        if matches!(e.api_key.as_deref(), Some("")) {
+            return Err(invalid(
+                "embedding.api_key",
+                "must not be empty (omit it to disable auth)",
+            ));
+        }
+        let i = &self.indexing;
+        if !(i.embedding_service_url.starts_with("http://")
+            || i.embedding_service_url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "indexing.embedding_service_url",
+                format!("`{}` is not an http(s) URL", i.embedding_service_url),
+            ));
+        }
+        if i.flush_threshold.vectors == 0 {
+            return Err(invalid(
+                "indexing.flush_threshold.vectors",
+                "must be at least 1",
+            ));
+        }
+        if i.embedding_timeout_ms == 0 {
+            return Err(invalid(
+                "indexing.embedding_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if matches!(i.api_key.as_deref(), Some("")) {
+            return Err(invalid(
+                "indexing.api_key",
+                "must not be empty (omit it to disable auth)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective config for logging, secrets replaced.
+    pub fn redacted(&self) -> Self {
+        let mut c = self.clone();
+        let red = |k: &mut Option<String>| {
+            if k.is_some() {
+                *k = Some("<redacted>".into())
+            }
+        };
+        red(&mut c.embedding.api_key);
+        red(&mut c.indexing.api_key);
+        red(&mut c.indexing.embedding_api_key);
+        c
+    }
+}
+
+fn set_path(tree: &mut Value, keys: &[String], value: Value) -> Result<(), String> {
+    let mut cur = tree;
+    for (i, k) in keys.iter().enumerate() {
+        let map = match cur {
+            Value::Mapping(m) => m,
+            Value::Null => {
+                *cur = Value::Mapping(Mapping::new());
+                match cur {
+                    Value::Mapping(m) => m,
+                    _ => unreachable!(),
+                }
+            }
+            _ => return Err(format!("`{}` is not a section", keys[..i].join("."))),
+        };
+        let key = Value::String(k.clone());
+        if i + 1 == keys.len() {
+            map.insert(key, value);
+            return Ok(());
+        }
+        cur = map.entry(key).or_insert(Value::Null);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(c.embedding.port, 8001);
+        assert_eq!(c.indexing.port, 8000);
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("EMBEDDING__PORT", "9001"),
+                ("EMBEDDING__MODEL__PATH", "/models/minilm"),
+                ("INDEXING__DATA_DIR", "/data"),
+                ("EMBEDDING_SERVICE_URL", "http://embed:8001"),
+                ("INDEXING__WAL__FSYNC", "never"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.embedding.port, 9001);
+        assert_eq!(
+            c.embedding.model.path.as_deref(),
+            Some(Path::new("/models/minilm"))
+        );
+        assert_eq!(c.indexing.data_dir, PathBuf::from("/data"));
+        assert_eq!(c.indexing.embedding_service_url, "http://embed:8001");
+        assert_eq!(c.indexing.wal.fsync, FsyncMode::Never);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = Config::load_from(None, env(&[("EMBEDDING__PORT", "abc")])).unwrap_err();
+        assert!(err.to_string().contains("embedding.port"), "{err}");
+        let err = Config::load_from(None, env(&[("EMBEDDING__DEVICE", "tpu")])).unwrap_err();
+        assert!(err.to_string().contains("embedding.device"), "{err}");
+        let err = Config::load_from(None, env(&[("EMBEDDING__PROT", "1")])).unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+        let err =
+            Config::load_from(None, env(&[("EMBEDDING__MAX_BATCH_TOKENS", "0")])).unwrap_err();
+        assert!(
+            err.to_string().contains("embedding.max_batch_tokens"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = std::env::temp_dir().join(format!("cfg-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.yaml");
+        std::fs::write(
+            &p,
+            "embedding:\n  port: 7000\n  device: cuda:1\nindexing:\n  port: 7001\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&p), env(&[("INDEXING__PORT", "7002")])).unwrap();
+        assert_eq!(c.embedding.port, 7000);
+        assert_eq!(c.embedding.device, DeviceSpec::Cuda(1));
+        assert_eq!(c.indexing.port, 7002);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn root_config_yaml_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.yaml");
+        Config::load_from(Some(&p), env(&[])).unwrap();
+    }
+}

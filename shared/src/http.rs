@@ -1,0 +1,150 @@
+//! HTTP plumbing both services use: a JSON extractor whose rejections are our
+//! error body, a bearer-token check, and fallbacks that answer in JSON.
+
+use crate::error::{ErrorBody, ErrorCode};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// `axum::Json` whose rejections become `ErrorBody`:
+/// syntax error → 400 `invalid_json`, schema mismatch → 422 `invalid_request`,
+/// missing JSON content type → 415, body over the limit → 413.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ErrorBody;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rej) => Err(json_rejection(rej)),
+        }
+    }
+}
+
+/// Maps axum's JSON rejection onto our codes.
+pub fn json_rejection(rej: JsonRejection) -> ErrorBody {
+    match rej {
+        JsonRejection::JsonDataError(e) => ErrorBody::new(ErrorCode::InvalidRequest, e.body_text()),
+        JsonRejection::JsonSyntaxError(e) => ErrorBody::new(ErrorCode::InvalidJson, e.body_text()),
+        JsonRejection::MissingJsonContentType(_) => ErrorBody::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected `Content-Type: application/json`",
+        ),
+        JsonRejection::BytesRejection(e) => {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorBody::new(
+                    ErrorCode::PayloadTooLarge,
+                    "request body is over the size limit",
+                )
+            } else {
+                ErrorBody::new(ErrorCode::InvalidRequest, e.body_text())
+            }
+        }
+        other => ErrorBody::new(ErrorCode::InvalidRequest, other.body_text()),
+    }
+}
+
+/// JSON 404 for unknown routes.
+pub async fn not_found() -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, "no such route")
+}
+
+/// Middleware: when `key` is set, every request except the health probes needs
+/// `Authorization: Bearer <key>`.
+pub async fn require_bearer(
+    key: Option<std::sync::Arc<str>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(key) = key {
+        let path = req.uri().path();
+        let open = matches!(path, "/health" | "/ready");
+        if !open {
+            let ok = req
+                .headers()
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|t| constant_time_eq(t.as_bytes(), key.as_bytes()))
+                .unwrap_or(false);
+            if !ok {
+                return ErrorBody::new(
+                    ErrorCode::Unauthorized,
+                    "missing or wrong `Authorization: Bearer <key>` header",
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received: draining in-flight requests");
+}
+
+const SWAGGER_JS: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js");
+const SWAGGER_CSS: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui.css");
+
+/// Swagger UI at `/docs`, served from assets compiled into the binary (it
+/// works offline), reading the spec from `/openapi.json`.
+pub fn swagger_ui<S: Clone + Send + Sync + 'static>(title: &'static str) -> axum::Router<S> {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+    let page = format!(
+        r##"<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/docs/swagger-ui.css"></head><body><div id="swagger-ui"></div>
+<script src="/docs/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui"}});</script>
+</body></html>"##
+    );
+    axum::Router::new()
+        .route(
+            "/docs",
+            get(move || {
+                let page = page.clone();
+                async move { ([(CONTENT_TYPE, "text/html; charset=utf-8")], page) }
+            }),
+        )
+        .route(
+            "/docs/swagger-ui-bundle.js",
+            get(|| async { ([(CONTENT_TYPE, "application/javascript")], SWAGGER_JS) }),
+        )
+        .route(
+            "/docs/swagger-ui.css",
+            get(|| async { ([(CONTENT_TYPE, "text/css")], SWAGGER_CSS) }),
+        )
+}

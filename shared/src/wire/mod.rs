@@ -1,0 +1,3 @@
+//! Request and response bodies, with OpenAPI schemas.
+
+pub mod embedding;
