@@ -1,3 +1,4 @@
 //! Request and response bodies, with OpenAPI schemas.
 
 pub mod embedding;
+pub mod indexing;

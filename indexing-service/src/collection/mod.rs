@@ -1,0 +1,1238 @@
+//! Collections: the write path (validate → WAL → apply → acknowledge), the
+//! read path (snapshot segments → search each → merge), flushing, vacuum
+//! and restart.
+//!
+//! Layout of a collection directory:
+//!
+//! | path | content |
+//! |---|---|
+//! | `collection.json` | [`CollectionConfig`] with `format_version` |
+//! | `manifest.json` | live sealed segments, `persisted_op`, `next_segment_id` (replaced atomically) |
+//! | `wal/` | the write-ahead log (`storage::wal`) |
+//! | `segments/<id>/` | sealed segments (`storage::segment`) |
+//!
+//! Invariants:
+//! - Nothing is acknowledged before its WAL record is durable (with
+//!   `fsync: always`). WAL append and apply happen under the state write
+//!   lock, so WAL order is apply order.
+//! - Every effect of the ops `<= persisted_op` is in the segments the
+//!   manifest lists and in their deleted bitmaps; the WAL keeps every op
+//!   after it. Bitmaps may run ahead of `persisted_op`: WAL ops are blind
+//!   writes (see `storage::codec`), so replaying them over a newer bitmap
+//!   gives the same state.
+//! - A point lives in at most one segment slot that is not deleted; the id
+//!   map points at it. Payload updates move the point (copy-on-write), so
+//!   sealed segments never change except for their deleted bitmaps.
+//! - Readers take a snapshot of the segment list and release the state lock
+//!   before scanning; sealed segments are searched without locks.
+//! - One worker thread per collection builds sealed segments (in freeze
+//!   order), checkpoints, and vacuums; writes and searches never wait for it.
+//!
+//! Lock order: `state` → a mutable segment's `data`. The worker takes
+//! `checkpoint` alone, and `state` only briefly to swap segments.
+
+mod manager;
+pub use manager::{validate_name, Storage};
+
+use crate::index::{self, filter, TopK};
+use crate::storage::codec::{encode_op, Op, Payload, PointRecord};
+use crate::storage::fsutil::atomic_write;
+use crate::storage::segment::{Extra, MutableSegment, SealedSegment, SegmentId};
+use crate::storage::wal::Wal;
+use crate::storage::{io_err, StorageError};
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use shared::config::FsyncMode;
+use shared::wire::indexing::{Filter, Metric, PointId};
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const COLLECTION_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectionError {
+    #[error("collection `{0}` not found")]
+    NotFound(String),
+    #[error("collection `{0}` already exists")]
+    AlreadyExists(String),
+    #[error("invalid collection name `{0}`: use 1-64 of A-Z a-z 0-9 _ -")]
+    InvalidName(String),
+    #[error("invalid collection settings: {0}")]
+    InvalidConfig(String),
+    #[error("point {index}: vector has {got} dimensions, the collection has {expected}")]
+    DimensionMismatch {
+        index: usize,
+        expected: usize,
+        got: usize,
+    },
+    #[error("{0}")]
+    InvalidVector(String),
+    #[error("{0}")]
+    InvalidPayload(String),
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
+    #[error("{0}")]
+    InvalidId(String),
+    #[error("point {0} not found")]
+    PointNotFound(PointId),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub type Result<T> = std::result::Result<T, CollectionError>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FlushThreshold {
+    pub vectors: usize,
+    pub bytes: usize,
+}
+
+impl Default for FlushThreshold {
+    fn default() -> Self {
+        Self {
+            vectors: 20_000,
+            bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct VacuumConfig {
+    /// Rewrite a sealed segment once this share of its points is deleted.
+    pub deleted_ratio: f64,
+    /// Merge the smallest sealed segments when there are more than this many.
+    pub max_segments: usize,
+}
+
+impl Default for VacuumConfig {
+    fn default() -> Self {
+        Self {
+            deleted_ratio: 0.2,
+            max_segments: 8,
+        }
+    }
+}
+
+/// Settings of one collection, persisted in `collection.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CollectionConfig {
+    pub format_version: u32,
+    pub name: String,
+    pub dimension: usize,
+    pub metric: Metric,
+    #[serde(default)]
+    pub flush_threshold: FlushThreshold,
+    #[serde(default)]
+    pub vacuum: VacuumConfig,
+    /// Index settings, interpreted by the index layer.
+    #[serde(default)]
+    pub index: serde_json::Value,
+    /// Largest payload (as JSON) of one point.
+    #[serde(default = "default_payload_limit")]
+    pub max_payload_bytes: usize,
+    #[serde(default = "default_fsync")]
+    pub fsync: FsyncMode,
+    #[serde(default = "default_interval")]
+    pub fsync_interval_ms: u64,
+}
+
+fn default_payload_limit() -> usize {
+    1 << 20
+}
+fn default_fsync() -> FsyncMode {
+    FsyncMode::Always
+}
+fn default_interval() -> u64 {
+    100
+}
+
+impl CollectionConfig {
+    pub fn new(name: &str, dimension: usize, metric: Metric) -> Self {
+        Self {
+            format_version: COLLECTION_FORMAT_VERSION,
+            name: name.into(),
+            dimension,
+            metric,
+            flush_threshold: FlushThreshold::default(),
+            vacuum: VacuumConfig::default(),
+            index: serde_json::Value::Null,
+            max_payload_bytes: default_payload_limit(),
+            fsync: FsyncMode::Always,
+            fsync_interval_ms: 100,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        validate_name(&self.name)?;
+        if self.dimension == 0 || self.dimension > 65_536 {
+            return Err(CollectionError::InvalidConfig(format!(
+                "dimension must be 1..=65536, got {}",
+                self.dimension
+            )));
+        }
+        if self.flush_threshold.vectors == 0 {
+            return Err(CollectionError::InvalidConfig(
+                "flush_threshold.vectors must be at least 1".into(),
+            ));
+        }
+        if !(self.vacuum.deleted_ratio > 0.0 && self.vacuum.deleted_ratio <= 1.0) {
+            return Err(CollectionError::InvalidConfig(
+                "vacuum.deleted_ratio must be in (0, 1]".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Manifest {
+    format_version: u32,
+    segments: Vec<SegmentId>,
+    persisted_op: u64,
+    next_segment_id: SegmentId,
+}
+
+/// A point as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPoint {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    pub payload: Option<Payload>,
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredPoint {
+    pub point: StoredPoint,
+    /// Similarity (cosine, dot) or distance (euclidean).
+    pub score: f32,
+}
+
+/// A point to write; `id` None means "generate a UUID".
+#[derive(Debug, Clone)]
+pub struct NewPoint {
+    pub id: Option<PointId>,
+    pub vector: Vec<f32>,
+    pub payload: Option<serde_json::Value>,
+    pub content: Option<String>,
+}
+
+#[derive(Clone)]
+enum Seg {
+    Mutable(Arc<MutableSegment>),
+    Sealed(Arc<SealedSegment>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Loc {
+    seg: SegmentId,
+    off: u32,
+}
+
+struct State {
+    segments: BTreeMap<SegmentId, Seg>,
+    appendable: Arc<MutableSegment>,
+    ids: BTreeMap<PointId, Loc>,
+    next_segment_id: SegmentId,
+    /// Frozen segments waiting for their build, oldest first, with the last
+    /// op they contain.
+    frozen: Vec<(SegmentId, u64)>,
+}
+
+enum Job {
+    Build(SegmentId, u64),
+    Vacuum,
+}
+
+struct Shared {
+    dir: PathBuf,
+    config: CollectionConfig,
+    wal: Wal,
+    state: RwLock<State>,
+    /// Serialises checkpoints and segment swaps done by the worker.
+    checkpoint: Mutex<Manifest>,
+    /// The ticket of the last job the worker finished.
+    progress: (Mutex<u64>, Condvar),
+    stop: AtomicBool,
+}
+
+/// A collection: cheap to share (`Arc` inside), closed on drop.
+pub struct Collection {
+    inner: Arc<Shared>,
+    /// Job queue of the worker, with the last ticket handed out.
+    jobs: Mutex<(Option<crossbeam_channel::Sender<(u64, Job)>>, u64)>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Statistics for `GET /collections/{name}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectionInfo {
+    pub points: usize,
+    pub segments: usize,
+    pub sealed_segments: usize,
+    pub building_segments: usize,
+    pub appendable_points: usize,
+    pub wal_bytes: u64,
+    pub persisted_op: u64,
+    pub last_op: u64,
+}
+
+pub fn new_uuid() -> String {
+    let b: [u8; 16] = rand::random();
+    let mut b = b;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn delete_at(st: &State, loc: Loc) {
+    match st.segments.get(&loc.seg) {
+        Some(Seg::Mutable(m)) => {
+            m.delete(loc.off);
+        }
+        Some(Seg::Sealed(s)) => {
+            s.deleted.set(loc.off as usize);
+        }
+        None => debug_assert!(false, "id map points at a missing segment"),
+    }
+}
+
+impl Shared {
+    fn segments_dir(&self) -> PathBuf {
+        self.dir.join("segments")
+    }
+
+    fn apply(&self, st: &mut State, op_num: u64, op: Op) -> Option<Job> {
+        apply_op(&self.config, st, op_num, op)
+    }
+
+    fn freeze(&self, st: &mut State, op_num: u64) -> Job {
+        freeze(&self.config, st, op_num)
+    }
+
+    /// Writes every sealed segment's bitmap, then the manifest, then cuts
+    /// the WAL. Called only from the worker.
+    fn checkpoint(&self, m: &mut Manifest, persisted_op: u64) -> Result<()> {
+        let (sealed, next): (Vec<Arc<SealedSegment>>, SegmentId) = {
+            let st = self.state.read();
+            let sealed = st
+                .segments
+                .values()
+                .filter_map(|s| match s {
+                    Seg::Sealed(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            (sealed, st.next_segment_id)
+        };
+        for s in &sealed {
+            s.persist_deleted()?;
+        }
+        m.format_version = COLLECTION_FORMAT_VERSION;
+        m.segments = sealed.iter().map(|s| s.id).collect();
+        m.persisted_op = m.persisted_op.max(persisted_op);
+        m.next_segment_id = m.next_segment_id.max(next);
+        atomic_write(
+            &self.dir.join("manifest.json"),
+            &serde_json::to_vec_pretty(m).unwrap(),
+        )?;
+        self.wal.truncate_through(m.persisted_op)?;
+        Ok(())
+    }
+
+    fn build(&self, id: SegmentId, freeze_op: u64) -> Result<()> {
+        let seg = match self.state.read().segments.get(&id) {
+            Some(Seg::Mutable(m)) => m.clone(),
+            _ => return Ok(()),
+        };
+        let (snap_deleted, path) = {
+            let d = seg.data.read();
+            let dim = self.config.dimension;
+            let path = SealedSegment::write(
+                &self.segments_dir(),
+                id,
+                dim,
+                (0..d.ids.len()).map(|i| {
+                    (
+                        &d.ids[i],
+                        &d.vectors[i * dim..(i + 1) * dim],
+                        &d.extras[i],
+                        d.deleted[i],
+                    )
+                }),
+            )?;
+            (d.deleted.clone(), path)
+        };
+        let sealed = Arc::new(SealedSegment::open(&path)?);
+        let mut m = self.checkpoint.lock();
+        {
+            let mut st = self.state.write();
+            // Deletes that landed while the files were written.
+            let d = seg.data.read();
+            for (i, (&now, &then)) in d.deleted.iter().zip(&snap_deleted).enumerate() {
+                if now && !then {
+                    sealed.deleted.set(i);
+                }
+            }
+            drop(d);
+            st.segments.insert(id, Seg::Sealed(sealed));
+            st.frozen.retain(|(f, _)| *f != id);
+        }
+        self.checkpoint(&mut m, freeze_op)?;
+        Ok(())
+    }
+
+    /// Rewrites sealed segments with many deleted points, or merges the
+    /// smallest when there are too many. Returns whether it did anything.
+    fn vacuum(&self) -> Result<bool> {
+        let v = &self.config.vacuum;
+        let sealed: Vec<Arc<SealedSegment>> = self
+            .state
+            .read()
+            .segments
+            .values()
+            .filter_map(|s| match s {
+                Seg::Sealed(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut pick: Vec<Arc<SealedSegment>> = sealed
+            .iter()
+            .filter(|s| {
+                s.count > 0 && (s.count - s.live()) as f64 / s.count as f64 >= v.deleted_ratio
+            })
+            .cloned()
+            .collect();
+        if sealed.len() > v.max_segments {
+            let mut by_size = sealed.clone();
+            by_size.sort_by_key(|s| s.live());
+            for s in by_size.into_iter().take(sealed.len() - v.max_segments + 1) {
+                if !pick.iter().any(|p| p.id == s.id) {
+                    pick.push(s);
+                }
+            }
+        }
+        if pick.is_empty() || (pick.len() == 1 && pick[0].live() == pick[0].count) {
+            return Ok(false);
+        }
+        let mut m = self.checkpoint.lock();
+        let new_id = {
+            let mut st = self.state.write();
+            let id = st.next_segment_id;
+            st.next_segment_id += 1;
+            id
+        };
+        // Live points as of now (later deletes are carried over below).
+        let mut moved: Vec<(SegmentId, u32)> = Vec::new();
+        let mut extras = Vec::new();
+        for s in &pick {
+            for off in 0..s.count {
+                if !s.deleted.get(off) {
+                    moved.push((s.id, off as u32));
+                    extras.push(s.extra(off)?);
+                }
+            }
+        }
+        let by_id: BTreeMap<SegmentId, &Arc<SealedSegment>> =
+            pick.iter().map(|s| (s.id, s)).collect();
+        let path = SealedSegment::write(
+            &self.segments_dir(),
+            new_id,
+            self.config.dimension,
+            moved.iter().zip(&extras).map(|(&(sid, off), e)| {
+                let s = by_id[&sid];
+                (&s.ids[off as usize], s.vector(off as usize), e, false)
+            }),
+        )?;
+        let new_seg = Arc::new(SealedSegment::open(&path)?);
+        {
+            let mut st = self.state.write();
+            for (new_off, &(sid, off)) in moved.iter().enumerate() {
+                let s = by_id[&sid];
+                let id = &s.ids[off as usize];
+                if s.deleted.get(off as usize) {
+                    new_seg.deleted.set(new_off);
+                } else if st.ids.get(id) == Some(&Loc { seg: sid, off }) {
+                    st.ids.insert(
+                        id.clone(),
+                        Loc {
+                            seg: new_id,
+                            off: new_off as u32,
+                        },
+                    );
+                } else {
+                    new_seg.deleted.set(new_off);
+                }
+            }
+            for s in &pick {
+                st.segments.remove(&s.id);
+            }
+            st.segments.insert(new_id, Seg::Sealed(new_seg));
+        }
+        let p = m.persisted_op;
+        self.checkpoint(&mut m, p)?;
+        for s in &pick {
+            let _ = std::fs::remove_dir_all(&s.dir);
+        }
+        tracing::debug!(collection = %self.config.name, "vacuumed {} segments into {new_id}", pick.len());
+        Ok(true)
+    }
+
+    /// Runs jobs in order; after each, publishes its ticket as done.
+    fn worker(self: Arc<Self>, rx: crossbeam_channel::Receiver<(u64, Job)>) {
+        while let Ok((ticket, job)) = rx.recv() {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let r = match job {
+                Job::Build(id, op) => self.build(id, op).and_then(|_| self.vacuum().map(|_| ())),
+                Job::Vacuum => self.vacuum().map(|_| ()),
+            };
+            if let Err(e) = r {
+                tracing::error!(collection = %self.config.name, "background segment work failed: {e}");
+            }
+            *self.progress.0.lock() = ticket;
+            self.progress.1.notify_all();
+        }
+    }
+}
+
+impl Collection {
+    /// Creates a new collection directory and opens it.
+    pub fn create(dir: &Path, config: CollectionConfig) -> Result<Self> {
+        config.validate()?;
+        if dir.join("collection.json").exists() {
+            return Err(CollectionError::AlreadyExists(config.name.clone()));
+        }
+        std::fs::create_dir_all(dir.join("segments")).map_err(io_err(dir))?;
+        atomic_write(
+            &dir.join("collection.json"),
+            &serde_json::to_vec_pretty(&config).unwrap(),
+        )?;
+        Self::open(dir)
+    }
+
+    /// Opens a collection: manifest → memory-map sealed segments → replay
+    /// the WAL past `persisted_op` → serve. Rebuilds nothing.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let cfg_path = dir.join("collection.json");
+        let config: CollectionConfig = serde_json::from_slice(
+            &std::fs::read(&cfg_path).map_err(io_err(&cfg_path))?,
+        )
+        .map_err(|e| StorageError::Corrupt {
+            path: cfg_path.clone(),
+            message: e.to_string(),
+        })?;
+        if config.format_version != COLLECTION_FORMAT_VERSION {
+            return Err(StorageError::Version {
+                path: cfg_path,
+                found: config.format_version,
+                expected: COLLECTION_FORMAT_VERSION,
+            }
+            .into());
+        }
+        let seg_dir = dir.join("segments");
+        std::fs::create_dir_all(&seg_dir).map_err(io_err(&seg_dir))?;
+        let man_path = dir.join("manifest.json");
+        let manifest: Manifest = match std::fs::read(&man_path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| StorageError::Corrupt {
+                path: man_path.clone(),
+                message: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
+                format_version: COLLECTION_FORMAT_VERSION,
+                ..Default::default()
+            },
+            Err(e) => return Err(io_err(&man_path)(e).into()),
+        };
+        // Directories the manifest does not list are leftovers of a crash.
+        let listed: HashSet<String> = manifest
+            .segments
+            .iter()
+            .map(|&i| SealedSegment::dir_name(i))
+            .collect();
+        let mut max_seen = 0;
+        for e in std::fs::read_dir(&seg_dir)
+            .map_err(io_err(&seg_dir))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            if let Ok(n) = name.trim_end_matches(".tmp").parse::<u64>() {
+                max_seen = max_seen.max(n + 1);
+            }
+            if !listed.contains(&name) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let mut segments = BTreeMap::new();
+        let mut ids: BTreeMap<PointId, Loc> = BTreeMap::new();
+        for &sid in &manifest.segments {
+            let s = Arc::new(SealedSegment::open(
+                &seg_dir.join(SealedSegment::dir_name(sid)),
+            )?);
+            for (off, pid) in s.ids.iter().enumerate() {
+                if s.deleted.get(off) {
+                    continue;
+                }
+                if let Some(prev) = ids.insert(
+                    pid.clone(),
+                    Loc {
+                        seg: sid,
+                        off: off as u32,
+                    },
+                ) {
+                    // Not expected; keep the newer segment's copy.
+                    if let Some(Seg::Sealed(p)) = segments.get(&prev.seg) {
+                        p.deleted.set(prev.off as usize);
+                    }
+                }
+            }
+            segments.insert(sid, Seg::Sealed(s));
+        }
+        let next = manifest
+            .next_segment_id
+            .max(max_seen)
+            .max(manifest.segments.iter().max().map_or(0, |m| m + 1));
+        let appendable = Arc::new(MutableSegment::new(next, config.dimension));
+        segments.insert(next, Seg::Mutable(appendable.clone()));
+        let state = State {
+            segments,
+            appendable,
+            ids,
+            next_segment_id: next + 1,
+            frozen: Vec::new(),
+        };
+        let persisted = manifest.persisted_op;
+        let mut jobs = Vec::new();
+        // Replay into the state before it is shared.
+        let mut state = state;
+        let wal = Wal::open(&dir.join("wal"), persisted, |op, o| {
+            jobs.extend(apply_op(&config, &mut state, op, o));
+            Ok(())
+        })?;
+        let shared_state = RwLock::new(state);
+        let inner = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            config,
+            wal,
+            state: shared_state,
+            checkpoint: Mutex::new(manifest),
+            progress: (Mutex::new(0), Condvar::new()),
+            stop: AtomicBool::new(false),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut ticket = 0;
+        for j in jobs.into_iter().chain([Job::Vacuum]) {
+            ticket += 1;
+            let _ = tx.send((ticket, j));
+        }
+        let mut threads = Vec::new();
+        {
+            let s = inner.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("segments-{}", s.config.name))
+                    .spawn(move || s.worker(rx))
+                    .map_err(io_err(dir))?,
+            );
+        }
+        if inner.config.fsync == FsyncMode::Interval {
+            let s = inner.clone();
+            let every = Duration::from_millis(s.config.fsync_interval_ms.max(1));
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("wal-sync-{}", s.config.name))
+                    .spawn(move || {
+                        while !s.stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(every);
+                            let _ = s.wal.sync_all();
+                        }
+                    })
+                    .map_err(io_err(dir))?,
+            );
+        }
+        Ok(Self {
+            inner,
+            jobs: Mutex::new((Some(tx), ticket)),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    pub fn config(&self) -> &CollectionConfig {
+        &self.inner.config
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// Queues a job; returns its ticket.
+    fn send(&self, j: Job) -> u64 {
+        let mut g = self.jobs.lock();
+        g.1 += 1;
+        let t = g.1;
+        if let Some(tx) = &g.0 {
+            let _ = tx.send((t, j));
+        }
+        t
+    }
+
+    /// Checks and normalises points before anything is written.
+    fn prepare(&self, points: Vec<NewPoint>) -> Result<Vec<PointRecord>> {
+        let c = &self.inner.config;
+        points
+            .into_iter()
+            .enumerate()
+            .map(|(index, p)| {
+                if p.vector.len() != c.dimension {
+                    return Err(CollectionError::DimensionMismatch {
+                        index,
+                        expected: c.dimension,
+                        got: p.vector.len(),
+                    });
+                }
+                if let Some(i) = p.vector.iter().position(|x| !x.is_finite()) {
+                    return Err(CollectionError::InvalidVector(format!(
+                        "point {index}: component {i} is not a finite number"
+                    )));
+                }
+                let mut vector = p.vector;
+                if c.metric == Metric::Cosine && !index::distance::normalize(&mut vector) {
+                    return Err(CollectionError::InvalidVector(format!(
+                        "point {index}: a zero vector has no direction under cosine"
+                    )));
+                }
+                let payload = self.check_payload(index, p.payload)?;
+                let id = match p.id {
+                    Some(PointId::Str(s)) if s.is_empty() || s.len() > 256 => {
+                        return Err(CollectionError::InvalidId(format!(
+                            "point {index}: string ids must be 1-256 bytes"
+                        )))
+                    }
+                    Some(id) => id,
+                    None => PointId::Str(new_uuid()),
+                };
+                Ok(PointRecord {
+                    id,
+                    vector,
+                    payload,
+                    content: p.content,
+                })
+            })
+            .collect()
+    }
+
+    fn check_payload(&self, index: usize, p: Option<serde_json::Value>) -> Result<Option<Payload>> {
+        match p {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Object(m)) => {
+                let size = serde_json::to_vec(&m)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX);
+                if size > self.inner.config.max_payload_bytes {
+                    return Err(CollectionError::InvalidPayload(format!(
+                        "point {index}: payload is {size} bytes, the limit is {}",
+                        self.inner.config.max_payload_bytes
+                    )));
+                }
+                Ok(Some(m))
+            }
+            Some(_) => Err(CollectionError::InvalidPayload(format!(
+                "point {index}: payload must be a JSON object"
+            ))),
+        }
+    }
+
+    /// WAL → apply → (fsync) → acknowledge. Blocking.
+    fn write(&self, op: Op) -> Result<u64> {
+        let mut buf = Vec::new();
+        encode_op(&op, &mut buf);
+        let (num, job) = {
+            let mut st = self.inner.state.write();
+            let num = self.inner.wal.append(&buf)?;
+            let job = self.inner.apply(&mut st, num, op);
+            (num, job)
+        };
+        if let Some(j) = job {
+            self.send(j);
+        }
+        if self.inner.config.fsync == FsyncMode::Always {
+            self.inner.wal.sync_to(num)?;
+        }
+        Ok(num)
+    }
+
+    /// Inserts or replaces points by id. Returns the op number and the ids.
+    pub fn upsert(&self, points: Vec<NewPoint>) -> Result<(u64, Vec<PointId>)> {
+        let recs = self.prepare(points)?;
+        let ids = recs.iter().map(|r| r.id.clone()).collect();
+        if recs.is_empty() {
+            return Ok((self.inner.wal.last_op(), ids));
+        }
+        Ok((self.write(Op::Upsert(recs))?, ids))
+    }
+
+    /// Deletes points by id; returns how many existed.
+    pub fn delete(&self, ids: Vec<PointId>) -> Result<usize> {
+        let n = {
+            let st = self.inner.state.read();
+            ids.iter()
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .filter(|i| st.ids.contains_key(i))
+                .count()
+        };
+        if !ids.is_empty() {
+            self.write(Op::Delete(ids))?;
+        }
+        Ok(n)
+    }
+
+    /// Deletes every point matching the filter (logged as the ids it matched).
+    pub fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
+        filter::validate(filter).map_err(CollectionError::InvalidFilter)?;
+        let mut buf = Vec::new();
+        let (num, n, job) = {
+            let mut st = self.inner.state.write();
+            let ids: Vec<PointId> = st
+                .ids
+                .iter()
+                .filter(|(_, loc)| {
+                    self.extra_at(&st, **loc)
+                        .is_ok_and(|e| filter::matches(filter, e.payload.as_ref()))
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            let n = ids.len();
+            let op = Op::Delete(ids);
+            encode_op(&op, &mut buf);
+            let num = self.inner.wal.append(&buf)?;
+            let job = self.inner.apply(&mut st, num, op);
+            (num, n, job)
+        };
+        if let Some(j) = job {
+            self.send(j);
+        }
+        if self.inner.config.fsync == FsyncMode::Always {
+            self.inner.wal.sync_to(num)?;
+        }
+        Ok(n)
+    }
+
+    /// Sets (or with `merge`, merges into) the payload of existing points,
+    /// without touching vectors. Logged as upserts of the resulting points.
+    pub fn set_payload(
+        &self,
+        ids: &[PointId],
+        payload: serde_json::Value,
+        merge: bool,
+    ) -> Result<u64> {
+        let new = self.check_payload(0, Some(payload))?.unwrap_or_default();
+        let mut buf = Vec::new();
+        let (num, job) = {
+            let mut st = self.inner.state.write();
+            let mut recs = Vec::with_capacity(ids.len());
+            for id in ids {
+                let loc = *st
+                    .ids
+                    .get(id)
+                    .ok_or_else(|| CollectionError::PointNotFound(id.clone()))?;
+                let p = self.point_at(&st, id.clone(), loc)?;
+                let payload = if merge {
+                    let mut m = p.payload.unwrap_or_default();
+                    m.extend(new.clone());
+                    m
+                } else {
+                    new.clone()
+                };
+                let size = serde_json::to_vec(&payload)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX);
+                if size > self.inner.config.max_payload_bytes {
+                    return Err(CollectionError::InvalidPayload(format!(
+                        "payload of {id} would be {size} bytes, over the limit"
+                    )));
+                }
+                recs.push(PointRecord {
+                    id: id.clone(),
+                    vector: p.vector,
+                    payload: Some(payload),
+                    content: p.content,
+                });
+            }
+            let op = Op::Upsert(recs);
+            encode_op(&op, &mut buf);
+            let num = self.inner.wal.append(&buf)?;
+            let job = self.inner.apply(&mut st, num, op);
+            (num, job)
+        };
+        if let Some(j) = job {
+            self.send(j);
+        }
+        if self.inner.config.fsync == FsyncMode::Always {
+            self.inner.wal.sync_to(num)?;
+        }
+        Ok(num)
+    }
+
+    fn extra_at(&self, st: &State, loc: Loc) -> Result<Extra> {
+        match st.segments.get(&loc.seg) {
+            Some(Seg::Mutable(m)) => Ok(m.data.read().extras[loc.off as usize].clone()),
+            Some(Seg::Sealed(s)) => Ok(s.extra(loc.off as usize)?),
+            None => Err(StorageError::Corrupt {
+                path: self.inner.dir.clone(),
+                message: "id map points at a missing segment".into(),
+            }
+            .into()),
+        }
+    }
+
+    fn point_at(&self, st: &State, id: PointId, loc: Loc) -> Result<StoredPoint> {
+        let extra = self.extra_at(st, loc)?;
+        let dim = self.inner.config.dimension;
+        let vector = match st.segments.get(&loc.seg) {
+            Some(Seg::Mutable(m)) => {
+                m.data.read().vectors[loc.off as usize * dim..(loc.off as usize + 1) * dim].to_vec()
+            }
+            Some(Seg::Sealed(s)) => s.vector(loc.off as usize).to_vec(),
+            None => unreachable!("checked by extra_at"),
+        };
+        Ok(StoredPoint {
+            id,
+            vector,
+            payload: extra.payload,
+            content: extra.content,
+        })
+    }
+
+    /// Points by id; missing ids are skipped.
+    pub fn get(&self, ids: &[PointId]) -> Result<Vec<StoredPoint>> {
+        let st = self.inner.state.read();
+        ids.iter()
+            .filter_map(|id| st.ids.get(id).map(|l| (id, *l)))
+            .map(|(id, l)| self.point_at(&st, id.clone(), l))
+            .collect()
+    }
+
+    /// Points (matching the filter), counted.
+    pub fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        let st = self.inner.state.read();
+        match filter {
+            None => Ok(st.ids.len()),
+            Some(f) => {
+                filter::validate(f).map_err(CollectionError::InvalidFilter)?;
+                let mut n = 0;
+                for loc in st.ids.values() {
+                    if filter::matches(f, self.extra_at(&st, *loc)?.payload.as_ref()) {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// A page of points in id order after `cursor`; the next cursor is the
+    /// last id returned when more may follow. Stable under concurrent
+    /// writes: a point present for the whole scroll is returned once.
+    pub fn scroll(
+        &self,
+        filter: Option<&Filter>,
+        limit: usize,
+        cursor: Option<&PointId>,
+    ) -> Result<(Vec<StoredPoint>, Option<PointId>)> {
+        if let Some(f) = filter {
+            filter::validate(f).map_err(CollectionError::InvalidFilter)?;
+        }
+        let st = self.inner.state.read();
+        let start = match cursor {
+            Some(c) => Bound::Excluded(c.clone()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for (id, loc) in st.ids.range((start, Bound::Unbounded)) {
+            if out.len() == limit {
+                let next = out.last().map(|p: &StoredPoint| p.id.clone());
+                return Ok((out, next));
+            }
+            let p = self.point_at(&st, id.clone(), *loc)?;
+            if filter.is_none_or(|f| filter::matches(f, p.payload.as_ref())) {
+                out.push(p);
+            }
+        }
+        Ok((out, None))
+    }
+
+    /// Exact top-k over every segment, deleted points skipped, filter
+    /// applied. Scores: similarity (cosine, dot) or distance (euclidean).
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<ScoredPoint>> {
+        let c = &self.inner.config;
+        if query.len() != c.dimension {
+            return Err(CollectionError::DimensionMismatch {
+                index: 0,
+                expected: c.dimension,
+                got: query.len(),
+            });
+        }
+        if query.iter().any(|x| !x.is_finite()) {
+            return Err(CollectionError::InvalidVector(
+                "query has a component that is not a finite number".into(),
+            ));
+        }
+        if let Some(f) = filter {
+            filter::validate(f).map_err(CollectionError::InvalidFilter)?;
+        }
+        let mut q = query.to_vec();
+        if c.metric == Metric::Cosine && !index::distance::normalize(&mut q) {
+            return Err(CollectionError::InvalidVector(
+                "a zero query vector has no direction under cosine".into(),
+            ));
+        }
+        let segs: Vec<Seg> = self.inner.state.read().segments.values().cloned().collect();
+        let mut top: TopK<(SegmentId, u32)> = TopK::new(k);
+        for s in &segs {
+            match s {
+                Seg::Sealed(s) => {
+                    let accept = |off: u32| {
+                        !s.deleted.get(off as usize)
+                            && filter.is_none_or(|f| {
+                                s.extra(off as usize)
+                                    .is_ok_and(|e| filter::matches(f, e.payload.as_ref()))
+                            })
+                    };
+                    for (off, sc) in
+                        index::exact_scan(c.metric, s.vectors(), c.dimension, &q, k, &accept)
+                    {
+                        top.push(sc, (s.id, off));
+                    }
+                }
+                Seg::Mutable(m) => {
+                    let d = m.data.read();
+                    let accept = |off: u32| {
+                        !d.deleted[off as usize]
+                            && filter.is_none_or(|f| {
+                                filter::matches(f, d.extras[off as usize].payload.as_ref())
+                            })
+                    };
+                    for (off, sc) in
+                        index::exact_scan(c.metric, &d.vectors, c.dimension, &q, k, &accept)
+                    {
+                        top.push(sc, (m.id, off));
+                    }
+                }
+            }
+        }
+        let by_id: BTreeMap<SegmentId, &Seg> = segs
+            .iter()
+            .map(|s| match s {
+                Seg::Sealed(x) => (x.id, s),
+                Seg::Mutable(x) => (x.id, s),
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for ((sid, off), sc) in top.into_sorted() {
+            let (id, vector, extra) = match by_id[&sid] {
+                Seg::Sealed(s) => (
+                    s.ids[off as usize].clone(),
+                    s.vector(off as usize).to_vec(),
+                    s.extra(off as usize)?,
+                ),
+                Seg::Mutable(m) => {
+                    let d = m.data.read();
+                    let o = off as usize;
+                    (
+                        d.ids[o].clone(),
+                        d.vectors[o * c.dimension..(o + 1) * c.dimension].to_vec(),
+                        d.extras[o].clone(),
+                    )
+                }
+            };
+            if seen.insert(id.clone()) {
+                out.push(ScoredPoint {
+                    point: StoredPoint {
+                        id,
+                        vector,
+                        payload: extra.payload,
+                        content: extra.content,
+                    },
+                    score: index::user_score(c.metric, sc),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Seals the appendable segment (if it holds anything) and waits until
+    /// the background worker has built it and checkpointed.
+    pub fn flush(&self) -> Result<()> {
+        let job = {
+            let mut st = self.inner.state.write();
+            if st.appendable.data.read().ids.is_empty() {
+                None
+            } else {
+                let last = self.inner.wal.last_op();
+                Some(self.inner.freeze(&mut st, last))
+            }
+        };
+        if let Some(j) = job {
+            let t = self.send(j);
+            self.wait_for(t);
+        }
+        Ok(())
+    }
+
+    /// Runs the vacuum/merge pass now and waits for it.
+    pub fn vacuum(&self) -> Result<()> {
+        let t = self.send(Job::Vacuum);
+        self.wait_for(t);
+        Ok(())
+    }
+
+    /// Waits until the worker has finished the job with this ticket (and
+    /// so every job before it).
+    fn wait_for(&self, ticket: u64) {
+        let (lock, cv) = &self.inner.progress;
+        let mut g = lock.lock();
+        while *g < ticket && !self.inner.stop.load(Ordering::Relaxed) {
+            cv.wait_for(&mut g, Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until no frozen segment waits for its build.
+    pub fn wait_idle(&self) {
+        loop {
+            if self.inner.state.read().frozen.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn info(&self) -> CollectionInfo {
+        let st = self.inner.state.read();
+        let sealed = st
+            .segments
+            .values()
+            .filter(|s| matches!(s, Seg::Sealed(_)))
+            .count();
+        CollectionInfo {
+            points: st.ids.len(),
+            segments: st.segments.len(),
+            sealed_segments: sealed,
+            building_segments: st.frozen.len(),
+            appendable_points: st.appendable.live(),
+            wal_bytes: self.inner.wal.size_bytes(),
+            persisted_op: self.inner.checkpoint.lock().persisted_op,
+            last_op: self.inner.wal.last_op(),
+        }
+    }
+
+    /// Bytes on disk of the whole collection.
+    pub fn disk_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            std::fs::read_dir(p)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| match e.file_type() {
+                            Ok(t) if t.is_dir() => walk(&e.path()),
+                            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        walk(&self.inner.dir)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Stops the background threads and syncs the WAL. Idempotent.
+    pub fn close(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        self.jobs.lock().0.take();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        let _ = self.inner.wal.sync_all();
+    }
+}
+
+impl Drop for Collection {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Applies one logged op to the in-memory state (live writes and WAL
+/// replay alike). Returns a build job when the appendable segment reached
+/// its flush threshold.
+fn apply_op(config: &CollectionConfig, st: &mut State, op_num: u64, op: Op) -> Option<Job> {
+    match op {
+        Op::Upsert(points) => {
+            for p in points {
+                if let Some(old) = st.ids.get(&p.id).copied() {
+                    delete_at(st, old);
+                }
+                let id = p.id.clone();
+                let off = st.appendable.push(p);
+                st.ids.insert(
+                    id,
+                    Loc {
+                        seg: st.appendable.id,
+                        off,
+                    },
+                );
+            }
+        }
+        Op::Delete(ids) => {
+            for id in ids {
+                if let Some(loc) = st.ids.remove(&id) {
+                    delete_at(st, loc);
+                }
+            }
+        }
+    }
+    let (n, bytes) = {
+        let d = st.appendable.data.read();
+        (d.ids.len(), d.bytes)
+    };
+    let t = &config.flush_threshold;
+    (n >= t.vectors || bytes >= t.bytes).then(|| freeze(config, st, op_num))
+}
+
+/// Seals the appendable segment (it stays searchable) and starts a new one.
+fn freeze(config: &CollectionConfig, st: &mut State, op_num: u64) -> Job {
+    let id = st.appendable.id;
+    st.frozen.push((id, op_num));
+    let next = Arc::new(MutableSegment::new(st.next_segment_id, config.dimension));
+    st.next_segment_id += 1;
+    st.segments.insert(next.id, Seg::Mutable(next.clone()));
+    st.appendable = next;
+    Job::Build(id, op_num)
+}

@@ -1,0 +1,100 @@
+//! The real embedding-service binary over real HTTP: start-up, config
+//! errors, a model that cannot load, and graceful shutdown with work in
+//! flight.
+
+use e2e_tests::{free_port, Proc};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[test]
+fn serves_embeddings_and_drains_on_sigterm() {
+    let port = free_port();
+    let p = port.to_string();
+    let mut svc = Proc::spawn(
+        "embedding-service",
+        port,
+        &[("EMBEDDING__PORT", &p), ("EMBEDDING__HOST", "127.0.0.1")],
+    );
+    svc.wait_healthy(Duration::from_secs(120));
+    let http = reqwest::blocking::Client::new();
+    let v: Value = http
+        .post(format!("{}/embed", svc.url))
+        .json(&json!({"inputs": ["hot dog", "a frankfurter in a bun"]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0].as_array().unwrap().len(), 384);
+
+    // A large request in flight, then SIGTERM: it must still complete.
+    let texts: Vec<String> = (0..256)
+        .map(|i| {
+            format!(
+                "{i} {}",
+                "the quick brown fox jumps over the lazy dog ".repeat(12)
+            )
+        })
+        .collect();
+    let url = svc.url.clone();
+    let inflight = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap()
+            .post(format!("{url}/embed"))
+            .json(&json!({"inputs": texts}))
+            .send()
+            .map(|r| (r.status().as_u16(), r.json::<Value>().ok()))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    svc.signal("TERM");
+    let (status, body) = inflight
+        .join()
+        .unwrap()
+        .expect("in-flight request answered");
+    assert_eq!(status, 200);
+    assert_eq!(body.unwrap().as_array().unwrap().len(), 256);
+    let st = svc
+        .wait_exit(Duration::from_secs(30))
+        .expect("exits after draining");
+    assert!(st.success(), "exit status {st}");
+    // New connections are refused once it has stopped.
+    assert!(http.get(format!("{}/health", svc.url)).send().is_err());
+}
+
+#[test]
+fn invalid_config_stops_at_start_naming_the_key() {
+    let port = free_port();
+    let mut svc = Proc::spawn(
+        "embedding-service",
+        port,
+        &[("EMBEDDING__PORT", "not-a-port")],
+    );
+    let st = svc.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert!(!st.success());
+    let err = svc.stderr();
+    assert!(err.contains("embedding.port"), "{err}");
+}
+
+#[test]
+fn unsupported_architecture_stops_the_service() {
+    let dir = std::env::temp_dir().join(format!("e2e-arch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), r#"{"architectures": ["MambaForCausalLM"], "model_type": "mamba", "hidden_size": 8, "max_position_embeddings": 8}"#).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), "{}").unwrap();
+    std::fs::write(dir.join("model.safetensors"), "").unwrap();
+    let port = free_port();
+    let p = port.to_string();
+    let d = dir.to_string_lossy().to_string();
+    let mut svc = Proc::spawn(
+        "embedding-service",
+        port,
+        &[("EMBEDDING__PORT", &p), ("EMBEDDING__MODEL__PATH", &d)],
+    );
+    let st = svc.wait_exit(Duration::from_secs(30)).expect("exits");
+    assert!(!st.success());
+    let err = svc.stderr();
+    assert!(err.contains("MambaForCausalLM"), "{err}");
+    std::fs::remove_dir_all(dir).ok();
+}
