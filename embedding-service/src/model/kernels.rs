@@ -1,8 +1,8 @@
 //! Element-wise CPU kernels of the fused encoder: exp, erf-GELU, softmax,
 //! residual + layer norm, dot and axpy.
 //!
-//! Each public kernel has one generic body compiled twice: once for the
-//! baseline target and once with AVX2+FMA enabled, chosen at run time. The
+//! Each public kernel has one generic body compiled three times: for the
+//! baseline target, with AVX2+FMA, and with AVX-512, chosen at run time. The
 //! bodies are written so LLVM vectorises them (independent lanes, no calls
 //! into libm). Accuracy: `exp` has ~2 ulp relative error, `erf` 1.5e-7
 //! absolute (Abramowitz & Stegun 7.1.26); tests hold them to the std
@@ -57,6 +57,17 @@ macro_rules! dispatch {
         pub fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                    unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                        $generic($($arg),*)
+                    }
+                    // SAFETY: the features were detected just above.
+                    return unsafe { avx512($($arg),*) };
+                }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
