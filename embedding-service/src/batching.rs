@@ -98,10 +98,12 @@ enum TokenizeJob {
     },
 }
 
+type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
+
 struct Pending {
     slots: Mutex<Vec<Vec<f32>>>,
     remaining: AtomicUsize,
-    reply: Mutex<Option<oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>>>,
+    reply: Mutex<Option<Reply>>,
     cancelled: AtomicBool,
 }
 

@@ -21,7 +21,7 @@ pub fn exp(x: f32) -> f32 {
     let y = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let y = y * z + r + 1.0;
     // fx is in [-126, 127] after the clamp, so the exponent is valid.
     let n = fx as i32;
@@ -39,7 +39,7 @@ pub fn erf(x: f32) -> f32 {
     let y = 1.0 - p * exp(-a * a);
     // Near zero `1 - p·e` cancels; the Maclaurin series is exact there.
     let x2 = x * x;
-    let series = 1.128_379_2
+    let series = std::f32::consts::FRAC_2_SQRT_PI
         * x
         * (1.0
             + x2 * (-1.0 / 3.0

@@ -74,7 +74,14 @@ fn main() {
     let _ = std::fs::remove_dir_all(&args.dir);
     let storage = Storage::open(&args.dir).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    println!("# {} vectors of {} dims per row, payload {{i, tag}}; {} cores", args.vectors, args.dim, std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "# {} vectors of {} dims per row, payload {{i, tag}}; {} cores",
+        args.vectors,
+        args.dim,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     println!("\n| fsync | batch | writers | vectors/s | batches/s |");
     println!("|---|---:|---:|---:|---:|");
     let mut row = 0;
@@ -86,7 +93,11 @@ fn main() {
             let c = storage.create(cfg).unwrap();
             let per_writer = args.vectors / writers;
             let batches: Vec<Vec<Vec<NewPoint>>> = (0..writers)
-                .map(|w| (0..per_writer / bs).map(|b| batch(&mut rng, w * per_writer + b * bs, bs, args.dim)).collect())
+                .map(|w| {
+                    (0..per_writer / bs)
+                        .map(|b| batch(&mut rng, w * per_writer + b * bs, bs, args.dim))
+                        .collect()
+                })
                 .collect();
             let t0 = Instant::now();
             std::thread::scope(|sc| {
@@ -101,7 +112,11 @@ fn main() {
             });
             let secs = t0.elapsed().as_secs_f64();
             let n = (per_writer / bs) * bs * writers;
-            println!("| {fsync:?} | {bs} | {writers} | {:.0} | {:.0} |", n as f64 / secs, (n / bs) as f64 / secs);
+            println!(
+                "| {fsync:?} | {bs} | {writers} | {:.0} | {:.0} |",
+                n as f64 / secs,
+                (n / bs) as f64 / secs
+            );
             c.close();
         }
     }
@@ -116,7 +131,10 @@ fn main() {
         let s = Storage::open(&big_dir).unwrap();
         let mut cfg = CollectionConfig::new("big", args.dim, Metric::Cosine);
         cfg.fsync = FsyncMode::Never;
-        cfg.flush_threshold = FlushThreshold { vectors: 100_000, bytes: 1 << 30 };
+        cfg.flush_threshold = FlushThreshold {
+            vectors: 100_000,
+            bytes: 1 << 30,
+        };
         let c = s.create(cfg).unwrap();
         let t0 = Instant::now();
         let mut i = 0;
@@ -127,7 +145,11 @@ fn main() {
         }
         c.flush().unwrap();
         c.wait_idle();
-        eprintln!("wrote {} points in {:.1}s", args.points, t0.elapsed().as_secs_f64());
+        eprintln!(
+            "wrote {} points in {:.1}s",
+            args.points,
+            t0.elapsed().as_secs_f64()
+        );
     }
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .arg("--open")
@@ -140,7 +162,11 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|");
     println!(
         "| {} | {} | {:.0} | {:.3} | {:.0} |",
-        v["points"], v["segments"], disk, v["open_s"].as_f64().unwrap(), v["rss_mib"].as_f64().unwrap()
+        v["points"],
+        v["segments"],
+        disk,
+        v["open_s"].as_f64().unwrap(),
+        v["rss_mib"].as_f64().unwrap()
     );
     let _ = std::fs::remove_dir_all(&args.dir);
 }

@@ -263,11 +263,14 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// The worker's queue (None once closed) and the last ticket handed out.
+type JobQueue = (Option<crossbeam_channel::Sender<(u64, Job)>>, u64);
+
 /// A collection: cheap to share (`Arc` inside), closed on drop.
 pub struct Collection {
     inner: Arc<Shared>,
     /// Job queue of the worker, with the last ticket handed out.
-    jobs: Mutex<(Option<crossbeam_channel::Sender<(u64, Job)>>, u64)>,
+    jobs: Mutex<JobQueue>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
