@@ -34,6 +34,7 @@
 mod manager;
 pub use manager::{validate_name, Storage};
 
+use crate::index::segment_index::{search_segment, IndexSettings, SearchParams, SegmentIndex};
 use crate::index::{self, filter, TopK};
 use crate::storage::codec::{encode_op, Op, Payload, PointRecord};
 use crate::storage::fsutil::atomic_write;
@@ -133,7 +134,7 @@ pub struct CollectionConfig {
     pub vacuum: VacuumConfig,
     /// Index settings, interpreted by the index layer.
     #[serde(default)]
-    pub index: serde_json::Value,
+    pub index: IndexSettings,
     /// Largest payload (as JSON) of one point.
     #[serde(default = "default_payload_limit")]
     pub max_payload_bytes: usize,
@@ -162,7 +163,7 @@ impl CollectionConfig {
             metric,
             flush_threshold: FlushThreshold::default(),
             vacuum: VacuumConfig::default(),
-            index: serde_json::Value::Null,
+            index: IndexSettings::default(),
             max_payload_bytes: default_payload_limit(),
             fsync: FsyncMode::Always,
             fsync_interval_ms: 100,
@@ -182,6 +183,9 @@ impl CollectionConfig {
                 "flush_threshold.vectors must be at least 1".into(),
             ));
         }
+        self.index
+            .validate(self.dimension)
+            .map_err(CollectionError::InvalidConfig)?;
         if !(self.vacuum.deleted_ratio > 0.0 && self.vacuum.deleted_ratio <= 1.0) {
             return Err(CollectionError::InvalidConfig(
                 "vacuum.deleted_ratio must be in (0, 1]".into(),
@@ -227,7 +231,8 @@ pub struct NewPoint {
 #[derive(Clone)]
 enum Seg {
     Mutable(Arc<MutableSegment>),
-    Sealed(Arc<SealedSegment>),
+    /// A sealed segment and its index (none when small or `flat`).
+    Sealed(Arc<SealedSegment>, Option<Arc<SegmentIndex>>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,7 +313,7 @@ fn delete_at(st: &State, loc: Loc) {
         Some(Seg::Mutable(m)) => {
             m.delete(loc.off);
         }
-        Some(Seg::Sealed(s)) => {
+        Some(Seg::Sealed(s, _)) => {
             s.deleted.set(loc.off as usize);
         }
         None => debug_assert!(false, "id map points at a missing segment"),
@@ -328,6 +333,24 @@ impl Shared {
         freeze(&self.config, st, op_num)
     }
 
+    /// Builds the segment's index into its temp directory (the hook of
+    /// `SealedSegment::write`).
+    fn build_index(
+        &self,
+        dir: &Path,
+        vectors: &[f32],
+        out: &mut Option<SegmentIndex>,
+    ) -> std::result::Result<(), StorageError> {
+        let c = &self.config;
+        *out = SegmentIndex::build(dir, &c.index, c.metric, vectors, c.dimension).map_err(
+            |message| StorageError::Corrupt {
+                path: dir.to_path_buf(),
+                message: format!("index build: {message}"),
+            },
+        )?;
+        Ok(())
+    }
+
     /// Writes every sealed segment's bitmap, then the manifest, then cuts
     /// the WAL. Called only from the worker.
     fn checkpoint(&self, m: &mut Manifest, persisted_op: u64) -> Result<()> {
@@ -337,7 +360,7 @@ impl Shared {
                 .segments
                 .values()
                 .filter_map(|s| match s {
-                    Seg::Sealed(s) => Some(s.clone()),
+                    Seg::Sealed(s, _) => Some(s.clone()),
                     _ => None,
                 })
                 .collect();
@@ -363,24 +386,35 @@ impl Shared {
             Some(Seg::Mutable(m)) => m.clone(),
             _ => return Ok(()),
         };
-        let (snap_deleted, path) = {
+        // Snapshot under the lock, then write and index without it: writers
+        // may keep deleting from this segment meanwhile (carried over below).
+        let (ids, vectors, extras, snap_deleted) = {
             let d = seg.data.read();
-            let dim = self.config.dimension;
-            let path = SealedSegment::write(
-                &self.segments_dir(),
-                id,
-                dim,
-                (0..d.ids.len()).map(|i| {
-                    (
-                        &d.ids[i],
-                        &d.vectors[i * dim..(i + 1) * dim],
-                        &d.extras[i],
-                        d.deleted[i],
-                    )
-                }),
-            )?;
-            (d.deleted.clone(), path)
+            (
+                d.ids.clone(),
+                d.vectors.clone(),
+                d.extras.clone(),
+                d.deleted.clone(),
+            )
         };
+        let dim = self.config.dimension;
+        let mut built = None;
+        let path = SealedSegment::write(
+            &self.segments_dir(),
+            id,
+            dim,
+            (0..ids.len()).map(|i| {
+                (
+                    &ids[i],
+                    &vectors[i * dim..(i + 1) * dim],
+                    &extras[i],
+                    snap_deleted[i],
+                )
+            }),
+            |tmp, v| self.build_index(tmp, v, &mut built),
+        )?;
+        drop((ids, vectors, extras));
+        let built = built.map(Arc::new);
         let sealed = Arc::new(SealedSegment::open(&path)?);
         let mut m = self.checkpoint.lock();
         {
@@ -393,7 +427,7 @@ impl Shared {
                 }
             }
             drop(d);
-            st.segments.insert(id, Seg::Sealed(sealed));
+            st.segments.insert(id, Seg::Sealed(sealed, built));
             st.frozen.retain(|(f, _)| *f != id);
         }
         self.checkpoint(&mut m, freeze_op)?;
@@ -410,7 +444,7 @@ impl Shared {
             .segments
             .values()
             .filter_map(|s| match s {
-                Seg::Sealed(s) => Some(s.clone()),
+                Seg::Sealed(s, _) => Some(s.clone()),
                 _ => None,
             })
             .collect();
@@ -453,6 +487,7 @@ impl Shared {
         }
         let by_id: BTreeMap<SegmentId, &Arc<SealedSegment>> =
             pick.iter().map(|s| (s.id, s)).collect();
+        let mut built = None;
         let path = SealedSegment::write(
             &self.segments_dir(),
             new_id,
@@ -461,8 +496,10 @@ impl Shared {
                 let s = by_id[&sid];
                 (&s.ids[off as usize], s.vector(off as usize), e, false)
             }),
+            |tmp, vectors| self.build_index(tmp, vectors, &mut built),
         )?;
         let new_seg = Arc::new(SealedSegment::open(&path)?);
+        let built = built.map(Arc::new);
         {
             let mut st = self.state.write();
             for (new_off, &(sid, off)) in moved.iter().enumerate() {
@@ -485,7 +522,7 @@ impl Shared {
             for s in &pick {
                 st.segments.remove(&s.id);
             }
-            st.segments.insert(new_id, Seg::Sealed(new_seg));
+            st.segments.insert(new_id, Seg::Sealed(new_seg, built));
         }
         let p = m.persisted_op;
         self.checkpoint(&mut m, p)?;
@@ -585,9 +622,14 @@ impl Collection {
         let mut segments = BTreeMap::new();
         let mut ids: BTreeMap<PointId, Loc> = BTreeMap::new();
         for &sid in &manifest.segments {
-            let s = Arc::new(SealedSegment::open(
-                &seg_dir.join(SealedSegment::dir_name(sid)),
-            )?);
+            let sdir = seg_dir.join(SealedSegment::dir_name(sid));
+            let s = Arc::new(SealedSegment::open(&sdir)?);
+            let idx = SegmentIndex::open(&sdir, &config.index, config.dimension)
+                .map_err(|message| StorageError::Corrupt {
+                    path: sdir.clone(),
+                    message,
+                })?
+                .map(Arc::new);
             for (off, pid) in s.ids.iter().enumerate() {
                 if s.deleted.get(off) {
                     continue;
@@ -600,12 +642,12 @@ impl Collection {
                     },
                 ) {
                     // Not expected; keep the newer segment's copy.
-                    if let Some(Seg::Sealed(p)) = segments.get(&prev.seg) {
+                    if let Some(Seg::Sealed(p, _)) = segments.get(&prev.seg) {
                         p.deleted.set(prev.off as usize);
                     }
                 }
             }
-            segments.insert(sid, Seg::Sealed(s));
+            segments.insert(sid, Seg::Sealed(s, idx));
         }
         let next = manifest
             .next_segment_id
@@ -899,7 +941,7 @@ impl Collection {
     fn extra_at(&self, st: &State, loc: Loc) -> Result<Extra> {
         match st.segments.get(&loc.seg) {
             Some(Seg::Mutable(m)) => Ok(m.data.read().extras[loc.off as usize].clone()),
-            Some(Seg::Sealed(s)) => Ok(s.extra(loc.off as usize)?),
+            Some(Seg::Sealed(s, _)) => Ok(s.extra(loc.off as usize)?),
             None => Err(StorageError::Corrupt {
                 path: self.inner.dir.clone(),
                 message: "id map points at a missing segment".into(),
@@ -915,7 +957,7 @@ impl Collection {
             Some(Seg::Mutable(m)) => {
                 m.data.read().vectors[loc.off as usize * dim..(loc.off as usize + 1) * dim].to_vec()
             }
-            Some(Seg::Sealed(s)) => s.vector(loc.off as usize).to_vec(),
+            Some(Seg::Sealed(s, _)) => s.vector(loc.off as usize).to_vec(),
             None => unreachable!("checked by extra_at"),
         };
         Ok(StoredPoint {
@@ -984,13 +1026,26 @@ impl Collection {
         Ok((out, None))
     }
 
-    /// Exact top-k over every segment, deleted points skipped, filter
-    /// applied. Scores: similarity (cosine, dot) or distance (euclidean).
+    /// Top-k over every segment with default search parameters.
     pub fn search(
         &self,
         query: &[f32],
         k: usize,
         filter: Option<&Filter>,
+    ) -> Result<Vec<ScoredPoint>> {
+        self.search_with(query, k, filter, SearchParams::default())
+    }
+
+    /// Top-k over every segment: sealed ones through their index (exact
+    /// with `params.exact`), the appendable one by scan; deleted points
+    /// skipped, the filter applied during traversal. Scores: similarity
+    /// (cosine, dot) or distance (euclidean).
+    pub fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        params: SearchParams,
     ) -> Result<Vec<ScoredPoint>> {
         let c = &self.inner.config;
         if query.len() != c.dimension {
@@ -1018,7 +1073,7 @@ impl Collection {
         let mut top: TopK<(SegmentId, u32)> = TopK::new(k);
         for s in &segs {
             match s {
-                Seg::Sealed(s) => {
+                Seg::Sealed(s, idx) => {
                     let accept = |off: u32| {
                         !s.deleted.get(off as usize)
                             && filter.is_none_or(|f| {
@@ -1026,9 +1081,19 @@ impl Collection {
                                     .is_ok_and(|e| filter::matches(f, e.payload.as_ref()))
                             })
                     };
-                    for (off, sc) in
-                        index::exact_scan(c.metric, s.vectors(), c.dimension, &q, k, &accept)
-                    {
+                    let hits = search_segment(
+                        idx.as_deref(),
+                        &c.index,
+                        c.metric,
+                        s.vectors(),
+                        c.dimension,
+                        &q,
+                        k,
+                        params,
+                        filter.is_some(),
+                        &accept,
+                    );
+                    for (off, sc) in hits {
                         top.push(sc, (s.id, off));
                     }
                 }
@@ -1051,7 +1116,7 @@ impl Collection {
         let by_id: BTreeMap<SegmentId, &Seg> = segs
             .iter()
             .map(|s| match s {
-                Seg::Sealed(x) => (x.id, s),
+                Seg::Sealed(x, _) => (x.id, s),
                 Seg::Mutable(x) => (x.id, s),
             })
             .collect();
@@ -1059,7 +1124,7 @@ impl Collection {
         let mut out = Vec::new();
         for ((sid, off), sc) in top.into_sorted() {
             let (id, vector, extra) = match by_id[&sid] {
-                Seg::Sealed(s) => (
+                Seg::Sealed(s, _) => (
                     s.ids[off as usize].clone(),
                     s.vector(off as usize).to_vec(),
                     s.extra(off as usize)?,
@@ -1140,7 +1205,7 @@ impl Collection {
         let sealed = st
             .segments
             .values()
-            .filter(|s| matches!(s, Seg::Sealed(_)))
+            .filter(|s| matches!(s, Seg::Sealed(..)))
             .count();
         CollectionInfo {
             points: st.ids.len(),

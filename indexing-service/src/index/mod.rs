@@ -1,22 +1,16 @@
-//! The index layer: distance kernels, payload filters, and search over
-//! segments. Exact scan lives here; graph and quantized indexes plug in
-//! behind [`SegmentIndex`] (issue 4).
+//! The index layer: distance kernels, payload filters, exact scan, HNSW,
+//! product quantization and IVF-PQ, and per-segment index management
+//! (`segment_index`).
 
 pub mod distance;
 pub mod filter;
+pub mod hnsw;
+pub mod pq;
+pub mod segment_index;
 
 use shared::wire::indexing::Metric;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-
-/// A per-segment search structure built when a segment is sealed.
-///
-/// Callers may rely on: `search` returns at most `k` offsets that are not
-/// deleted and for which `accept` holds, best first, scored with
-/// [`score`]'s convention (higher is better).
-pub trait SegmentIndex: Send + Sync {
-    fn search(&self, query: &[f32], k: usize, accept: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)>;
-}
 
 /// Internal score, higher is closer: similarity for cosine/dot, negated
 /// squared distance for euclidean.

@@ -201,17 +201,21 @@ impl SealedSegment {
 
     /// Writes a segment into `<parent>/<id>.tmp` and renames it to
     /// `<parent>/<id>`. `points` yields (id, vector, extra, deleted).
+    /// `hook` runs on the temp directory and all vectors before the rename
+    /// (the index layer writes its files there), so a segment directory is
+    /// complete whenever it exists under its final name.
     pub fn write<'a>(
         parent: &Path,
         id: SegmentId,
         dim: usize,
         points: impl Iterator<Item = (&'a PointId, &'a [f32], &'a Extra, bool)>,
+        hook: impl FnOnce(&Path, &[f32]) -> Result<()>,
     ) -> Result<PathBuf> {
         let fin = parent.join(Self::dir_name(id));
         let tmp = parent.join(format!("{}.tmp", Self::dir_name(id)));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-        let mut vectors: Vec<u8> = Vec::new();
+        let mut vectors: Vec<f32> = Vec::new();
         let mut ids = Vec::new();
         let mut idx: Vec<u8> = Vec::new();
         let mut dat = Vec::new();
@@ -219,9 +223,7 @@ impl SealedSegment {
         let mut count = 0usize;
         for (pid, v, extra, del) in points {
             debug_assert_eq!(v.len(), dim);
-            for x in v {
-                vectors.extend_from_slice(&x.to_le_bytes());
-            }
+            vectors.extend_from_slice(v);
             put_id(&mut ids, pid);
             idx.extend_from_slice(&(dat.len() as u64).to_le_bytes());
             serde_json::to_writer(&mut dat, extra).expect("JSON to a Vec");
@@ -235,7 +237,10 @@ impl SealedSegment {
         for o in deleted_offsets {
             bits.set(o);
         }
-        write_synced(&tmp.join("vectors.f32"), &vectors)?;
+        let bytes: Vec<u8> = vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
+        write_synced(&tmp.join("vectors.f32"), &bytes)?;
+        drop(bytes);
+        hook(&tmp, &vectors)?;
         write_synced(&tmp.join("ids.bin"), &ids)?;
         write_synced(&tmp.join("records.idx"), &idx)?;
         write_synced(&tmp.join("records.dat"), &dat)?;

@@ -209,7 +209,12 @@ fn acknowledged_writes_survive_sigkill() {
     let mut total_acked = 0;
     for cycle in 0..cycles {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "storage::crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("CRASH_DIR", dir.path())
             .env("CRASH_CYCLE", (base * 1000 + cycle + 1).to_string())
             .stdout(Stdio::piped())

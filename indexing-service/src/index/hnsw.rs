@@ -1,0 +1,581 @@
+//! HNSW (Malkov & Yashunin), in the paper's terms: `M` links per node on
+//! upper levels, `M0 = 2·M` on level 0, `ef_construction` at build time, `ef`
+//! per query, levels drawn with `mL = 1/ln(M)`.
+//!
+//! The graph is built in parallel (one lock per node, neighbour selection by
+//! the paper's heuristic) and then flattened into one array of `u32` words,
+//! which is also the file format (`hnsw.bin`, little-endian, memory-mapped on
+//! open; opening builds nothing):
+//!
+//! | words | content |
+//! |---|---|
+//! | 0..8 | magic `HNSW`, version 1, n, M, M0, entry point (`u32::MAX` when empty), max level, ef_construction |
+//! | n | level of each node |
+//! | n × (M0 + 1) | level 0: per node a count then M0 slots |
+//! | n + 1 | start of each node's upper levels, in units of (M + 1) words |
+//! | … | upper levels 1..=level per node: a count then M slots each |
+//!
+//! Search invariants: deleted or filtered-out nodes are traversed (so the
+//! graph stays navigable) but never returned; results are the best `k`, not
+//! `ef`. Vectors are not stored here: the segment's memory-mapped vectors
+//! (or PQ codes, see `quantized`) are passed in.
+
+use super::distance;
+use memmap2::Mmap;
+use parking_lot::{Mutex, RwLock};
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::path::Path;
+
+const MAGIC: u32 = u32::from_le_bytes(*b"HNSW");
+const VERSION: u32 = 1;
+const HEADER: usize = 8;
+
+/// Distance used inside the graph: lower is closer.
+pub trait Space: Sync {
+    fn dist(&self, a: u32, b: u32) -> f32;
+    fn dist_query(&self, q: &Query, b: u32) -> f32;
+    fn prefetch(&self, _node: u32) {}
+}
+
+/// A query prepared for a space (the f32 vector, or a PQ lookup table).
+pub enum Query<'a> {
+    Vector(&'a [f32]),
+    Table(Vec<f32>),
+}
+
+/// Exact f32 vectors; `dot` is negated so lower is closer.
+pub struct F32Space<'a> {
+    pub vectors: &'a [f32],
+    pub dim: usize,
+    pub dot: bool,
+}
+
+impl F32Space<'_> {
+    #[inline]
+    fn v(&self, i: u32) -> &[f32] {
+        &self.vectors[i as usize * self.dim..(i as usize + 1) * self.dim]
+    }
+}
+
+impl Space for F32Space<'_> {
+    #[inline]
+    fn dist(&self, a: u32, b: u32) -> f32 {
+        if self.dot {
+            -distance::dot(self.v(a), self.v(b))
+        } else {
+            distance::l2_sq(self.v(a), self.v(b))
+        }
+    }
+    #[inline]
+    fn dist_query(&self, q: &Query, b: u32) -> f32 {
+        let Query::Vector(q) = q else {
+            unreachable!("f32 space takes vector queries")
+        };
+        if self.dot {
+            -distance::dot(q, self.v(b))
+        } else {
+            distance::l2_sq(q, self.v(b))
+        }
+    }
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = self.vectors.as_ptr().wrapping_add(node as usize * self.dim) as *const i8;
+            // SAFETY: prefetch never faults; the address may be anything.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0);
+                std::arch::x86_64::_mm_prefetch(p.wrapping_add(64), std::arch::x86_64::_MM_HINT_T0);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+struct Cand {
+    d: f32,
+    id: u32,
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.d.total_cmp(&o.d).then(self.id.cmp(&o.id))
+    }
+}
+
+/// Epoch-tagged visited marks, reused per thread: no clearing per query.
+struct Visited {
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn reset(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks = vec![0; n];
+            self.epoch = 0;
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.iter_mut().for_each(|m| *m = 0);
+            self.epoch = 1;
+        }
+    }
+    /// Marks `i`; true when it was not yet visited.
+    #[inline]
+    fn insert(&mut self, i: u32) -> bool {
+        let m = &mut self.marks[i as usize];
+        if *m == self.epoch {
+            false
+        } else {
+            *m = self.epoch;
+            true
+        }
+    }
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), epoch: 0 }) };
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HnswParams {
+    pub m: usize,
+    pub ef_construction: usize,
+    pub seed: u64,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construction: 100,
+            seed: 42,
+        }
+    }
+}
+
+enum Words {
+    Owned(Vec<u32>),
+    Mapped(Mmap),
+}
+
+impl Words {
+    #[inline]
+    fn get(&self) -> &[u32] {
+        match self {
+            Words::Owned(v) => v,
+            // SAFETY: the map is page-aligned and its length a multiple of 4
+            // (checked on open); the file is never modified while mapped.
+            Words::Mapped(m) => unsafe {
+                std::slice::from_raw_parts(m.as_ptr() as *const u32, m.len() / 4)
+            },
+        }
+    }
+}
+
+/// A flattened, immutable graph.
+pub struct Hnsw {
+    words: Words,
+    n: usize,
+    m: usize,
+    m0: usize,
+    entry: u32,
+    max_level: usize,
+    off_levels: usize,
+    off_l0: usize,
+    off_uoff: usize,
+    off_upper: usize,
+}
+
+/// Neighbour selection heuristic (paper, algorithm 4, no extension): keep a
+/// candidate only if it is closer to the base than to every kept neighbour.
+fn select<S: Space>(space: &S, mut cands: Vec<Cand>, m: usize) -> Vec<u32> {
+    cands.sort();
+    let mut kept: Vec<Cand> = Vec::with_capacity(m);
+    for c in cands {
+        if kept.len() >= m {
+            break;
+        }
+        if kept.iter().all(|k| space.dist(c.id, k.id) > c.d) {
+            kept.push(c);
+        }
+    }
+    kept.into_iter().map(|c| c.id).collect()
+}
+
+struct Builder {
+    levels: Vec<u8>,
+    links: Vec<Mutex<Vec<Vec<u32>>>>,
+    entry: RwLock<(u32, usize)>,
+    m: usize,
+    m0: usize,
+    efc: usize,
+}
+
+impl Builder {
+    fn links_of(&self, node: u32, level: usize) -> Vec<u32> {
+        self.links[node as usize]
+            .lock()
+            .get(level)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn search_layer<S: Space>(
+        &self,
+        space: &S,
+        q: u32,
+        eps: &[Cand],
+        ef: usize,
+        level: usize,
+        vis: &mut Visited,
+    ) -> Vec<Cand> {
+        let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> = BinaryHeap::new();
+        let mut res: BinaryHeap<Cand> = BinaryHeap::new();
+        for &e in eps {
+            if vis.insert(e.id) {
+                cand.push(std::cmp::Reverse(e));
+                res.push(e);
+            }
+        }
+        while let Some(std::cmp::Reverse(c)) = cand.pop() {
+            if res.len() >= ef && c.d > res.peek().unwrap().d {
+                break;
+            }
+            for nb in self.links_of(c.id, level) {
+                if vis.insert(nb) {
+                    let d = space.dist(q, nb);
+                    if res.len() < ef || d < res.peek().unwrap().d {
+                        cand.push(std::cmp::Reverse(Cand { d, id: nb }));
+                        res.push(Cand { d, id: nb });
+                        if res.len() > ef {
+                            res.pop();
+                        }
+                    }
+                }
+            }
+        }
+        res.into_vec()
+    }
+
+    fn insert<S: Space>(&self, space: &S, q: u32, vis: &mut Visited, n: usize) {
+        let l = self.levels[q as usize] as usize;
+        let (entry, max_level) = *self.entry.read();
+        if entry == q {
+            return;
+        }
+        let mut ep = vec![Cand {
+            d: space.dist(q, entry),
+            id: entry,
+        }];
+        for level in (l + 1..=max_level).rev() {
+            // Greedy descent.
+            let mut cur = ep[0];
+            loop {
+                let mut moved = false;
+                for nb in self.links_of(cur.id, level) {
+                    let d = space.dist(q, nb);
+                    if d < cur.d {
+                        cur = Cand { d, id: nb };
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+            ep = vec![cur];
+        }
+        for level in (0..=l.min(max_level)).rev() {
+            vis.reset(n);
+            let w = self.search_layer(space, q, &ep, self.efc, level, vis);
+            let cap = if level == 0 { self.m0 } else { self.m };
+            let chosen = select(space, w.clone(), self.m);
+            self.links[q as usize].lock()[level] = chosen.clone();
+            for &e in &chosen {
+                let mut g = self.links[e as usize].lock();
+                let list = &mut g[level];
+                if list.contains(&q) {
+                    continue;
+                }
+                list.push(q);
+                if list.len() > cap {
+                    let cands: Vec<Cand> = list
+                        .iter()
+                        .map(|&x| Cand {
+                            d: space.dist(e, x),
+                            id: x,
+                        })
+                        .collect();
+                    *list = select(space, cands, cap);
+                }
+            }
+            ep = w;
+        }
+        if l > max_level {
+            let mut g = self.entry.write();
+            if l > g.1 {
+                *g = (q, l);
+            }
+        }
+    }
+}
+
+impl Hnsw {
+    /// Builds over nodes `0..n` of `space`, in parallel on the current
+    /// rayon pool.
+    pub fn build<S: Space>(space: &S, n: usize, p: HnswParams) -> Hnsw {
+        let m = p.m.max(2);
+        let m0 = 2 * m;
+        let ml = 1.0 / (m as f64).ln();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(p.seed);
+        let levels: Vec<u8> = (0..n)
+            .map(|_| {
+                let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+                ((-u.ln() * ml).floor() as usize).min(30) as u8
+            })
+            .collect();
+        let b = Builder {
+            links: levels
+                .iter()
+                .map(|&l| Mutex::new(vec![Vec::new(); l as usize + 1]))
+                .collect(),
+            entry: RwLock::new((0, levels.first().copied().unwrap_or(0) as usize)),
+            levels,
+            m,
+            m0,
+            efc: p.ef_construction.max(m),
+        };
+        if n > 1 {
+            // The first nodes alone, so the parallel phase starts from a graph.
+            let seq = n.min(64);
+            let mut vis = Visited {
+                marks: Vec::new(),
+                epoch: 0,
+            };
+            for q in 1..seq as u32 {
+                b.insert(space, q, &mut vis, n);
+            }
+            (seq as u32..n as u32).into_par_iter().for_each_init(
+                || Visited {
+                    marks: Vec::new(),
+                    epoch: 0,
+                },
+                |vis, q| b.insert(space, q, vis, n),
+            );
+        }
+        Self::flatten(b, n)
+    }
+
+    fn flatten(b: Builder, n: usize) -> Hnsw {
+        let (entry, max_level) = *b.entry.read();
+        let (m, m0) = (b.m, b.m0);
+        let mut w: Vec<u32> = vec![
+            MAGIC,
+            VERSION,
+            n as u32,
+            m as u32,
+            m0 as u32,
+            if n == 0 { u32::MAX } else { entry },
+            max_level as u32,
+            b.efc as u32,
+        ];
+        w.extend(b.levels.iter().map(|&l| l as u32));
+        let links: Vec<Vec<Vec<u32>>> = b.links.into_iter().map(|l| l.into_inner()).collect();
+        for node in &links {
+            let l0 = &node[0];
+            w.push(l0.len() as u32);
+            w.extend(l0);
+            w.extend(std::iter::repeat_n(0, m0 - l0.len()));
+        }
+        let mut off = 0u32;
+        for node in &links {
+            w.push(off);
+            off += (node.len() - 1) as u32;
+        }
+        w.push(off);
+        for node in &links {
+            for lv in &node[1..] {
+                w.push(lv.len() as u32);
+                w.extend(lv);
+                w.extend(std::iter::repeat_n(0, m - lv.len()));
+            }
+        }
+        Self::from_words(Words::Owned(w)).expect("a freshly built graph is well formed")
+    }
+
+    fn from_words(words: Words) -> Result<Hnsw, String> {
+        let s = words.get();
+        if s.len() < HEADER || s[0] != MAGIC {
+            return Err("not an HNSW file".into());
+        }
+        if s[1] != VERSION {
+            return Err(format!(
+                "HNSW format version {} (this build reads {VERSION})",
+                s[1]
+            ));
+        }
+        let (n, m, m0) = (s[2] as usize, s[3] as usize, s[4] as usize);
+        let off_levels = HEADER;
+        let off_l0 = off_levels + n;
+        let off_uoff = off_l0 + n * (m0 + 1);
+        let off_upper = off_uoff + n + 1;
+        if s.len() < off_upper || s.len() != off_upper + s[off_upper - 1] as usize * (m + 1) {
+            return Err("HNSW file has the wrong length".into());
+        }
+        Ok(Hnsw {
+            n,
+            m,
+            m0,
+            entry: s[5],
+            max_level: s[6] as usize,
+            off_levels,
+            off_l0,
+            off_uoff,
+            off_upper,
+            words,
+        })
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let bytes: Vec<u8> = self
+            .words
+            .get()
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        let mut f = std::fs::File::create(path)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        f.sync_all()
+    }
+
+    /// Memory-maps a graph file. Builds nothing.
+    pub fn open(path: &Path) -> Result<Hnsw, String> {
+        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: index files are immutable once their segment is live.
+        let m = unsafe { Mmap::map(&f) }.map_err(|e| format!("{}: {e}", path.display()))?;
+        if m.len() % 4 != 0 {
+            return Err("HNSW file length is not a multiple of 4".into());
+        }
+        Self::from_words(Words::Mapped(m))
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Bytes of the graph (links and levels).
+    pub fn bytes(&self) -> usize {
+        self.words.get().len() * 4
+    }
+
+    #[inline]
+    fn level(&self, i: u32) -> usize {
+        self.words.get()[self.off_levels + i as usize] as usize
+    }
+
+    #[inline]
+    fn neighbors(&self, i: u32, level: usize) -> &[u32] {
+        let s = self.words.get();
+        let at = if level == 0 {
+            self.off_l0 + i as usize * (self.m0 + 1)
+        } else {
+            debug_assert!(level <= self.level(i));
+            self.off_upper + (s[self.off_uoff + i as usize] as usize + level - 1) * (self.m + 1)
+        };
+        let cnt = s[at] as usize;
+        &s[at + 1..at + 1 + cnt]
+    }
+
+    /// The best `k` accepted nodes by the space's distance (lower first),
+    /// exploring with beam width `ef` (at least `k`).
+    pub fn search<S: Space>(
+        &self,
+        space: &S,
+        q: &Query,
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
+        if self.n == 0 || k == 0 {
+            return Vec::new();
+        }
+        let ef = ef.max(k);
+        let mut cur = Cand {
+            d: space.dist_query(q, self.entry),
+            id: self.entry,
+        };
+        for level in (1..=self.max_level).rev() {
+            loop {
+                let mut moved = false;
+                for &nb in self.neighbors(cur.id, level) {
+                    let d = space.dist_query(q, nb);
+                    if d < cur.d {
+                        cur = Cand { d, id: nb };
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+        VISITED.with(|v| {
+            let vis = &mut *v.borrow_mut();
+            vis.reset(self.n);
+            let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> = BinaryHeap::with_capacity(ef * 4);
+            let mut res: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
+            vis.insert(cur.id);
+            cand.push(std::cmp::Reverse(cur));
+            if accept(cur.id) {
+                res.push(cur);
+            }
+            // The bound used to prune: the worst kept result once `ef` are
+            // kept. Until then (a filter may keep few), explore on.
+            while let Some(std::cmp::Reverse(c)) = cand.pop() {
+                if res.len() >= ef && c.d > res.peek().unwrap().d {
+                    break;
+                }
+                let nbs = self.neighbors(c.id, 0);
+                for &nb in nbs {
+                    space.prefetch(nb);
+                }
+                for &nb in nbs {
+                    if !vis.insert(nb) {
+                        continue;
+                    }
+                    let d = space.dist_query(q, nb);
+                    if res.len() < ef || d < res.peek().unwrap().d {
+                        cand.push(std::cmp::Reverse(Cand { d, id: nb }));
+                        if accept(nb) {
+                            res.push(Cand { d, id: nb });
+                            if res.len() > ef {
+                                res.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            let mut out: Vec<Cand> = res.into_vec();
+            out.sort();
+            out.truncate(k);
+            out.into_iter().map(|c| (c.id, c.d)).collect()
+        })
+    }
+}

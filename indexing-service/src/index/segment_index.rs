@@ -1,0 +1,380 @@
+//! The index of one sealed segment: which kind, its settings, building it
+//! when the segment is sealed, opening it (memory-map or read; never a
+//! rebuild), and searching with it.
+//!
+//! Search contract (what `collection` relies on): results are offsets that
+//! pass `accept` (callers fold "not deleted" and the payload filter into
+//! it), at most `k`, best first, scored higher-is-better (similarity, or
+//! negated squared L2). With PQ, the best `oversampling × k` candidates are
+//! re-scored with the exact f32 vectors, so scores are always exact.
+//!
+//! Filtered search: the selectivity is estimated from a sample of offsets;
+//! when few points match (under `exact_scan_below` of the segment, or fewer
+//! than `2·ef`), an exact scan over the matching points is both faster and
+//! exact. Otherwise the graph is traversed through non-matching nodes.
+
+use super::hnsw::{F32Space, Hnsw, HnswParams, Query};
+use super::pq::{Ivf, PqCodes, PqSpace};
+use super::{exact_scan, score, TopK};
+use serde::{Deserialize, Serialize};
+use shared::wire::indexing::Metric;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexKind {
+    #[default]
+    Hnsw,
+    IvfPq,
+    /// No index: exact scan only.
+    Flat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HnswSettings {
+    pub m: usize,
+    pub ef_construction: usize,
+    /// Default beam width per query (a query may override it).
+    pub ef: usize,
+}
+
+impl Default for HnswSettings {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construction: 100,
+            ef: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct IvfSettings {
+    /// Coarse lists; 0 = about 4·√n per segment.
+    pub nlist: usize,
+    pub nprobe: usize,
+}
+
+impl Default for IvfSettings {
+    fn default() -> Self {
+        Self {
+            nlist: 0,
+            nprobe: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Quantization {
+    #[default]
+    None,
+    /// Product quantization: `subvectors` bytes per vector (must divide the
+    /// dimension; 0 = dimension / 8), re-scoring `oversampling × k`.
+    Pq {
+        #[serde(default)]
+        subvectors: usize,
+        #[serde(default = "default_oversampling")]
+        oversampling: f32,
+    },
+}
+
+fn default_oversampling() -> f32 {
+    4.0
+}
+
+/// Per-collection index settings (`collection.json` → `index`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexSettings {
+    pub kind: IndexKind,
+    pub hnsw: HnswSettings,
+    pub ivf: IvfSettings,
+    pub quantization: Quantization,
+    /// Segments with fewer points are only scanned.
+    pub min_points: usize,
+    /// Filtered queries matching less than this share of a segment scan.
+    pub exact_scan_below: f32,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        Self {
+            kind: IndexKind::Hnsw,
+            hnsw: HnswSettings::default(),
+            ivf: IvfSettings::default(),
+            quantization: Quantization::None,
+            min_points: 1000,
+            exact_scan_below: 0.03,
+        }
+    }
+}
+
+impl IndexSettings {
+    pub fn validate(&self, dim: usize) -> Result<(), String> {
+        if self.hnsw.m < 2 || self.hnsw.m > 256 {
+            return Err("hnsw.m must be 2..=256".into());
+        }
+        if self.hnsw.ef_construction == 0 || self.hnsw.ef == 0 {
+            return Err("hnsw.ef_construction and hnsw.ef must be at least 1".into());
+        }
+        if let Quantization::Pq {
+            subvectors,
+            oversampling,
+        } = self.quantization
+        {
+            let m = if subvectors == 0 { dim / 8 } else { subvectors };
+            if m == 0 || dim % m != 0 {
+                return Err(format!(
+                    "quantization.subvectors ({m}) must divide the dimension ({dim})"
+                ));
+            }
+            if !(1.0..=100.0).contains(&oversampling) {
+                return Err("quantization.oversampling must be 1..=100".into());
+            }
+        }
+        if self.kind == IndexKind::IvfPq && self.quantization == Quantization::None {
+            // IVF-PQ always quantizes; the default PQ applies.
+        }
+        Ok(())
+    }
+
+    fn pq(&self, dim: usize) -> Option<(usize, f32)> {
+        match self.quantization {
+            Quantization::Pq {
+                subvectors,
+                oversampling,
+            } => Some((
+                if subvectors == 0 { dim / 8 } else { subvectors },
+                oversampling,
+            )),
+            Quantization::None if self.kind == IndexKind::IvfPq => Some((dim / 8, 4.0)),
+            Quantization::None => None,
+        }
+    }
+}
+
+/// Per-query knobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SearchParams {
+    pub ef: Option<usize>,
+    pub nprobe: Option<usize>,
+    /// Brute force, for checking.
+    #[serde(default)]
+    pub exact: bool,
+}
+
+pub enum SegmentIndex {
+    Hnsw {
+        graph: Hnsw,
+        pq: Option<(PqCodes, f32)>,
+    },
+    IvfPq {
+        ivf: Ivf,
+        oversampling: f32,
+    },
+}
+
+impl SegmentIndex {
+    /// Builds the index the settings ask for over `vectors` and writes its
+    /// files into `dir`; `None` when the segment is too small or `flat`.
+    pub fn build(
+        dir: &Path,
+        s: &IndexSettings,
+        metric: Metric,
+        vectors: &[f32],
+        dim: usize,
+    ) -> Result<Option<SegmentIndex>, String> {
+        let n = vectors.len() / dim.max(1);
+        if n < s.min_points.max(1) || s.kind == IndexKind::Flat {
+            return Ok(None);
+        }
+        let dot = metric != Metric::Euclidean;
+        let io = |e: std::io::Error| e.to_string();
+        let idx = match s.kind {
+            IndexKind::Hnsw => {
+                let p = HnswParams {
+                    m: s.hnsw.m,
+                    ef_construction: s.hnsw.ef_construction,
+                    seed: 42,
+                };
+                let graph = Hnsw::build(&F32Space { vectors, dim, dot }, n, p);
+                graph.write(&dir.join("hnsw.bin")).map_err(io)?;
+                let pq = match s.pq(dim) {
+                    Some((m, over)) => {
+                        let codes = PqCodes::build(vectors, dim, m, 7)?;
+                        codes.write(&dir.join("pq.bin")).map_err(io)?;
+                        Some((codes, over))
+                    }
+                    None => None,
+                };
+                SegmentIndex::Hnsw { graph, pq }
+            }
+            IndexKind::IvfPq => {
+                let (m, over) = s.pq(dim).expect("ivf_pq quantizes");
+                let nlist = if s.ivf.nlist == 0 {
+                    ((n as f64).sqrt() * 4.0) as usize
+                } else {
+                    s.ivf.nlist
+                };
+                let ivf = Ivf::build(vectors, dim, nlist.max(1), m, 7)?;
+                ivf.write(&dir.join("ivf.bin")).map_err(io)?;
+                SegmentIndex::IvfPq {
+                    ivf,
+                    oversampling: over,
+                }
+            }
+            IndexKind::Flat => unreachable!(),
+        };
+        Ok(Some(idx))
+    }
+
+    /// Opens what `build` wrote, if anything.
+    pub fn open(dir: &Path, s: &IndexSettings, dim: usize) -> Result<Option<SegmentIndex>, String> {
+        if dir.join("hnsw.bin").exists() {
+            let graph = Hnsw::open(&dir.join("hnsw.bin"))?;
+            let pq = if dir.join("pq.bin").exists() {
+                let over = s.pq(dim).map(|(_, o)| o).unwrap_or(4.0);
+                Some((PqCodes::open(&dir.join("pq.bin"))?, over))
+            } else {
+                None
+            };
+            return Ok(Some(SegmentIndex::Hnsw { graph, pq }));
+        }
+        if dir.join("ivf.bin").exists() {
+            let over = s.pq(dim).map(|(_, o)| o).unwrap_or(4.0);
+            return Ok(Some(SegmentIndex::IvfPq {
+                ivf: Ivf::open(&dir.join("ivf.bin"))?,
+                oversampling: over,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// RAM the index needs besides the memory-mapped f32 vectors: graph +
+    /// codes (the graph itself is memory-mapped too).
+    pub fn ram_bytes(&self) -> usize {
+        match self {
+            SegmentIndex::Hnsw { graph, pq } => {
+                graph.bytes() + pq.as_ref().map_or(0, |(c, _)| c.code_bytes())
+            }
+            SegmentIndex::IvfPq { ivf, .. } => ivf.code_bytes(),
+        }
+    }
+
+    /// Whether vectors are kept in RAM only as codes.
+    pub fn quantized(&self) -> bool {
+        matches!(
+            self,
+            SegmentIndex::Hnsw { pq: Some(_), .. } | SegmentIndex::IvfPq { .. }
+        )
+    }
+}
+
+fn rescore(
+    metric: Metric,
+    vectors: &[f32],
+    dim: usize,
+    q: &[f32],
+    cands: impl Iterator<Item = u32>,
+    k: usize,
+) -> Vec<(u32, f32)> {
+    let mut top = TopK::new(k);
+    for id in cands {
+        top.push(
+            score(
+                metric,
+                q,
+                &vectors[id as usize * dim..(id as usize + 1) * dim],
+            ),
+            id,
+        );
+    }
+    top.into_sorted()
+}
+
+/// Searches one segment's vectors with its index (or exactly).
+#[allow(clippy::too_many_arguments)]
+pub fn search_segment(
+    index: Option<&SegmentIndex>,
+    settings: &IndexSettings,
+    metric: Metric,
+    vectors: &[f32],
+    dim: usize,
+    q: &[f32],
+    k: usize,
+    params: SearchParams,
+    filtered: bool,
+    accept: &dyn Fn(u32) -> bool,
+) -> Vec<(u32, f32)> {
+    let n = vectors.len() / dim.max(1);
+    let Some(index) = index.filter(|_| !params.exact && n > 0) else {
+        return exact_scan(metric, vectors, dim, q, k, accept);
+    };
+    let ef = params.ef.unwrap_or(settings.hnsw.ef).max(k);
+    if filtered {
+        // Estimate the share of matching points from a spread sample.
+        let step = (n / 256).max(1);
+        let sampled = (0..n).step_by(step).count();
+        let hits = (0..n).step_by(step).filter(|&i| accept(i as u32)).count();
+        let est = hits as f64 / sampled as f64;
+        if est < settings.exact_scan_below as f64 || est * (n as f64) < 2.0 * ef as f64 {
+            return exact_scan(metric, vectors, dim, q, k, accept);
+        }
+    }
+    let dot = metric != Metric::Euclidean;
+    match index {
+        SegmentIndex::Hnsw { graph, pq: None } => graph
+            .search(
+                &F32Space { vectors, dim, dot },
+                &Query::Vector(q),
+                k,
+                ef,
+                accept,
+            )
+            .into_iter()
+            .map(|(id, d)| (id, -d))
+            .collect(),
+        SegmentIndex::Hnsw {
+            graph,
+            pq: Some((codes, over)),
+        } => {
+            let kk = ((k as f32 * over).ceil() as usize).max(k);
+            let table = Query::Table(codes.pq.table(q, dot));
+            let cands = graph.search(
+                &PqSpace {
+                    codes,
+                    vectors,
+                    dot,
+                },
+                &table,
+                kk,
+                ef.max(kk),
+                accept,
+            );
+            rescore(
+                metric,
+                vectors,
+                dim,
+                q,
+                cands.into_iter().map(|(id, _)| id),
+                k,
+            )
+        }
+        SegmentIndex::IvfPq { ivf, oversampling } => {
+            let kk = ((k as f32 * oversampling).ceil() as usize).max(k);
+            let nprobe = params.nprobe.unwrap_or(settings.ivf.nprobe);
+            let cands = ivf.candidates(q, dot, nprobe, kk, accept);
+            rescore(
+                metric,
+                vectors,
+                dim,
+                q,
+                cands.into_iter().map(|(id, _)| id),
+                k,
+            )
+        }
+    }
+}
