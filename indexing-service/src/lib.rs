@@ -1,11 +1,62 @@
-//! indexing-service: collections of vectors with payloads on disk and
-//! filtered top-k search.
+//! indexing-service: collections of vectors with payloads on disk, HNSW /
+//! PQ / IVF-PQ indexes and filtered top-k search, over HTTP.
 //!
 //! Layers, depending one way: `storage` (files: WAL, segments, atomic
-//! writes) → `index` (distance kernels, filters, scans) → `collection`
-//! (write path, read path, flush, vacuum, restart). The HTTP API is the
-//! next layer up (issue 5).
+//! writes) → `index` (distance kernels, filters, HNSW, PQ) → `collection`
+//! (write path, read path, flush, vacuum, restart) → `api` (HTTP only).
 
+pub mod api;
 pub mod collection;
 pub mod index;
 pub mod storage;
+
+use shared::client::EmbeddingClient;
+use shared::config::IndexingConfig;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The router over opened storage, for tests that drive it without a socket.
+pub fn app(state: api::AppState) -> axum::Router {
+    api::router(state)
+}
+
+/// Opens the data directory (exclusively) and builds the handler state.
+pub fn state(config: IndexingConfig) -> anyhow::Result<api::AppState> {
+    let storage = collection::Storage::open(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let embedder = EmbeddingClient::new(
+        &config.embedding_service_url,
+        config.embedding_api_key.clone(),
+        Duration::from_millis(config.embedding_timeout_ms),
+        config.embedding_retries,
+    )
+    .map_err(|e| anyhow::anyhow!("embedding client: {e}"))?;
+    Ok(api::AppState {
+        storage: Arc::new(storage),
+        embedder,
+        config: Arc::new(config),
+        metrics: Arc::new(api::metrics::Metrics::new()),
+    })
+}
+
+/// Serves until SIGTERM/SIGINT: stops accepting, drains in-flight requests,
+/// then closes every collection (workers stopped, WALs synced).
+pub async fn run(config: IndexingConfig) -> anyhow::Result<()> {
+    let addr = format!("{}:{}", config.host, config.port);
+    let st = tokio::task::spawn_blocking(move || state(config)).await??;
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind {addr}: {e}"))?;
+    tracing::info!("listening on {addr}");
+    axum::serve(listener, app(st.clone()))
+        .with_graceful_shutdown(shared::http::shutdown_signal())
+        .await?;
+    let storage = st.storage.clone();
+    tokio::task::spawn_blocking(move || storage.close()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,22 +1,28 @@
-//! indexing-service: collections of vectors on disk, HNSW/PQ and filtered
-//! search (port 8000). The storage engine, index and HTTP API are being built
-//! (issues 3, 4 and 5); until then this binary validates the shared config
-//! and says so.
+use shared::config::Config;
 
-fn main() {
-    match shared::config::Config::load() {
-        Ok(c) => {
-            eprintln!(
-                "indexing-service: config valid (data_dir {}, embedding service {}); \
-                 the service itself is not built yet",
-                c.indexing.data_dir.display(),
-                c.indexing.embedding_service_url
-            );
-            std::process::exit(2);
-        }
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = match Config::load() {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("indexing-service: {e}");
             std::process::exit(2);
         }
+    };
+    if std::env::args().nth(1).as_deref() == Some("print-config") {
+        println!("{}", serde_yaml::to_string(&config.redacted())?);
+        return Ok(());
     }
+    tracing::info!(
+        "effective config:\n{}",
+        serde_yaml::to_string(&config.redacted().indexing)?
+    );
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(indexing_service::run(config.indexing))
 }

@@ -286,6 +286,8 @@ pub struct CollectionInfo {
     pub segments: usize,
     pub sealed_segments: usize,
     pub building_segments: usize,
+    /// Sealed segments with an index (small ones are only scanned).
+    pub indexed_segments: usize,
     pub appendable_points: usize,
     pub wal_bytes: u64,
     pub persisted_op: u64,
@@ -1212,6 +1214,11 @@ impl Collection {
             segments: st.segments.len(),
             sealed_segments: sealed,
             building_segments: st.frozen.len(),
+            indexed_segments: st
+                .segments
+                .values()
+                .filter(|s| matches!(s, Seg::Sealed(_, Some(_))))
+                .count(),
             appendable_points: st.appendable.live(),
             wal_bytes: self.inner.wal.size_bytes(),
             persisted_op: self.inner.checkpoint.lock().persisted_op,

@@ -1,6 +1,7 @@
-//! Distance kernels in f32: dot and squared L2, with AVX2+FMA chosen at run
-//! time and a portable fallback (the same body, compiled twice). Tests hold
-//! the dispatched kernels to a float64 reference on awkward lengths.
+//! Distance kernels in f32: dot and squared L2, with AVX-512 or AVX2+FMA
+//! chosen at run time and a portable fallback (the same body, compiled
+//! three times). Tests hold the dispatched kernels to a float64 reference
+//! on awkward lengths.
 
 #[inline(always)]
 fn dot_body(a: &[f32], b: &[f32]) -> f32 {
@@ -50,12 +51,40 @@ unsafe fn l2_avx2(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    use std::sync::OnceLock;
-    static F: OnceLock<bool> = OnceLock::new();
-    *F.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    })
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    dot_body(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn l2_avx512(a: &[f32], b: &[f32]) -> f32 {
+    l2_body(a, b)
+}
+
+/// 0: portable, 1: AVX2+FMA, 2: AVX-512 (detected once).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn level() -> u8 {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static L: AtomicU8 = AtomicU8::new(u8::MAX);
+    let l = L.load(Ordering::Relaxed);
+    if l != u8::MAX {
+        return l;
+    }
+    let fma = std::arch::is_x86_feature_detected!("fma");
+    let l = if fma
+        && std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        2
+    } else if fma && std::arch::is_x86_feature_detected!("avx2") {
+        1
+    } else {
+        0
+    };
+    L.store(l, Ordering::Relaxed);
+    l
 }
 
 /// Dot product. Panics in debug builds when lengths differ.
@@ -63,9 +92,11 @@ fn has_avx2() -> bool {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    match level() {
         // SAFETY: features detected.
-        return unsafe { dot_avx2(a, b) };
+        2 => return unsafe { dot_avx512(a, b) },
+        1 => return unsafe { dot_avx2(a, b) },
+        _ => {}
     }
     dot_body(a, b)
 }
@@ -75,9 +106,11 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
     debug_assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    match level() {
         // SAFETY: features detected.
-        return unsafe { l2_avx2(a, b) };
+        2 => return unsafe { l2_avx512(a, b) },
+        1 => return unsafe { l2_avx2(a, b) },
+        _ => {}
     }
     l2_body(a, b)
 }

@@ -223,12 +223,13 @@ struct Builder {
 }
 
 impl Builder {
-    fn links_of(&self, node: u32, level: usize) -> Vec<u32> {
-        self.links[node as usize]
-            .lock()
-            .get(level)
-            .cloned()
-            .unwrap_or_default()
+    /// Copies a node's links at `level` into `buf` (no allocation once
+    /// `buf` has grown), so the node's lock is held only for the copy.
+    fn copy_links(&self, node: u32, level: usize, buf: &mut Vec<u32>) {
+        buf.clear();
+        if let Some(l) = self.links[node as usize].lock().get(level) {
+            buf.extend_from_slice(l);
+        }
     }
 
     fn search_layer<S: Space>(
@@ -239,6 +240,7 @@ impl Builder {
         ef: usize,
         level: usize,
         vis: &mut Visited,
+        buf: &mut Vec<u32>,
     ) -> Vec<Cand> {
         let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> = BinaryHeap::new();
         let mut res: BinaryHeap<Cand> = BinaryHeap::new();
@@ -252,7 +254,8 @@ impl Builder {
             if res.len() >= ef && c.d > res.peek().unwrap().d {
                 break;
             }
-            for nb in self.links_of(c.id, level) {
+            self.copy_links(c.id, level, buf);
+            for &nb in buf.iter() {
                 if vis.insert(nb) {
                     let d = space.dist(q, nb);
                     if res.len() < ef || d < res.peek().unwrap().d {
@@ -268,7 +271,7 @@ impl Builder {
         res.into_vec()
     }
 
-    fn insert<S: Space>(&self, space: &S, q: u32, vis: &mut Visited, n: usize) {
+    fn insert<S: Space>(&self, space: &S, q: u32, vis: &mut Visited, buf: &mut Vec<u32>, n: usize) {
         let l = self.levels[q as usize] as usize;
         let (entry, max_level) = *self.entry.read();
         if entry == q {
@@ -283,7 +286,8 @@ impl Builder {
             let mut cur = ep[0];
             loop {
                 let mut moved = false;
-                for nb in self.links_of(cur.id, level) {
+                self.copy_links(cur.id, level, buf);
+                for &nb in buf.iter() {
                     let d = space.dist(q, nb);
                     if d < cur.d {
                         cur = Cand { d, id: nb };
@@ -298,10 +302,32 @@ impl Builder {
         }
         for level in (0..=l.min(max_level)).rev() {
             vis.reset(n);
-            let w = self.search_layer(space, q, &ep, self.efc, level, vis);
+            let w = self.search_layer(space, q, &ep, self.efc, level, vis, buf);
             let cap = if level == 0 { self.m0 } else { self.m };
-            let chosen = select(space, w.clone(), self.m);
-            self.links[q as usize].lock()[level] = chosen.clone();
+            // A concurrent insert may already have linked q at this level
+            // (and so q may show up among its own candidates): never link a
+            // node to itself, and merge with links others added meanwhile.
+            let cands: Vec<Cand> = w.iter().copied().filter(|c| c.id != q).collect();
+            let chosen = select(space, cands, self.m);
+            {
+                let mut g = self.links[q as usize].lock();
+                let list = &mut g[level];
+                for &c in &chosen {
+                    if !list.contains(&c) {
+                        list.push(c);
+                    }
+                }
+                if list.len() > cap {
+                    let cands: Vec<Cand> = list
+                        .iter()
+                        .map(|&x| Cand {
+                            d: space.dist(q, x),
+                            id: x,
+                        })
+                        .collect();
+                    *list = select(space, cands, cap);
+                }
+            }
             for &e in &chosen {
                 let mut g = self.links[e as usize].lock();
                 let list = &mut g[level];
@@ -363,15 +389,21 @@ impl Hnsw {
                 marks: Vec::new(),
                 epoch: 0,
             };
+            let mut buf = Vec::new();
             for q in 1..seq as u32 {
-                b.insert(space, q, &mut vis, n);
+                b.insert(space, q, &mut vis, &mut buf, n);
             }
             (seq as u32..n as u32).into_par_iter().for_each_init(
-                || Visited {
-                    marks: Vec::new(),
-                    epoch: 0,
+                || {
+                    (
+                        Visited {
+                            marks: Vec::new(),
+                            epoch: 0,
+                        },
+                        Vec::new(),
+                    )
                 },
-                |vis, q| b.insert(space, q, vis, n),
+                |(vis, buf), q| b.insert(space, q, vis, buf, n),
             );
         }
         Self::flatten(b, n)

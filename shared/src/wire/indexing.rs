@@ -89,3 +89,208 @@ pub struct Range {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lte: Option<f64>,
 }
+
+/// One document for `POST /embed`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    /// The text to embed and store.
+    pub content: String,
+    /// A JSON object stored as the point's payload (filterable).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Point id; a UUID is generated when absent.
+    #[serde(default)]
+    pub id: Option<PointId>,
+}
+
+/// `POST /embed`: one document (`content`, `metadata`, `id`) or many
+/// (`documents`), into `collection` (default `documents`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedDocumentsRequest {
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    pub id: Option<PointId>,
+    #[serde(default)]
+    pub documents: Option<Vec<Document>>,
+    #[serde(default)]
+    pub collection: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EmbedDocumentsResponse {
+    pub collection: String,
+    pub ids: Vec<PointId>,
+}
+
+/// `POST /search` and `POST /collections/{name}/search`: by text (`query`)
+/// or by `vector`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub vector: Option<Vec<f32>>,
+    /// How many results (default 10, at most 1000).
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    /// Ignored on `/collections/{name}/search`.
+    #[serde(default)]
+    pub collection: Option<String>,
+    /// HNSW beam width for this query.
+    #[serde(default)]
+    pub ef: Option<usize>,
+    /// IVF lists to scan for this query.
+    #[serde(default)]
+    pub nprobe: Option<usize>,
+    /// Brute force over every point (for checking).
+    #[serde(default)]
+    pub exact: Option<bool>,
+    #[serde(default)]
+    pub with_vector: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchHit {
+    pub id: PointId,
+    /// Similarity (cosine, dot: higher is closer) or distance (euclidean:
+    /// lower is closer).
+    pub score: f32,
+    pub content: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResponse {
+    pub results: Vec<SearchHit>,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSearchRequest {
+    pub searches: Vec<SearchRequest>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BatchSearchResponse {
+    pub results: Vec<SearchResponse>,
+}
+
+/// A point as sent by clients: a `vector`, or `content` to embed (or both:
+/// the vector is stored and the content kept as text).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PointInput {
+    #[serde(default)]
+    pub id: Option<PointId>,
+    #[serde(default)]
+    pub vector: Option<Vec<f32>>,
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpsertPointsRequest {
+    pub points: Vec<PointInput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UpsertPointsResponse {
+    pub ids: Vec<PointId>,
+    /// Operation number in the collection's WAL.
+    pub operation: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PointOutput {
+    pub id: PointId,
+    pub content: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// `PATCH /collections/{name}/points/{id}`: set the metadata (replace), or
+/// merge it into the existing one with `merge: true`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchPointRequest {
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+    #[serde(default)]
+    pub merge: Option<bool>,
+}
+
+/// `POST /collections/{name}/points/delete`: by `ids` or by `filter`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeletePointsRequest {
+    #[serde(default)]
+    pub ids: Option<Vec<PointId>>,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeletePointsResponse {
+    pub deleted: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ScrollRequest {
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    /// Page size (default 100, at most 10000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<PointId>,
+    #[serde(default)]
+    pub with_vector: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScrollResponse {
+    pub points: Vec<PointOutput>,
+    /// Pass as `cursor` for the next page; null when this was the last.
+    pub next_cursor: Option<PointId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CountRequest {
+    #[serde(default)]
+    pub filter: Option<Filter>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CountResponse {
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlushThresholdInput {
+    pub vectors: Option<usize>,
+    pub bytes: Option<usize>,
+}

@@ -1,0 +1,746 @@
+//! Route handlers: extract, validate, one domain call, map the result.
+
+use super::{ApiError, AppState};
+use crate::collection::{
+    Collection, CollectionConfig, CollectionInfo, FlushThreshold, NewPoint, ScoredPoint,
+    StoredPoint,
+};
+use crate::index::segment_index::{
+    HnswSettings, IndexKind, IndexSettings, IvfSettings, Quantization, SearchParams,
+};
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use shared::config::FsyncMode;
+use shared::http::ApiJson;
+use shared::wire::indexing::*;
+use shared::{ErrorBody, ErrorCode};
+use std::sync::Arc;
+use std::time::Instant;
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+type Res<T> = Result<Json<T>, ErrorBody>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "indexing-service",
+        description = "Collections of vectors with metadata: store by text or vector, filtered top-k search, CRUD."
+    ),
+    components(schemas(
+        ErrorBody,
+        ErrorCode,
+        Condition,
+        FieldCondition,
+        Range,
+        Metric,
+        PointId
+    ))
+)]
+struct ApiDoc;
+
+/// Runs storage work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Invalid(ErrorCode::Internal, format!("worker failed: {e}")))?
+}
+
+/// One batched call to the embedding service.
+async fn embed(s: &AppState, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ApiError> {
+    let t0 = Instant::now();
+    let r = s.embedder.embed(texts).await;
+    let outcome = if r.is_ok() { "ok" } else { "error" };
+    s.metrics
+        .embed_calls
+        .with_label_values(&[outcome])
+        .observe(t0.elapsed().as_secs_f64());
+    if let Err(e) = &r {
+        let kind = match e {
+            shared::client::ClientError::Unavailable(_) => "unavailable",
+            shared::client::ClientError::Rejected { .. } => "rejected",
+            shared::client::ClientError::Protocol(_) => "protocol",
+        };
+        s.metrics.embed_errors.with_label_values(&[kind]).inc();
+    }
+    Ok(r?)
+}
+
+/// The named collection; the default one (or any named by `/embed`) is
+/// created on first use with the embedding model's dimension.
+async fn collection(
+    s: &AppState,
+    name: Option<String>,
+    create: bool,
+) -> Result<Arc<Collection>, ApiError> {
+    let is_default = name.is_none();
+    let name = name.unwrap_or_else(|| s.config.default_collection.clone());
+    match s.storage.get(&name) {
+        Ok(c) => Ok(c),
+        Err(crate::collection::CollectionError::NotFound(_)) if create || is_default => {
+            let dim = s.embedder.info().await?.dimension;
+            let st = s.storage.clone();
+            let fsync = s.config.wal.fsync;
+            let flush = s.config.flush_threshold.clone();
+            blocking(move || {
+                let mut cfg = CollectionConfig::new(&name, dim, Metric::Cosine);
+                cfg.fsync = fsync;
+                cfg.flush_threshold = FlushThreshold {
+                    vectors: flush.vectors,
+                    bytes: flush.bytes,
+                };
+                match st.create(cfg) {
+                    Err(crate::collection::CollectionError::AlreadyExists(_)) => Ok(st.get(&name)?),
+                    r => Ok(r?),
+                }
+            })
+            .await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn payload_value(
+    p: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Option<serde_json::Value> {
+    p.map(serde_json::Value::Object)
+}
+
+fn hit(h: ScoredPoint, with_vector: bool) -> SearchHit {
+    SearchHit {
+        id: h.point.id,
+        score: h.score,
+        content: h.point.content,
+        metadata: payload_value(h.point.payload),
+        vector: with_vector.then_some(h.point.vector),
+    }
+}
+
+fn point_out(p: StoredPoint, with_vector: bool) -> PointOutput {
+    PointOutput {
+        id: p.id,
+        content: p.content,
+        metadata: payload_value(p.payload),
+        vector: with_vector.then_some(p.vector),
+    }
+}
+
+fn parse_id(s: &str) -> PointId {
+    match s.parse::<u64>() {
+        Ok(n) if !s.starts_with('+') => PointId::Num(n),
+        _ => PointId::Str(s.to_string()),
+    }
+}
+
+async fn run_search(
+    s: &AppState,
+    c: Arc<Collection>,
+    req: SearchRequest,
+) -> Result<SearchResponse, ApiError> {
+    let t0 = Instant::now();
+    let k = req.top_k.unwrap_or(10);
+    if k == 0 || k > 1000 {
+        return Err(ApiError::invalid("top_k must be between 1 and 1000"));
+    }
+    let vector = match (req.vector, req.query) {
+        (Some(v), None) => v,
+        (None, Some(q)) => embed(s, vec![q]).await?.remove(0),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "give `query` (text) or `vector`, not both",
+            ))
+        }
+        (None, None) => return Err(ApiError::invalid("give `query` (text) or `vector`")),
+    };
+    let params = SearchParams {
+        ef: req.ef,
+        nprobe: req.nprobe,
+        exact: req.exact.unwrap_or(false),
+    };
+    let filter = req.filter;
+    let hits = blocking(move || Ok(c.search_with(&vector, k, filter.as_ref(), params)?)).await?;
+    let wv = req.with_vector.unwrap_or(false);
+    Ok(SearchResponse {
+        results: hits.into_iter().map(|h| hit(h, wv)).collect(),
+        took_ms: t0.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// Store documents by text: embeds them (one batched call), then writes.
+#[utoipa::path(post, path = "/embed", tag = "documents", request_body = EmbedDocumentsRequest,
+    responses(
+        (status = 200, body = EmbedDocumentsResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, description = "Embedding service unavailable; nothing was written", body = ErrorBody),
+    ))]
+async fn embed_documents(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<EmbedDocumentsRequest>,
+) -> Res<EmbedDocumentsResponse> {
+    let docs = match (req.content, req.documents) {
+        (Some(content), None) => vec![Document {
+            content,
+            metadata: req.metadata,
+            id: req.id,
+        }],
+        (None, Some(d)) if req.metadata.is_none() && req.id.is_none() => d,
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "`metadata` and `id` go inside each document when `documents` is given",
+            )
+            .into())
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid("give `content` or `documents`, not both").into())
+        }
+        (None, None) => {
+            return Err(ApiError::invalid("give `content` (one document) or `documents`").into())
+        }
+    };
+    if docs.is_empty() {
+        return Err(ApiError::Invalid(
+            ErrorCode::EmptyInput,
+            "`documents` must not be empty".into(),
+        )
+        .into());
+    }
+    let c = collection(&s, req.collection, true).await?;
+    let texts: Vec<String> = docs.iter().map(|d| d.content.clone()).collect();
+    let vectors = embed(&s, texts).await?;
+    let points: Vec<NewPoint> = docs
+        .into_iter()
+        .zip(vectors)
+        .map(|(d, v)| NewPoint {
+            id: d.id,
+            vector: v,
+            payload: d.metadata,
+            content: Some(d.content),
+        })
+        .collect();
+    let name = c.name().to_string();
+    let (_, ids) = blocking(move || Ok(c.upsert(points)?)).await?;
+    Ok(Json(EmbedDocumentsResponse {
+        collection: name,
+        ids,
+    }))
+}
+
+/// Search by text (`query`) or `vector`, best first.
+#[utoipa::path(post, path = "/search", tag = "documents", request_body = SearchRequest,
+    responses(
+        (status = 200, body = SearchResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn search(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<SearchRequest>,
+) -> Res<SearchResponse> {
+    let c = collection(&s, req.collection.clone(), false).await?;
+    Ok(Json(run_search(&s, c, req).await?))
+}
+
+/// `POST /collections`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollectionRequest {
+    pub name: String,
+    /// Default: the embedding model's dimension.
+    #[serde(default)]
+    pub dimension: Option<usize>,
+    #[serde(default)]
+    pub metric: Option<Metric>,
+    #[serde(default)]
+    pub index: Option<IndexKind>,
+    #[serde(default)]
+    pub hnsw: Option<HnswSettings>,
+    #[serde(default)]
+    pub ivf: Option<IvfSettings>,
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
+    #[serde(default)]
+    pub flush_threshold: Option<FlushThresholdInput>,
+    #[serde(default)]
+    pub fsync: Option<FsyncModeInput>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncModeInput {
+    Always,
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionDescription {
+    pub name: String,
+    pub dimension: usize,
+    pub metric: Metric,
+    pub index: IndexSettings,
+    pub flush_threshold_vectors: usize,
+    pub points: usize,
+    pub segments: usize,
+    pub sealed_segments: usize,
+    /// Segments sealed and waiting for (or in) their index build.
+    pub building_segments: usize,
+    pub indexed_segments: usize,
+    pub appendable_points: usize,
+    pub wal_bytes: u64,
+    pub disk_bytes: u64,
+    pub last_operation: u64,
+    pub persisted_operation: u64,
+}
+
+fn describe(c: &Collection) -> CollectionDescription {
+    let cfg = c.config();
+    let i: CollectionInfo = c.info();
+    CollectionDescription {
+        name: cfg.name.clone(),
+        dimension: cfg.dimension,
+        metric: cfg.metric,
+        index: cfg.index,
+        flush_threshold_vectors: cfg.flush_threshold.vectors,
+        points: i.points,
+        segments: i.segments,
+        sealed_segments: i.sealed_segments,
+        building_segments: i.building_segments,
+        indexed_segments: i.indexed_segments,
+        appendable_points: i.appendable_points,
+        wal_bytes: i.wal_bytes,
+        disk_bytes: c.disk_bytes(),
+        last_operation: i.last_op,
+        persisted_operation: i.persisted_op,
+    }
+}
+
+/// Create a collection.
+#[utoipa::path(post, path = "/collections", tag = "collections", request_body = CreateCollectionRequest,
+    responses(
+        (status = 201, body = CollectionDescription),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn create_collection(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<CreateCollectionRequest>,
+) -> Result<(StatusCode, Json<CollectionDescription>), ErrorBody> {
+    let dim = match req.dimension {
+        Some(d) => d,
+        None => s.embedder.info().await.map_err(ApiError::from)?.dimension,
+    };
+    let mut cfg = CollectionConfig::new(&req.name, dim, req.metric.unwrap_or_default());
+    let mut index = IndexSettings::default();
+    if let Some(k) = req.index {
+        index.kind = k;
+    }
+    if let Some(h) = req.hnsw {
+        index.hnsw = h;
+    }
+    if let Some(i) = req.ivf {
+        index.ivf = i;
+    }
+    if let Some(q) = req.quantization {
+        index.quantization = q;
+    }
+    cfg.index = index;
+    cfg.fsync = match req.fsync {
+        Some(FsyncModeInput::Always) => FsyncMode::Always,
+        Some(FsyncModeInput::Interval) => FsyncMode::Interval,
+        Some(FsyncModeInput::Never) => FsyncMode::Never,
+        None => s.config.wal.fsync,
+    };
+    cfg.fsync_interval_ms = s.config.wal.fsync_interval_ms;
+    let t = req.flush_threshold;
+    cfg.flush_threshold = FlushThreshold {
+        vectors: t
+            .and_then(|t| t.vectors)
+            .unwrap_or(s.config.flush_threshold.vectors),
+        bytes: t
+            .and_then(|t| t.bytes)
+            .unwrap_or(s.config.flush_threshold.bytes),
+    };
+    let st = s.storage.clone();
+    let c = blocking(move || Ok(st.create(cfg)?)).await?;
+    Ok((StatusCode::CREATED, Json(describe(&c))))
+}
+
+/// List collections.
+#[utoipa::path(get, path = "/collections", tag = "collections",
+    responses((status = 200, body = Vec<CollectionDescription>), (status = 401, body = ErrorBody)))]
+async fn list_collections(State(s): State<AppState>) -> Res<Vec<CollectionDescription>> {
+    let st = s.storage.clone();
+    Ok(Json(
+        blocking(move || Ok(st.list().iter().map(|c| describe(c)).collect())).await?,
+    ))
+}
+
+/// A collection's settings, points, segments and index build state.
+#[utoipa::path(get, path = "/collections/{name}", tag = "collections", params(("name" = String, Path)),
+    responses((status = 200, body = CollectionDescription), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn get_collection(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Res<CollectionDescription> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    Ok(Json(blocking(move || Ok(describe(&c))).await?))
+}
+
+/// Delete a collection and its data.
+#[utoipa::path(delete, path = "/collections/{name}", tag = "collections", params(("name" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn delete_collection(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ErrorBody> {
+    let st = s.storage.clone();
+    blocking(move || Ok(st.delete(&name)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Insert or replace points; points with `content` and no `vector` are embedded (one batched call).
+#[utoipa::path(put, path = "/collections/{name}/points", tag = "points", params(("name" = String, Path)), request_body = UpsertPointsRequest,
+    responses(
+        (status = 200, body = UpsertPointsResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn upsert_points(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<UpsertPointsRequest>,
+) -> Res<UpsertPointsResponse> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let mut to_embed = Vec::new();
+    for (i, p) in req.points.iter().enumerate() {
+        match (&p.vector, &p.content) {
+            (None, Some(t)) => to_embed.push((i, t.clone())),
+            (None, None) => {
+                return Err(
+                    ApiError::invalid(format!("point {i} needs a `vector` or `content`")).into(),
+                )
+            }
+            _ => {}
+        }
+    }
+    let mut vectors: Vec<Option<Vec<f32>>> = req.points.iter().map(|p| p.vector.clone()).collect();
+    if !to_embed.is_empty() {
+        let embedded = embed(&s, to_embed.iter().map(|(_, t)| t.clone()).collect()).await?;
+        for ((i, _), v) in to_embed.into_iter().zip(embedded) {
+            vectors[i] = Some(v);
+        }
+    }
+    let points: Vec<NewPoint> = req
+        .points
+        .into_iter()
+        .zip(vectors)
+        .map(|(p, v)| NewPoint {
+            id: p.id,
+            vector: v.expect("every point has a vector now"),
+            payload: p.metadata,
+            content: p.content,
+        })
+        .collect();
+    let (operation, ids) = blocking(move || Ok(c.upsert(points)?)).await?;
+    Ok(Json(UpsertPointsResponse { ids, operation }))
+}
+
+/// One point (404 when absent).
+#[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = PointOutput), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn get_point(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Res<PointOutput> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let id = parse_id(&id);
+    let p = blocking(move || {
+        let mut v = c.get(std::slice::from_ref(&id))?;
+        v.pop().ok_or(ApiError::Collection(
+            crate::collection::CollectionError::PointNotFound(id),
+        ))
+    })
+    .await?;
+    Ok(Json(point_out(p, true)))
+}
+
+/// Set (or with `merge`, merge into) a point's metadata; the vector is untouched.
+#[utoipa::path(patch, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path)), request_body = PatchPointRequest,
+    responses(
+        (status = 200, body = PointOutput),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn patch_point(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<PatchPointRequest>,
+) -> Res<PointOutput> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let id = parse_id(&id);
+    let p = blocking(move || {
+        c.set_payload(
+            std::slice::from_ref(&id),
+            req.metadata,
+            req.merge.unwrap_or(false),
+        )?;
+        c.get(std::slice::from_ref(&id))?
+            .pop()
+            .ok_or(ApiError::Collection(
+                crate::collection::CollectionError::PointNotFound(id),
+            ))
+    })
+    .await?;
+    Ok(Json(point_out(p, false)))
+}
+
+/// Delete one point.
+#[utoipa::path(delete, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = DeletePointsResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn delete_point(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Res<DeletePointsResponse> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let id = parse_id(&id);
+    let deleted = blocking(move || Ok(c.delete(vec![id])?)).await?;
+    Ok(Json(DeletePointsResponse { deleted }))
+}
+
+/// Delete points by ids or by filter.
+#[utoipa::path(post, path = "/collections/{name}/points/delete", tag = "points", params(("name" = String, Path)), request_body = DeletePointsRequest,
+    responses(
+        (status = 200, body = DeletePointsResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn delete_points(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<DeletePointsRequest>,
+) -> Res<DeletePointsResponse> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let deleted = match (req.ids, req.filter) {
+        (Some(ids), None) => blocking(move || Ok(c.delete(ids)?)).await?,
+        (None, Some(f)) => blocking(move || Ok(c.delete_by_filter(&f)?)).await?,
+        _ => return Err(ApiError::invalid("give `ids` or `filter`").into()),
+    };
+    Ok(Json(DeletePointsResponse { deleted }))
+}
+
+/// Page through points in id order; stable under concurrent writes.
+#[utoipa::path(post, path = "/collections/{name}/points/scroll", tag = "points", params(("name" = String, Path)), request_body = ScrollRequest,
+    responses(
+        (status = 200, body = ScrollResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+async fn scroll_points(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ScrollRequest>,
+) -> Res<ScrollResponse> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let limit = req.limit.unwrap_or(100);
+    if limit == 0 || limit > 10_000 {
+        return Err(ApiError::invalid("limit must be between 1 and 10000").into());
+    }
+    let wv = req.with_vector.unwrap_or(false);
+    let (points, next) =
+        blocking(move || Ok(c.scroll(req.filter.as_ref(), limit, req.cursor.as_ref())?)).await?;
+    Ok(Json(ScrollResponse {
+        points: points.into_iter().map(|p| point_out(p, wv)).collect(),
+        next_cursor: next,
+    }))
+}
+
+/// Count points (matching a filter).
+#[utoipa::path(post, path = "/collections/{name}/points/count", tag = "points", params(("name" = String, Path)), request_body = CountRequest,
+    responses(
+        (status = 200, body = CountResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+    ))]
+async fn count_points(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<CountRequest>,
+) -> Res<CountResponse> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let count = blocking(move || Ok(c.count(req.filter.as_ref())?)).await?;
+    Ok(Json(CountResponse { count }))
+}
+
+/// Search one collection by text or vector.
+#[utoipa::path(post, path = "/collections/{name}/search", tag = "points", params(("name" = String, Path)), request_body = SearchRequest,
+    responses(
+        (status = 200, body = SearchResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn search_collection(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<SearchRequest>,
+) -> Res<SearchResponse> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    Ok(Json(run_search(&s, c, req).await?))
+}
+
+/// Several searches in one call, answered in order.
+#[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "points", params(("name" = String, Path)), request_body = BatchSearchRequest,
+    responses(
+        (status = 200, body = BatchSearchResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn search_batch(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<BatchSearchRequest>,
+) -> Res<BatchSearchResponse> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    if req.searches.len() > 100 {
+        return Err(ApiError::invalid("at most 100 searches per batch").into());
+    }
+    let mut results = Vec::with_capacity(req.searches.len());
+    for r in req.searches {
+        results.push(run_search(&s, c.clone(), r).await?);
+    }
+    Ok(Json(BatchSearchResponse { results }))
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+struct Status {
+    status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Status)))]
+async fn health() -> Json<Status> {
+    Json(Status {
+        status: "ok".into(),
+        detail: None,
+    })
+}
+
+/// Data opened and the embedding service reachable.
+#[utoipa::path(get, path = "/ready", tag = "service", responses((status = 200, body = Status), (status = 503, body = Status)))]
+async fn ready(State(s): State<AppState>) -> (StatusCode, Json<Status>) {
+    match s.embedder.info().await {
+        Ok(_) => (
+            StatusCode::OK,
+            Json(Status {
+                status: "ready".into(),
+                detail: None,
+            }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Status {
+                status: "embedding_unavailable".into(),
+                detail: Some(e.to_string()),
+            }),
+        ),
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format", body = String), (status = 401, body = ErrorBody)))]
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let st = s.storage.clone();
+    let m = s.metrics.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        let cs = st.list();
+        m.collections.set(cs.len() as i64);
+        let infos: Vec<CollectionInfo> = cs.iter().map(|c| c.info()).collect();
+        m.points.set(infos.iter().map(|i| i.points as i64).sum());
+        m.segments
+            .set(infos.iter().map(|i| i.segments as i64).sum());
+        m.wal_bytes
+            .set(infos.iter().map(|i| i.wal_bytes as i64).sum());
+    })
+    .await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        s.metrics.render(),
+    )
+}
+
+async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let t0 = Instant::now();
+    let resp = next.run(req).await;
+    s.metrics
+        .requests
+        .with_label_values(&[&route, resp.status().as_str()])
+        .inc();
+    s.metrics
+        .latency
+        .with_label_values(&[&route])
+        .observe(t0.elapsed().as_secs_f64());
+    resp
+}
+
+/// The router, with `/openapi.json` and Swagger UI at `/docs`.
+pub fn router(state: AppState) -> axum::Router {
+    let (api, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(embed_documents))
+        .routes(routes!(search))
+        .routes(routes!(create_collection, list_collections))
+        .routes(routes!(get_collection, delete_collection))
+        .routes(routes!(upsert_points))
+        .routes(routes!(get_point, patch_point, delete_point))
+        .routes(routes!(delete_points))
+        .routes(routes!(scroll_points))
+        .routes(routes!(count_points))
+        .routes(routes!(search_collection))
+        .routes(routes!(search_batch))
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .split_for_parts();
+    let spec = Arc::new(spec);
+    let key: Option<Arc<str>> = state.config.api_key.as_deref().map(Arc::from);
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let spec = spec.clone();
+            async move { Json(spec.as_ref().clone()) }
+        }),
+    )
+    .merge(shared::http::swagger_ui("indexing-service"))
+    .fallback(shared::http::not_found)
+    .layer(axum::middleware::from_fn(move |req, next| {
+        shared::http::require_bearer(key.clone(), req, next)
+    }))
+    .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+    .layer(axum::extract::DefaultBodyLimit::max(
+        state.config.body_limit_bytes,
+    ))
+    .with_state(state)
+}

@@ -1,0 +1,99 @@
+//! Prometheus metrics of the indexing service (`GET /metrics`).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub embed_calls: HistogramVec,
+    pub embed_errors: IntCounterVec,
+    pub points: IntGauge,
+    pub segments: IntGauge,
+    pub wal_bytes: IntGauge,
+    pub collections: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let b = prometheus::exponential_buckets(0.0005, 2.0, 16).unwrap();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "index_http_requests_total",
+                "HTTP requests by route and status",
+            ),
+            &["route", "status"],
+        )
+        .unwrap();
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "index_http_request_duration_seconds",
+                "HTTP latency by route",
+            )
+            .buckets(b.clone()),
+            &["route"],
+        )
+        .unwrap();
+        let embed_calls = HistogramVec::new(
+            HistogramOpts::new(
+                "index_embedding_call_duration_seconds",
+                "Calls to the embedding service",
+            )
+            .buckets(b),
+            &["outcome"],
+        )
+        .unwrap();
+        let embed_errors = IntCounterVec::new(
+            Opts::new(
+                "index_embedding_errors_total",
+                "Failed embedding calls by kind",
+            ),
+            &["kind"],
+        )
+        .unwrap();
+        let points = IntGauge::new("index_points", "Points in all collections").unwrap();
+        let segments = IntGauge::new("index_segments", "Segments in all collections").unwrap();
+        let wal_bytes = IntGauge::new("index_wal_bytes", "Bytes in WAL files").unwrap();
+        let collections = IntGauge::new("index_collections", "Collections").unwrap();
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(embed_calls.clone()),
+            Box::new(embed_errors.clone()),
+            Box::new(points.clone()),
+            Box::new(segments.clone()),
+            Box::new(wal_bytes.clone()),
+            Box::new(collections.clone()),
+        ] {
+            registry.register(c).expect("unique metric names");
+        }
+        Self {
+            registry,
+            requests,
+            latency,
+            embed_calls,
+            embed_errors,
+            points,
+            segments,
+            wal_bytes,
+            collections,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encode metrics");
+        String::from_utf8(buf).expect("UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

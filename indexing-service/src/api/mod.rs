@@ -1,0 +1,82 @@
+//! HTTP: translate requests into collection calls and results into
+//! responses, nothing else. Storage work runs on the blocking pool; the
+//! embedding service is called through `shared::client` before anything is
+//! written (a failed embedding call writes nothing).
+//!
+//! Routes are registered through utoipa-axum so the spec cannot drift; every
+//! error status is listed per route. The one error conversion is
+//! `From<ApiError> for ErrorBody` below.
+
+mod handlers;
+pub mod metrics;
+
+use crate::collection::{CollectionError, Storage};
+use crate::storage::StorageError;
+use shared::client::{ClientError, EmbeddingClient};
+use shared::config::IndexingConfig;
+use shared::{ErrorBody, ErrorCode};
+use std::sync::Arc;
+
+/// Shared state of the handlers; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Arc<Storage>,
+    pub embedder: EmbeddingClient,
+    pub config: Arc<IndexingConfig>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// Errors a handler can meet.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Collection(#[from] CollectionError),
+    #[error(transparent)]
+    Embedding(#[from] ClientError),
+    #[error("{1}")]
+    Invalid(ErrorCode, String),
+}
+
+impl ApiError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        ApiError::Invalid(ErrorCode::InvalidRequest, msg.into())
+    }
+}
+
+impl From<ApiError> for ErrorBody {
+    fn from(e: ApiError) -> Self {
+        use CollectionError as C;
+        let code = match &e {
+            ApiError::Invalid(code, _) => *code,
+            ApiError::Collection(c) => match c {
+                C::NotFound(_) | C::PointNotFound(_) => ErrorCode::NotFound,
+                C::AlreadyExists(_) => ErrorCode::AlreadyExists,
+                C::InvalidName(_) | C::InvalidConfig(_) | C::InvalidId(_) => {
+                    ErrorCode::InvalidRequest
+                }
+                C::DimensionMismatch { .. } => ErrorCode::DimensionMismatch,
+                C::InvalidVector(_) => ErrorCode::InvalidVector,
+                C::InvalidPayload(_) => ErrorCode::InvalidPayload,
+                C::InvalidFilter(_) => ErrorCode::InvalidFilter,
+                C::Storage(StorageError::Poisoned(_)) => ErrorCode::StorageUnavailable,
+                C::Storage(_) => {
+                    tracing::error!("storage error: {e}");
+                    return ErrorBody::new(
+                        ErrorCode::Internal,
+                        "internal storage error; see the service log",
+                    );
+                }
+            },
+            ApiError::Embedding(c) => match c {
+                ClientError::Rejected { code, .. } => *code,
+                ClientError::Unavailable(_) | ClientError::Protocol(_) => {
+                    tracing::warn!("embedding call failed: {e}");
+                    ErrorCode::EmbeddingUnavailable
+                }
+            },
+        };
+        ErrorBody::new(code, e.to_string())
+    }
+}
+
+pub use handlers::router;
