@@ -33,7 +33,7 @@ fn data(seed: u64) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let centres: Vec<Vec<f32>> = (0..40)
         .map(|_| (0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect())
         .collect();
-    let mut point = |rng: &mut StdRng| {
+    let point = |rng: &mut StdRng| {
         let c = &centres[rng.gen_range(0..centres.len())];
         c.iter()
             .map(|x| x + noise.sample(rng))

@@ -52,6 +52,8 @@ pub struct Filter {
 #[serde(untagged)]
 pub enum Condition {
     Field(FieldCondition),
+    /// A nested filter (recursive).
+    #[schema(no_recursion)]
     Filter(Filter),
 }
 
