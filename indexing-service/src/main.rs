@@ -13,9 +13,25 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    if std::env::args().nth(1).as_deref() == Some("print-config") {
-        println!("{}", serde_yaml::to_string(&config.redacted())?);
-        return Ok(());
+    match std::env::args().nth(1).as_deref() {
+        Some("print-config") => {
+            println!("{}", serde_yaml::to_string(&config.redacted())?);
+            return Ok(());
+        }
+        Some("print-openapi") => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&indexing_service::api::openapi())?
+            );
+            return Ok(());
+        }
+        Some("serve") | None => {}
+        Some(other) => {
+            eprintln!(
+                "indexing-service: unknown command `{other}` (serve, print-config, print-openapi)"
+            );
+            std::process::exit(2);
+        }
     }
     tracing::info!(
         "effective config:\n{}",

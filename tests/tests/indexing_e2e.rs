@@ -389,3 +389,48 @@ fn store_search_update_delete_restart_and_outage() {
     idx.wait_exit(Duration::from_secs(30));
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// The same flow through a Python client generated from `/openapi.json`
+/// (scripts/test.sh generates it and sets `E2E_PYTHON` / `E2E_PYCLIENT`).
+#[test]
+fn generated_python_client_runs_the_flow() {
+    let (Ok(py), Ok(pkg)) = (std::env::var("E2E_PYTHON"), std::env::var("E2E_PYCLIENT")) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this through scripts/test.sh"
+        );
+        eprintln!("skipped: run through scripts/test.sh, which generates the Python client");
+        return;
+    };
+    let data = std::env::temp_dir().join(format!("e2e-pyclient-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (ep, ip) = (free_port(), free_port());
+    let _emb = embedding(ep);
+    let idx = indexing(ip, ep, &data);
+    // The spec the client was generated from is the one the service serves.
+    let served: Value = Client::new()
+        .get(format!("{}/openapi.json", idx.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let generated: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("target/openapi-indexing.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served, generated);
+    let out = std::process::Command::new(py)
+        .arg(workspace_root().join("tests/python/flow.py"))
+        .arg(&idx.url)
+        .env("PYTHONPATH", pkg)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python flow failed:\n{text}");
+    assert!(text.contains("all checks passed"), "{text}");
+    let _ = std::fs::remove_dir_all(&data);
+}

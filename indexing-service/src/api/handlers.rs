@@ -286,6 +286,8 @@ pub struct CollectionDescription {
     pub name: String,
     pub dimension: usize,
     pub metric: Metric,
+    /// Index settings (kind, hnsw, ivf, quantization, min_points, exact_scan_below).
+    #[schema(value_type = Object)]
     pub index: IndexSettings,
     pub flush_threshold_vectors: usize,
     pub points: usize,
@@ -706,9 +708,13 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
     resp
 }
 
-/// The router, with `/openapi.json` and Swagger UI at `/docs`.
-pub fn router(state: AppState) -> axum::Router {
-    let (api, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The OpenAPI document of every route (no state needed).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes_with_spec().1
+}
+
+fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(embed_documents))
         .routes(routes!(search))
         .routes(routes!(create_collection, list_collections))
@@ -723,7 +729,12 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
-        .split_for_parts();
+        .split_for_parts()
+}
+
+/// The router, with `/openapi.json` and Swagger UI at `/docs`.
+pub fn router(state: AppState) -> axum::Router {
+    let (api, spec) = routes_with_spec();
     let spec = Arc::new(spec);
     let key: Option<Arc<str>> = state.config.api_key.as_deref().map(Arc::from);
     api.route(

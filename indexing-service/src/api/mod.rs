@@ -79,4 +79,4 @@ impl From<ApiError> for ErrorBody {
     }
 }
 
-pub use handlers::router;
+pub use handlers::{openapi, router};

@@ -23,6 +23,10 @@ use std::time::Instant;
 
 const K: usize = 10;
 
+/// One query (by index) to its result ids.
+type SearchRef<'a> = dyn Fn(usize) -> Vec<u32> + Sync + 'a;
+type SearchFn<'a> = Box<SearchRef<'a>>;
+
 #[derive(Parser)]
 struct Args {
     #[arg(long)]
@@ -82,11 +86,7 @@ fn recall(found: &[Vec<u32>], gt: &[Vec<u32>]) -> f64 {
 
 /// Best queries/s of up to 5 passes within ~1 s, one query at a time on
 /// one thread, or spread over all threads.
-fn timed(
-    nq: usize,
-    parallel: bool,
-    f: &(dyn Fn(usize) -> Vec<u32> + Sync),
-) -> (Vec<Vec<u32>>, f64) {
+fn timed(nq: usize, parallel: bool, f: &SearchRef<'_>) -> (Vec<Vec<u32>>, f64) {
     let mut best = 0.0f64;
     let mut first = None;
     let mut total = 0.0;
@@ -176,7 +176,7 @@ fn main() {
         let gt: Vec<Vec<u32>> = (0..nq)
             .into_par_iter()
             .map(|i| {
-                exact_scan(metric, &base, dim, q(i), 100, &|_| true)
+                exact_scan(metric, base, dim, q(i), 100, &|_| true)
                     .into_iter()
                     .map(|(id, _)| id)
                     .collect()
@@ -197,29 +197,28 @@ fn main() {
     let efs = [10usize, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
     let f32_mib = (n * dim * 4) as f64 / (1 << 20) as f64;
     let mut rows: Vec<Row> = Vec::new();
-    let run_sweep =
-        |name: &str,
-         build_s: f64,
-         mem_mib: f64,
-         points: Vec<(String, &(dyn Fn(usize) -> Vec<u32> + Sync))>| {
-            let mut sweep = Vec::new();
-            for (label, f) in points {
-                let (found, q1) = timed(nq, false, f);
-                let (_, qa) = timed(nq, true, f);
-                let r = recall(&found, &gt);
-                eprintln!("{name:>16} {label:>11}  recall@10 {r:.4}  1 thread {q1:>9.0} q/s  {threads} threads {qa:>9.0} q/s");
-                sweep.push((label, r, q1, qa));
-            }
-            Row {
-                name: name.into(),
-                build_s,
-                mem_mib,
-                sweep,
-            }
-        };
+    let run_sweep = |name: &str,
+                     build_s: f64,
+                     mem_mib: f64,
+                     points: Vec<(String, &SearchRef<'_>)>| {
+        let mut sweep = Vec::new();
+        for (label, f) in points {
+            let (found, q1) = timed(nq, false, f);
+            let (_, qa) = timed(nq, true, f);
+            let r = recall(&found, &gt);
+            eprintln!("{name:>16} {label:>11}  recall@10 {r:.4}  1 thread {q1:>9.0} q/s  {threads} threads {qa:>9.0} q/s");
+            sweep.push((label, r, q1, qa));
+        }
+        Row {
+            name: name.into(),
+            build_s,
+            mem_mib,
+            sweep,
+        }
+    };
     if only.contains(&"exact") {
         let f = |i: usize| {
-            exact_scan(metric, &base, dim, q(i), K, &|_| true)
+            exact_scan(metric, base, dim, q(i), K, &|_| true)
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect()
@@ -267,7 +266,7 @@ fn main() {
     }
     if only.contains(&"hnsw") {
         let space = F32Space {
-            vectors: &base,
+            vectors: base,
             dim,
             dot,
         };
@@ -282,11 +281,11 @@ fn main() {
             },
         );
         let bs = t.elapsed().as_secs_f64();
-        let fs: Vec<(usize, Box<dyn Fn(usize) -> Vec<u32> + Sync>)> = efs
+        let fs: Vec<(usize, SearchFn<'_>)> = efs
             .iter()
             .map(|&ef| {
                 let (g, space) = (&g, &space);
-                let f: Box<dyn Fn(usize) -> Vec<u32> + Sync> = Box::new(move |i| {
+                let f: SearchFn<'_> = Box::new(move |i| {
                     g.search(space, &Query::Vector(q(i)), K, ef, &|_| true)
                         .into_iter()
                         .map(|(id, _)| id)
@@ -309,7 +308,7 @@ fn main() {
         let t = Instant::now();
         let g = Hnsw::build(
             &F32Space {
-                vectors: &base,
+                vectors: base,
                 dim,
                 dot,
             },
@@ -320,20 +319,20 @@ fn main() {
                 seed: 42,
             },
         );
-        let codes = PqCodes::build(&base, dim, a.pq_m, 7).unwrap();
+        let codes = PqCodes::build(base, dim, a.pq_m, 7).unwrap();
         let bs = t.elapsed().as_secs_f64();
         let space = PqSpace {
             codes: &codes,
-            vectors: &base,
+            vectors: base,
             dot,
         };
         let kk = (K as f32 * a.oversampling) as usize;
-        let fs: Vec<(usize, Box<dyn Fn(usize) -> Vec<u32> + Sync>)> = efs
+        let fs: Vec<(usize, SearchFn<'_>)> = efs
             .iter()
             .filter(|&&ef| ef >= 24)
             .map(|&ef| {
                 let (g, space, codes) = (&g, &space, &codes);
-                let f: Box<dyn Fn(usize) -> Vec<u32> + Sync> = Box::new(move |i| {
+                let f: SearchFn<'_> = Box::new(move |i| {
                     let table = Query::Table(codes.pq.table(q(i), dot));
                     let cands = g.search(space, &table, kk, ef.max(kk), &|_| true);
                     let mut top = TopK::new(K);
@@ -371,33 +370,32 @@ fn main() {
     }
     if only.contains(&"ivf-pq") {
         let t = Instant::now();
-        let ivf = Ivf::build(&base, dim, a.nlist, a.pq_m, 7).unwrap();
+        let ivf = Ivf::build(base, dim, a.nlist, a.pq_m, 7).unwrap();
         let bs = t.elapsed().as_secs_f64();
         let kk = (K as f32 * a.oversampling) as usize;
-        let fs: Vec<(usize, Box<dyn Fn(usize) -> Vec<u32> + Sync>)> =
-            [1usize, 2, 4, 8, 16, 32, 64, 128, 256]
-                .iter()
-                .map(|&np| {
-                    let ivf = &ivf;
-                    let f: Box<dyn Fn(usize) -> Vec<u32> + Sync> = Box::new(move |i| {
-                        let cands = ivf.candidates(q(i), dot, np, kk, &|_| true);
-                        let mut top = TopK::new(K);
-                        for (id, _) in cands {
-                            let v = &base[id as usize * dim..(id as usize + 1) * dim];
-                            top.push(
-                                if dot {
-                                    distance::dot(q(i), v)
-                                } else {
-                                    -distance::l2_sq(q(i), v)
-                                },
-                                id,
-                            );
-                        }
-                        top.into_sorted().into_iter().map(|(id, _)| id).collect()
-                    });
-                    (np, f)
-                })
-                .collect();
+        let fs: Vec<(usize, SearchFn<'_>)> = [1usize, 2, 4, 8, 16, 32, 64, 128, 256]
+            .iter()
+            .map(|&np| {
+                let ivf = &ivf;
+                let f: SearchFn<'_> = Box::new(move |i| {
+                    let cands = ivf.candidates(q(i), dot, np, kk, &|_| true);
+                    let mut top = TopK::new(K);
+                    for (id, _) in cands {
+                        let v = &base[id as usize * dim..(id as usize + 1) * dim];
+                        top.push(
+                            if dot {
+                                distance::dot(q(i), v)
+                            } else {
+                                -distance::l2_sq(q(i), v)
+                            },
+                            id,
+                        );
+                    }
+                    top.into_sorted().into_iter().map(|(id, _)| id).collect()
+                });
+                (np, f)
+            })
+            .collect();
         let mem = ivf.code_bytes() as f64 / (1 << 20) as f64;
         rows.push(run_sweep(
             &format!("ours IVF-PQ{}", a.pq_m),

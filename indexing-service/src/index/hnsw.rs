@@ -232,6 +232,7 @@ impl Builder {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn search_layer<S: Space>(
         &self,
         space: &S,

@@ -100,7 +100,7 @@ pub struct Pq {
 impl Pq {
     /// Trains on (a sample of) `data`. `dim` must be a multiple of `m`.
     pub fn train(data: &[f32], dim: usize, m: usize, seed: u64) -> Result<Pq, String> {
-        if m == 0 || dim % m != 0 {
+        if m == 0 || !dim.is_multiple_of(m) {
             return Err(format!("pq subvectors {m} must divide the dimension {dim}"));
         }
         let dsub = dim / m;
@@ -198,7 +198,7 @@ impl Pq {
             return Err("not a PQ file".into());
         }
         let (dim, m) = (w[1] as usize, w[2] as usize);
-        if m == 0 || dim % m != 0 {
+        if m == 0 || !dim.is_multiple_of(m) {
             return Err("bad PQ shape".into());
         }
         let len = m * KS * (dim / m);
@@ -274,7 +274,7 @@ impl PqCodes {
             .flat_map(|x| x.to_le_bytes())
             .take(n)
             .collect();
-        if bytes.len() != n || n % pq.m != 0 {
+        if bytes.len() != n || !n.is_multiple_of(pq.m) {
             return Err("PQ codes truncated".into());
         }
         Ok(Self { pq, codes: bytes })

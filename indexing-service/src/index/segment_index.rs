@@ -126,7 +126,7 @@ impl IndexSettings {
         } = self.quantization
         {
             let m = if subvectors == 0 { dim / 8 } else { subvectors };
-            if m == 0 || dim % m != 0 {
+            if m == 0 || !dim.is_multiple_of(m) {
                 return Err(format!(
                     "quantization.subvectors ({m}) must divide the dimension ({dim})"
                 ));
