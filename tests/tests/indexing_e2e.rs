@@ -434,3 +434,78 @@ fn generated_python_client_runs_the_flow() {
     assert!(text.contains("all checks passed"), "{text}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// With keys on both services: every call but `/health` needs the bearer
+/// key, and the indexing service sends its own key to the embedding service
+/// (which would refuse the embedding call otherwise).
+#[test]
+fn api_keys_guard_both_services_and_are_forwarded() {
+    let data = std::env::temp_dir().join(format!("e2e-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (ep, ip) = (free_port(), free_port());
+    let (eps, ips) = (ep.to_string(), ip.to_string());
+    let mut emb = Proc::spawn(
+        "embedding-service",
+        ep,
+        &[
+            ("EMBEDDING__PORT", &eps),
+            ("EMBEDDING__HOST", "127.0.0.1"),
+            ("EMBEDDING__API_KEY", "emb-secret"),
+        ],
+    );
+    emb.wait_healthy(Duration::from_secs(120));
+    let url = format!("http://127.0.0.1:{ep}");
+    let d = data.to_string_lossy().to_string();
+    let mut idx = Proc::spawn(
+        "indexing-service",
+        ip,
+        &[
+            ("INDEXING__PORT", &ips),
+            ("INDEXING__HOST", "127.0.0.1"),
+            ("INDEXING__DATA_DIR", &d),
+            ("EMBEDDING_SERVICE_URL", &url),
+            ("INDEXING__API_KEY", "idx-secret"),
+            ("INDEXING__EMBEDDING_API_KEY", "emb-secret"),
+        ],
+    );
+    idx.wait_healthy(Duration::from_secs(60));
+    let c = Client::new();
+    let body = json!({"content": "a guarded document", "id": 1});
+    let r = c
+        .post(format!("{}/embed", idx.url))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "unauthorized");
+    let r = c
+        .post(format!("{}/embed", idx.url))
+        .bearer_auth("wrong")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = c
+        .post(format!("{}/embed", idx.url))
+        .bearer_auth("idx-secret")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text());
+    // The embedding service itself refuses callers without its key.
+    let r = c
+        .post(format!("{url}/embed"))
+        .json(&json!({"inputs": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        c.get(format!("{}/health", idx.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
