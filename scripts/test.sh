@@ -20,3 +20,5 @@ rm -rf target/pyclient && mkdir -p target/pyclient
   --output-path target/pyclient/indexing_client --meta none >/dev/null
 export E2E_PYTHON="$PWD/$venv/bin/python" E2E_PYCLIENT="$PWD/target/pyclient"
 cargo test --workspace -- --test-threads="${TEST_THREADS:-2}" "$@"
+# docker compose, end to end (skipped with a message where no Docker engine answers).
+./scripts/docker_test.sh

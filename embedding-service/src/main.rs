@@ -19,6 +19,11 @@ enum Command {
     FetchModel,
     /// Print the effective configuration (secrets redacted) and exit.
     PrintConfig,
+    /// Exit 0 when the local service answers 200 on /health (for container
+    /// health checks; needs no tools in the image).
+    Healthcheck,
+    /// GET a path on the local service and print the body (e.g. /metrics).
+    Probe { path: String },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +41,15 @@ fn main() -> anyhow::Result<()> {
         }
     };
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Healthcheck => {
+            shared::http::run_probe(config.embedding.port, "/health", None, false)
+        }
+        Command::Probe { path } => shared::http::run_probe(
+            config.embedding.port,
+            &path,
+            config.embedding.api_key.as_deref(),
+            true,
+        ),
         Command::PrintConfig => {
             println!("{}", serde_yaml::to_string(&config.redacted())?);
             Ok(())

@@ -25,6 +25,18 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        Some("healthcheck") => {
+            shared::http::run_probe(config.indexing.port, "/health", None, false)
+        }
+        Some("probe") => {
+            let path = std::env::args().nth(2).unwrap_or_else(|| "/health".into());
+            shared::http::run_probe(
+                config.indexing.port,
+                &path,
+                config.indexing.api_key.as_deref(),
+                true,
+            )
+        }
         Some("serve") | None => {}
         Some(other) => {
             eprintln!(

@@ -148,3 +148,54 @@ pub fn swagger_ui<S: Clone + Send + Sync + 'static>(title: &'static str) -> axum
             get(|| async { ([(CONTENT_TYPE, "text/css")], SWAGGER_CSS) }),
         )
 }
+
+/// A minimal HTTP/1.0 GET against `127.0.0.1:port` with std only, for
+/// container health checks that need no tools in the image. Returns the
+/// status code and body.
+pub fn probe(port: u16, path: &str, api_key: Option<&str>) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let t = std::time::Duration::from_secs(3);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, t)
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_read_timeout(Some(t)).ok();
+    s.set_write_timeout(Some(t)).ok();
+    let auth = api_key
+        .map(|k| format!("Authorization: Bearer {k}\r\n"))
+        .unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{auth}\r\n").map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "no HTTP status in {:?}",
+                buf.chars().take(80).collect::<String>()
+            )
+        })?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// `healthcheck` / `probe PATH` subcommands shared by both binaries: exit 0
+/// when the service on `port` answers 200.
+pub fn run_probe(port: u16, path: &str, api_key: Option<&str>, print: bool) -> ! {
+    match probe(port, path, api_key) {
+        Ok((status, body)) => {
+            if print {
+                print!("{body}");
+            }
+            std::process::exit(if status == 200 { 0 } else { 1 })
+        }
+        Err(e) => {
+            eprintln!("probe failed: {e}");
+            std::process::exit(1)
+        }
+    }
+}
