@@ -47,7 +47,26 @@ fn serves_embeddings_and_drains_on_sigterm() {
             .send()
             .map(|r| (r.status().as_u16(), r.json::<Value>().ok()))
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // SIGTERM only once the request is admitted (in flight), whatever the load.
+    let t0 = std::time::Instant::now();
+    loop {
+        let m = http
+            .get(format!("{}/metrics", svc.url))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        if m.lines()
+            .any(|l| l.starts_with("embed_requests_in_flight") && !l.ends_with(" 0"))
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the request never got in flight"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     svc.signal("TERM");
     let (status, body) = inflight
         .join()
