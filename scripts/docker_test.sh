@@ -30,10 +30,12 @@ cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap 'cleanup; echo "docker: $passed passed, $failed failed"' EXIT
 cleanup
 
-# Host-built binaries (the test command has built them) into the build context.
+# Host-built binaries into the build context: the ones the test command just
+# built (debug profile, dependencies optimised), or DOCKER_BIN_PROFILE=release.
 mkdir -p "$BIN_DIR"
 for b in embedding-service indexing-service; do
-  src=target/release/$b; [ -x "$src" ] || src=target/debug/$b
+  src=target/${DOCKER_BIN_PROFILE:-debug}/$b
+  [ -x "$src" ] || { echo "$src is not built (cargo build --workspace first)"; exit 1; }
   cp "$src" "$BIN_DIR/$b"; strip --strip-debug "$BIN_DIR/$b" 2>/dev/null || true
 done
 ./scripts/docker_base_image.sh

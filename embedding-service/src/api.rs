@@ -285,23 +285,13 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(health))
         .routes(routes!(metrics))
         .split_for_parts();
-    let spec = Arc::new(spec);
-    let key: Option<Arc<str>> = state.config.api_key.as_deref().map(Arc::from);
-    api.route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let spec = spec.clone();
-            async move { Json(spec.as_ref().clone()) }
-        }),
-    )
-    .merge(shared::http::swagger_ui("embedding-service"))
-    .fallback(shared::http::not_found)
-    .layer(axum::middleware::from_fn(move |req, next| {
-        shared::http::require_bearer(key.clone(), req, next)
-    }))
-    .layer(axum::middleware::from_fn_with_state(state.clone(), track))
-    .layer(axum::extract::DefaultBodyLimit::max(
+    shared::http::with_spec_docs_and_auth(
+        api,
+        spec,
+        "embedding-service",
+        state.config.api_key.as_deref(),
         state.config.body_limit_bytes,
-    ))
+    )
+    .layer(axum::middleware::from_fn_with_state(state.clone(), track))
     .with_state(state)
 }

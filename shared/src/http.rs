@@ -199,3 +199,30 @@ pub fn run_probe(port: u16, path: &str, api_key: Option<&str>, print: bool) -> !
         }
     }
 }
+
+/// What both services put around their API routes: `/openapi.json` (the
+/// spec the routes were registered with), Swagger UI at `/docs`, a JSON 404,
+/// the optional bearer key (all but the health probes) and the body limit.
+pub fn with_spec_docs_and_auth<S: Clone + Send + Sync + 'static>(
+    api: axum::Router<S>,
+    spec: utoipa::openapi::OpenApi,
+    title: &'static str,
+    api_key: Option<&str>,
+    body_limit: usize,
+) -> axum::Router<S> {
+    let spec = std::sync::Arc::new(spec);
+    let key: Option<std::sync::Arc<str>> = api_key.map(std::sync::Arc::from);
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let spec = spec.clone();
+            async move { axum::Json(spec.as_ref().clone()) }
+        }),
+    )
+    .merge(swagger_ui(title))
+    .fallback(not_found)
+    .layer(axum::middleware::from_fn(move |req, next| {
+        require_bearer(key.clone(), req, next)
+    }))
+    .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+}

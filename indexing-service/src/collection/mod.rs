@@ -807,10 +807,21 @@ impl Collection {
 
     /// WAL → apply → (fsync) → acknowledge. Blocking.
     fn write(&self, op: Op) -> Result<u64> {
+        Ok(self.write_with(|_| Ok(Some(op)))?.expect("an op was given"))
+    }
+
+    /// The one write path: under the state write lock, `decide` looks at the
+    /// current state and returns the op to log (or None: nothing to do);
+    /// the op is appended to the WAL, applied, and, after the lock is
+    /// released, made durable (`fsync: always`) before returning its number.
+    fn write_with(&self, decide: impl FnOnce(&State) -> Result<Option<Op>>) -> Result<Option<u64>> {
         let mut buf = Vec::new();
-        encode_op(&op, &mut buf);
         let (num, job) = {
             let mut st = self.inner.state.write();
+            let Some(op) = decide(&st)? else {
+                return Ok(None);
+            };
+            encode_op(&op, &mut buf);
             let num = self.inner.wal.append(&buf)?;
             let job = self.inner.apply(&mut st, num, op);
             (num, job)
@@ -821,7 +832,7 @@ impl Collection {
         if self.inner.config.fsync == FsyncMode::Always {
             self.inner.wal.sync_to(num)?;
         }
-        Ok(num)
+        Ok(Some(num))
     }
 
     /// Inserts or replaces points by id. Returns the op number and the ids.
@@ -853,34 +864,20 @@ impl Collection {
     /// Deletes every point matching the filter (logged as the ids it matched).
     pub fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
         filter::validate(filter).map_err(CollectionError::InvalidFilter)?;
-        let mut buf = Vec::new();
-        let (num, n, job) = {
-            let mut st = self.inner.state.write();
+        let mut n = 0;
+        self.write_with(|st| {
             let ids: Vec<PointId> = st
                 .ids
                 .iter()
                 .filter(|(_, loc)| {
-                    self.extra_at(&st, **loc)
+                    self.extra_at(st, **loc)
                         .is_ok_and(|e| filter::matches(filter, e.payload.as_ref()))
                 })
                 .map(|(id, _)| id.clone())
                 .collect();
-            if ids.is_empty() {
-                return Ok(0);
-            }
-            let n = ids.len();
-            let op = Op::Delete(ids);
-            encode_op(&op, &mut buf);
-            let num = self.inner.wal.append(&buf)?;
-            let job = self.inner.apply(&mut st, num, op);
-            (num, n, job)
-        };
-        if let Some(j) = job {
-            self.send(j);
-        }
-        if self.inner.config.fsync == FsyncMode::Always {
-            self.inner.wal.sync_to(num)?;
-        }
+            n = ids.len();
+            Ok((!ids.is_empty()).then_some(Op::Delete(ids)))
+        })?;
         Ok(n)
     }
 
@@ -893,16 +890,14 @@ impl Collection {
         merge: bool,
     ) -> Result<u64> {
         let new = self.check_payload(0, Some(payload))?.unwrap_or_default();
-        let mut buf = Vec::new();
-        let (num, job) = {
-            let mut st = self.inner.state.write();
+        let num = self.write_with(|st| {
             let mut recs = Vec::with_capacity(ids.len());
             for id in ids {
                 let loc = *st
                     .ids
                     .get(id)
                     .ok_or_else(|| CollectionError::PointNotFound(id.clone()))?;
-                let p = self.point_at(&st, id.clone(), loc)?;
+                let p = self.point_at(st, id.clone(), loc)?;
                 let payload = if merge {
                     let mut m = p.payload.unwrap_or_default();
                     m.extend(new.clone());
@@ -925,19 +920,9 @@ impl Collection {
                     content: p.content,
                 });
             }
-            let op = Op::Upsert(recs);
-            encode_op(&op, &mut buf);
-            let num = self.inner.wal.append(&buf)?;
-            let job = self.inner.apply(&mut st, num, op);
-            (num, job)
-        };
-        if let Some(j) = job {
-            self.send(j);
-        }
-        if self.inner.config.fsync == FsyncMode::Always {
-            self.inner.wal.sync_to(num)?;
-        }
-        Ok(num)
+            Ok(Some(Op::Upsert(recs)))
+        })?;
+        Ok(num.expect("set_payload always logs an op"))
     }
 
     fn extra_at(&self, st: &State, loc: Loc) -> Result<Extra> {
