@@ -92,10 +92,7 @@ async fn collection(
             blocking(move || {
                 let mut cfg = CollectionConfig::new(&name, dim, Metric::Cosine);
                 cfg.fsync = fsync;
-                cfg.flush_threshold = FlushThreshold {
-                    vectors: flush.vectors,
-                    bytes: flush.bytes,
-                };
+                cfg.flush_threshold = flush;
                 match st.create(cfg) {
                     Err(crate::collection::CollectionError::AlreadyExists(_)) => Ok(st.get(&name)?),
                     r => Ok(r?),
@@ -270,15 +267,7 @@ pub struct CreateCollectionRequest {
     #[serde(default)]
     pub flush_threshold: Option<FlushThresholdInput>,
     #[serde(default)]
-    pub fsync: Option<FsyncModeInput>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum FsyncModeInput {
-    Always,
-    Interval,
-    Never,
+    pub fsync: Option<FsyncMode>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -356,12 +345,7 @@ async fn create_collection(
         index.quantization = q;
     }
     cfg.index = index;
-    cfg.fsync = match req.fsync {
-        Some(FsyncModeInput::Always) => FsyncMode::Always,
-        Some(FsyncModeInput::Interval) => FsyncMode::Interval,
-        Some(FsyncModeInput::Never) => FsyncMode::Never,
-        None => s.config.wal.fsync,
-    };
+    cfg.fsync = req.fsync.unwrap_or(s.config.wal.fsync);
     cfg.fsync_interval_ms = s.config.wal.fsync_interval_ms;
     let t = req.flush_threshold;
     cfg.flush_threshold = FlushThreshold {

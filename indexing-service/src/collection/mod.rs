@@ -87,21 +87,9 @@ pub enum CollectionError {
 
 pub type Result<T> = std::result::Result<T, CollectionError>;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct FlushThreshold {
-    pub vectors: usize,
-    pub bytes: usize,
-}
-
-impl Default for FlushThreshold {
-    fn default() -> Self {
-        Self {
-            vectors: 20_000,
-            bytes: 64 << 20,
-        }
-    }
-}
+/// When the appendable segment is sealed (the same type as the service's
+/// `indexing.flush_threshold`).
+pub use shared::config::FlushThreshold;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
