@@ -15,6 +15,7 @@
 use clap::Parser;
 use indexing_service::index::hnsw::{F32Space, Hnsw, HnswParams, Query};
 use indexing_service::index::pq::{Ivf, PqCodes, PqSpace};
+use indexing_service::index::segment_index::rescore;
 use indexing_service::index::{distance, exact_scan, TopK};
 use rayon::prelude::*;
 use shared::wire::indexing::Metric;
@@ -335,19 +336,17 @@ fn main() {
                 let f: SearchFn<'_> = Box::new(move |i| {
                     let table = Query::Table(codes.pq.table(q(i), dot));
                     let cands = g.search(space, &table, kk, ef.max(kk), &|_| true);
-                    let mut top = TopK::new(K);
-                    for (id, _) in cands {
-                        let v = &base[id as usize * dim..(id as usize + 1) * dim];
-                        top.push(
-                            if dot {
-                                distance::dot(q(i), v)
-                            } else {
-                                -distance::l2_sq(q(i), v)
-                            },
-                            id,
-                        );
-                    }
-                    top.into_sorted().into_iter().map(|(id, _)| id).collect()
+                    rescore(
+                        metric,
+                        base,
+                        dim,
+                        q(i),
+                        cands.into_iter().map(|(id, _)| id),
+                        K,
+                    )
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect()
                 });
                 (ef, f)
             })
@@ -379,19 +378,17 @@ fn main() {
                 let ivf = &ivf;
                 let f: SearchFn<'_> = Box::new(move |i| {
                     let cands = ivf.candidates(q(i), dot, np, kk, &|_| true);
-                    let mut top = TopK::new(K);
-                    for (id, _) in cands {
-                        let v = &base[id as usize * dim..(id as usize + 1) * dim];
-                        top.push(
-                            if dot {
-                                distance::dot(q(i), v)
-                            } else {
-                                -distance::l2_sq(q(i), v)
-                            },
-                            id,
-                        );
-                    }
-                    top.into_sorted().into_iter().map(|(id, _)| id).collect()
+                    rescore(
+                        metric,
+                        base,
+                        dim,
+                        q(i),
+                        cands.into_iter().map(|(id, _)| id),
+                        K,
+                    )
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect()
                 });
                 (np, f)
             })

@@ -273,7 +273,8 @@ impl SegmentIndex {
     }
 }
 
-fn rescore(
+/// Exact re-scoring of candidate offsets: the best `k` by `score`.
+pub fn rescore(
     metric: Metric,
     vectors: &[f32],
     dim: usize,
