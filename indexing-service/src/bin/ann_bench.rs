@@ -16,6 +16,7 @@ use clap::Parser;
 use indexing_service::index::hnsw::{F32Space, Hnsw, HnswParams, Query};
 use indexing_service::index::pq::{Ivf, PqCodes, PqSpace};
 use indexing_service::index::segment_index::rescore;
+use indexing_service::index::sq::{Sq8, Sq8Space};
 use indexing_service::index::{distance, exact_scan, TopK};
 use rayon::prelude::*;
 use shared::wire::indexing::Metric;
@@ -50,7 +51,13 @@ struct Args {
     /// Re-scored candidates per result for PQ indexes.
     #[arg(long, default_value_t = 10.0)]
     oversampling: f32,
-    #[arg(long, default_value = "exact,hnsw,hnsw-pq,ivf-pq,instant-distance")]
+    /// Rows: exact, hnsw, hnsw-sq8 (graph and traversal on SQ8 codes),
+    /// hnsw-f32-sq8 (graph on f32, traversal on SQ8), hnsw-pq, ivf-pq,
+    /// instant-distance.
+    #[arg(
+        long,
+        default_value = "exact,hnsw,hnsw-sq8,hnsw-pq,ivf-pq,instant-distance"
+    )]
     only: String,
 }
 
@@ -195,7 +202,9 @@ fn main() {
         gt
     };
     println!("# {n} base vectors, {nq} queries, dim {dim}, metric {}, M={} ef_construction={}, {threads} threads", a.metric, a.m, a.efc);
-    let efs = [10usize, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512];
+    let efs = [
+        10usize, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
+    ];
     let f32_mib = (n * dim * 4) as f64 / (1 << 20) as f64;
     let mut rows: Vec<Row> = Vec::new();
     let run_sweep = |name: &str,
@@ -298,6 +307,72 @@ fn main() {
         let mem = f32_mib + g.bytes() as f64 / (1 << 20) as f64;
         rows.push(run_sweep(
             "ours HNSW",
+            bs,
+            mem,
+            fs.iter()
+                .map(|(ef, f)| (format!("ef={ef}"), f.as_ref()))
+                .collect(),
+        ));
+    }
+    for (row, graph_on_codes) in [("hnsw-sq8", true), ("hnsw-f32-sq8", false)] {
+        if !only.contains(&row) {
+            continue;
+        }
+        // The whole build: quantize, then the graph (on the codes or on f32).
+        let t = Instant::now();
+        let codes = Sq8::build(base, dim);
+        let space = Sq8Space { codes: &codes, dot };
+        let p = HnswParams {
+            m: a.m,
+            ef_construction: a.efc,
+            seed: 42,
+        };
+        let g = if graph_on_codes {
+            Hnsw::build(&space, n, p)
+        } else {
+            Hnsw::build(
+                &F32Space {
+                    vectors: base,
+                    dim,
+                    dot,
+                },
+                n,
+                p,
+            )
+        };
+        let bs = t.elapsed().as_secs_f64();
+        let fs: Vec<(usize, SearchFn<'_>)> = efs
+            .iter()
+            .map(|&ef| {
+                let (g, space, codes) = (&g, &space, &codes);
+                let f: SearchFn<'_> = Box::new(move |i| {
+                    let sq = Query::Sq8(codes.query(q(i), dot));
+                    let ef = ef.max(K);
+                    let cands = g.search(space, &sq, ef, ef, &|_| true);
+                    rescore(
+                        metric,
+                        base,
+                        dim,
+                        q(i),
+                        cands.into_iter().map(|(id, _)| id),
+                        K,
+                    )
+                    .into_iter()
+                    .map(|(id, _)| id)
+                    .collect()
+                });
+                (ef, f)
+            })
+            .collect();
+        // In RAM: codes + graph; the f32 vectors stay on disk for re-scoring.
+        let mem = (codes.code_bytes() + g.bytes()) as f64 / (1 << 20) as f64;
+        let name = if graph_on_codes {
+            "ours HNSW+SQ8"
+        } else {
+            "ours HNSW (f32 graph)+SQ8"
+        };
+        rows.push(run_sweep(
+            name,
             bs,
             mem,
             fs.iter()

@@ -45,6 +45,7 @@ pub trait Space: Sync {
 pub enum Query<'a> {
     Vector(&'a [f32]),
     Table(Vec<f32>),
+    Sq8(super::sq::Sq8Query),
 }
 
 /// Exact f32 vectors; `dot` is negated so lower is closer.
@@ -197,8 +198,12 @@ pub struct Hnsw {
     off_upper: usize,
 }
 
-/// Neighbour selection heuristic (paper, algorithm 4, no extension): keep a
-/// candidate only if it is closer to the base than to every kept neighbour.
+/// Neighbour selection heuristic (paper, algorithm 4, no extension): drop a
+/// candidate when some kept neighbour is strictly closer to it than the base
+/// is. Ties keep the candidate: with an exact duplicate of the base among
+/// the kept, every other candidate is exactly as far from the duplicate as
+/// from the base, and a strict test would leave the node linked to its
+/// duplicate alone (islands of duplicates the search cannot leave).
 fn select<S: Space>(space: &S, mut cands: Vec<Cand>, m: usize) -> Vec<u32> {
     cands.sort();
     let mut kept: Vec<Cand> = Vec::with_capacity(m);
@@ -206,7 +211,7 @@ fn select<S: Space>(space: &S, mut cands: Vec<Cand>, m: usize) -> Vec<u32> {
         if kept.len() >= m {
             break;
         }
-        if kept.iter().all(|k| space.dist(c.id, k.id) > c.d) {
+        if kept.iter().all(|k| space.dist(c.id, k.id) >= c.d) {
             kept.push(c);
         }
     }
@@ -610,5 +615,50 @@ impl Hnsw {
             out.truncate(k);
             out.into_iter().map(|c| (c.id, c.d)).collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Exact duplicates (WordNet has many identical glosses) must not become
+    /// islands: every point here has three exact copies.
+    #[test]
+    fn duplicates_stay_reachable() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let (dim, distinct, copies) = (16, 1500, 4);
+        let base: Vec<Vec<f32>> = (0..distinct)
+            .map(|_| (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
+            .collect();
+        // Copies side by side, so each is inserted right after its twin.
+        let vectors: Vec<f32> = base
+            .iter()
+            .flat_map(|v| (0..copies).flat_map(move |_| v.iter().copied()))
+            .collect();
+        let n = distinct * copies;
+        let space = F32Space {
+            vectors: &vectors,
+            dim,
+            dot: false,
+        };
+        let g = Hnsw::build(&space, n, HnswParams::default());
+        let k = 10;
+        let (mut hits, mut total) = (0, 0);
+        for _ in 0..200 {
+            let q: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let mut exact: Vec<f32> = (0..n as u32)
+                .map(|i| space.dist_query(&Query::Vector(&q), i))
+                .collect();
+            exact.sort_by(f32::total_cmp);
+            let kth = exact[k - 1];
+            let found = g.search(&space, &Query::Vector(&q), k, 64, &|_| true);
+            assert_eq!(found.len(), k);
+            hits += found.iter().filter(|(_, d)| *d <= kth).count();
+            total += k;
+        }
+        let recall = hits as f64 / total as f64;
+        assert!(recall >= 0.95, "recall@{k} {recall:.3} with duplicates");
     }
 }

@@ -1,5 +1,5 @@
 //! The index layer: distance kernels, payload filters, exact scan, HNSW,
-//! product quantization and IVF-PQ, and per-segment index management
+//! scalar (SQ8) and product quantization, IVF-PQ, and per-segment index management
 //! (`segment_index`).
 
 pub mod distance;
@@ -7,6 +7,7 @@ pub mod filter;
 pub mod hnsw;
 pub mod pq;
 pub mod segment_index;
+pub mod sq;
 
 use shared::wire::indexing::Metric;
 use std::cmp::Ordering;

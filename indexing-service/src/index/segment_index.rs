@@ -5,8 +5,14 @@
 //! Search contract (what `collection` relies on): results are offsets that
 //! pass `accept` (callers fold "not deleted" and the payload filter into
 //! it), at most `k`, best first, scored higher-is-better (similarity, or
-//! negated squared L2). With PQ, the best `oversampling × k` candidates are
-//! re-scored with the exact f32 vectors, so scores are always exact.
+//! negated squared L2). Quantized traversals re-score with the exact f32
+//! vectors (SQ8: the whole beam of `ef`; PQ: the best `oversampling × k`),
+//! so scores are always exact.
+//!
+//! Quantization (per collection): `scalar` (the default for HNSW) keeps
+//! one byte per dimension (`sq8.bin`, memory-mapped) and builds and
+//! traverses the graph on those codes with VNNI integer dot products;
+//! `pq` keeps `subvectors` bytes per vector; `none` traverses f32.
 //!
 //! Filtered search: the selectivity is estimated from a sample of offsets;
 //! when few points match (under `exact_scan_below` of the segment, or fewer
@@ -15,6 +21,7 @@
 
 use super::hnsw::{F32Space, Hnsw, HnswParams, Query};
 use super::pq::{Ivf, PqCodes, PqSpace};
+use super::sq::{Sq8, Sq8Space};
 use super::{exact_scan, score, TopK};
 use serde::{Deserialize, Serialize};
 use shared::wire::indexing::Metric;
@@ -69,8 +76,13 @@ impl Default for IvfSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Quantization {
-    #[default]
+    /// Graph built and traversed on f32 vectors.
     None,
+    /// 8-bit scalar quantization (one byte per dimension, a quarter of
+    /// f32): the graph is built and traversed on the codes, the beam of
+    /// `ef` candidates re-scored exactly.
+    #[default]
+    Scalar,
     /// Product quantization: `subvectors` bytes per vector (must divide the
     /// dimension; 0 = dimension / 8), re-scoring `oversampling × k`.
     Pq {
@@ -105,7 +117,7 @@ impl Default for IndexSettings {
             kind: IndexKind::Hnsw,
             hnsw: HnswSettings::default(),
             ivf: IvfSettings::default(),
-            quantization: Quantization::None,
+            quantization: Quantization::Scalar,
             min_points: 1000,
             exact_scan_below: 0.03,
         }
@@ -135,9 +147,6 @@ impl IndexSettings {
                 return Err("quantization.oversampling must be 1..=100".into());
             }
         }
-        if self.kind == IndexKind::IvfPq && self.quantization == Quantization::None {
-            // IVF-PQ always quantizes; the default PQ applies.
-        }
         Ok(())
     }
 
@@ -150,8 +159,8 @@ impl IndexSettings {
                 if subvectors == 0 { dim / 8 } else { subvectors },
                 oversampling,
             )),
-            Quantization::None if self.kind == IndexKind::IvfPq => Some((dim / 8, 4.0)),
-            Quantization::None => None,
+            _ if self.kind == IndexKind::IvfPq => Some((dim / 8, 4.0)),
+            Quantization::None | Quantization::Scalar => None,
         }
     }
 }
@@ -170,6 +179,7 @@ pub enum SegmentIndex {
     Hnsw {
         graph: Hnsw,
         pq: Option<(PqCodes, f32)>,
+        sq: Option<Sq8>,
     },
     IvfPq {
         ivf: Ivf,
@@ -200,7 +210,18 @@ impl SegmentIndex {
                     ef_construction: s.hnsw.ef_construction,
                     seed: 42,
                 };
-                let graph = Hnsw::build(&F32Space { vectors, dim, dot }, n, p);
+                let sq = match (s.quantization, s.pq(dim)) {
+                    (Quantization::Scalar, None) => {
+                        let codes = Sq8::build(vectors, dim);
+                        codes.write(&dir.join("sq8.bin")).map_err(io)?;
+                        Some(codes)
+                    }
+                    _ => None,
+                };
+                let graph = match &sq {
+                    Some(codes) => Hnsw::build(&Sq8Space { codes, dot }, n, p),
+                    None => Hnsw::build(&F32Space { vectors, dim, dot }, n, p),
+                };
                 graph.write(&dir.join("hnsw.bin")).map_err(io)?;
                 let pq = match s.pq(dim) {
                     Some((m, over)) => {
@@ -210,7 +231,7 @@ impl SegmentIndex {
                     }
                     None => None,
                 };
-                SegmentIndex::Hnsw { graph, pq }
+                SegmentIndex::Hnsw { graph, pq, sq }
             }
             IndexKind::IvfPq => {
                 let (m, over) = s.pq(dim).expect("ivf_pq quantizes");
@@ -241,7 +262,12 @@ impl SegmentIndex {
             } else {
                 None
             };
-            return Ok(Some(SegmentIndex::Hnsw { graph, pq }));
+            let sq = if dir.join("sq8.bin").exists() {
+                Some(Sq8::open(&dir.join("sq8.bin"))?)
+            } else {
+                None
+            };
+            return Ok(Some(SegmentIndex::Hnsw { graph, pq, sq }));
         }
         if dir.join("ivf.bin").exists() {
             let over = s.pq(dim).map(|(_, o)| o).unwrap_or(4.0);
@@ -257,8 +283,10 @@ impl SegmentIndex {
     /// codes (the graph itself is memory-mapped too).
     pub fn ram_bytes(&self) -> usize {
         match self {
-            SegmentIndex::Hnsw { graph, pq } => {
-                graph.bytes() + pq.as_ref().map_or(0, |(c, _)| c.code_bytes())
+            SegmentIndex::Hnsw { graph, pq, sq } => {
+                graph.bytes()
+                    + pq.as_ref().map_or(0, |(c, _)| c.code_bytes())
+                    + sq.as_ref().map_or(0, |c| c.code_bytes())
             }
             SegmentIndex::IvfPq { ivf, .. } => ivf.code_bytes(),
         }
@@ -268,7 +296,9 @@ impl SegmentIndex {
     pub fn quantized(&self) -> bool {
         matches!(
             self,
-            SegmentIndex::Hnsw { pq: Some(_), .. } | SegmentIndex::IvfPq { .. }
+            SegmentIndex::Hnsw { pq: Some(_), .. }
+                | SegmentIndex::Hnsw { sq: Some(_), .. }
+                | SegmentIndex::IvfPq { .. }
         )
     }
 }
@@ -327,7 +357,25 @@ pub fn search_segment(
     }
     let dot = metric != Metric::Euclidean;
     match index {
-        SegmentIndex::Hnsw { graph, pq: None } => graph
+        SegmentIndex::Hnsw {
+            graph,
+            sq: Some(codes),
+            ..
+        } => {
+            let query = Query::Sq8(codes.query(q, dot));
+            let cands = graph.search(&Sq8Space { codes, dot }, &query, ef, ef, accept);
+            rescore(
+                metric,
+                vectors,
+                dim,
+                q,
+                cands.into_iter().map(|(id, _)| id),
+                k,
+            )
+        }
+        SegmentIndex::Hnsw {
+            graph, pq: None, ..
+        } => graph
             .search(
                 &F32Space { vectors, dim, dot },
                 &Query::Vector(q),
@@ -341,6 +389,7 @@ pub fn search_segment(
         SegmentIndex::Hnsw {
             graph,
             pq: Some((codes, over)),
+            ..
         } => {
             let kk = ((k as f32 * over).ceil() as usize).max(k);
             let table = Query::Table(codes.pq.table(q, dot));

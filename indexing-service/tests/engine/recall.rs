@@ -111,17 +111,34 @@ fn filter(v: serde_json::Value) -> Filter {
     serde_json::from_value(v).unwrap()
 }
 
+/// The default: graph built and traversed on SQ8 codes, beam re-scored.
 #[test]
 fn hnsw_recall_filters_deletes_and_reopen() {
+    hnsw_checks("hnsw+sq8", IndexSettings::default());
+}
+
+/// The graph on f32 vectors (`quantization: none`).
+#[test]
+fn hnsw_f32_recall_filters_deletes_and_reopen() {
+    hnsw_checks(
+        "hnsw f32",
+        IndexSettings {
+            quantization: Quantization::None,
+            ..Default::default()
+        },
+    );
+}
+
+fn hnsw_checks(name: &str, settings: IndexSettings) {
     let s = seed();
     let (base, queries) = data(s);
     let dir = tempfile::tempdir().unwrap();
-    let (storage, c) = build(dir.path(), IndexSettings::default(), &base);
+    let (storage, c) = build(dir.path(), settings, &base);
     let d = SearchParams::default();
     let r = recall(&c, &queries, None, d);
-    eprintln!("hnsw recall@10 at default ef: {r:.4}");
+    eprintln!("{name} recall@10 at default ef: {r:.4}");
     assert!(r >= 0.95, "recall {r}");
-    for (name, f) in [
+    for (fname, f) in [
         (
             "50%",
             filter(json!({"must": [{"key": "g", "range": {"lt": 50}}]})),
@@ -133,17 +150,17 @@ fn hnsw_recall_filters_deletes_and_reopen() {
         ("1%", filter(json!({"must": [{"key": "g", "match": 7}]}))),
     ] {
         let r = recall(&c, &queries, Some(&f), d);
-        eprintln!("hnsw filtered {name}: recall@10 {r:.4}");
-        assert!(r >= 0.95, "filtered {name}: recall {r}");
+        eprintln!("{name} filtered {fname}: recall@10 {r:.4}");
+        assert!(r >= 0.95, "{name} filtered {fname}: recall {r}");
         for q in queries.iter().take(20) {
             for h in c.search_with(q, 10, Some(&f), d).unwrap() {
                 let g = h.point.payload.unwrap()["g"].as_u64().unwrap();
-                let ok = match name {
+                let ok = match fname {
                     "50%" => g < 50,
                     "10%" => g < 10,
                     _ => g == 7,
                 };
-                assert!(ok, "filter {name} returned g = {g}");
+                assert!(ok, "filter {fname} returned g = {g}");
             }
         }
     }
