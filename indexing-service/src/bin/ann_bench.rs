@@ -15,7 +15,7 @@
 use clap::Parser;
 use indexing_service::index::hnsw::{F32Space, Hnsw, HnswParams, Query};
 use indexing_service::index::pq::{Ivf, PqCodes, PqSpace};
-use indexing_service::index::segment_index::rescore;
+use indexing_service::index::segment_index::{rescore, sq_rescored};
 use indexing_service::index::sq::{Sq8, Sq8Space};
 use indexing_service::index::{distance, exact_scan, TopK};
 use rayon::prelude::*;
@@ -51,6 +51,9 @@ struct Args {
     /// Re-scored candidates per result for PQ indexes.
     #[arg(long, default_value_t = 10.0)]
     oversampling: f32,
+    /// SQ8 rows: re-score the best this × k of the beam (at least 20).
+    #[arg(long, default_value_t = 3.0)]
+    sq_oversampling: f32,
     /// Rows: exact, hnsw, hnsw-sq8 (graph and traversal on SQ8 codes),
     /// hnsw-f32-sq8 (graph on f32, traversal on SQ8), hnsw-pq, ivf-pq,
     /// instant-distance.
@@ -348,7 +351,8 @@ fn main() {
                 let f: SearchFn<'_> = Box::new(move |i| {
                     let sq = Query::Sq8(codes.query(q(i), dot));
                     let ef = ef.max(K);
-                    let cands = g.search(space, &sq, ef, ef, &|_| true);
+                    let kk = sq_rescored(K, a.sq_oversampling, ef);
+                    let cands = g.search(space, &sq, kk, ef, &|_| true);
                     rescore(
                         metric,
                         base,

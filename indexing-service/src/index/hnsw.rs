@@ -33,6 +33,8 @@ use std::path::Path;
 const MAGIC: u32 = u32::from_le_bytes(*b"HNSW");
 const VERSION: u32 = 1;
 const HEADER: usize = 8;
+/// Level-0 links per node at most (M ≤ 256, as settings allow).
+const MAX_M0: usize = 512;
 
 /// Distance used inside the graph: lower is closer.
 pub trait Space: Sync {
@@ -103,11 +105,13 @@ struct Cand {
 }
 impl Eq for Cand {}
 impl PartialOrd for Cand {
+    #[inline]
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
 impl Ord for Cand {
+    #[inline]
     fn cmp(&self, o: &Self) -> Ordering {
         self.d.total_cmp(&o.d).then(self.id.cmp(&o.id))
     }
@@ -464,6 +468,11 @@ impl Hnsw {
             ));
         }
         let (n, m, m0) = (s[2] as usize, s[3] as usize, s[4] as usize);
+        if m0 > MAX_M0 || m > m0 {
+            return Err(format!(
+                "HNSW file has M={m}, M0={m0} (M0 at most {MAX_M0})"
+            ));
+        }
         let off_levels = HEADER;
         let off_l0 = off_levels + n;
         let off_uoff = off_l0 + n * (m0 + 1);
@@ -590,14 +599,18 @@ impl Hnsw {
                 if res.len() >= ef && c.d > res.peek().unwrap().d {
                     break;
                 }
-                let nbs = self.neighbors(c.id, 0);
-                for &nb in nbs {
-                    space.prefetch(nb);
-                }
-                for &nb in nbs {
-                    if !vis.insert(nb) {
-                        continue;
+                // Unvisited neighbours first, their vectors prefetched, then
+                // the distances: the loads overlap instead of queueing.
+                let mut fresh = [0u32; MAX_M0];
+                let mut nf = 0;
+                for &nb in self.neighbors(c.id, 0) {
+                    if vis.insert(nb) {
+                        space.prefetch(nb);
+                        fresh[nf] = nb;
+                        nf += 1;
                     }
+                }
+                for &nb in &fresh[..nf] {
                     let d = space.dist_query(q, nb);
                     if res.len() < ef || d < res.peek().unwrap().d {
                         cand.push(std::cmp::Reverse(Cand { d, id: nb }));

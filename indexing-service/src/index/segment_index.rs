@@ -73,16 +73,19 @@ impl Default for IvfSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Quantization {
     /// Graph built and traversed on f32 vectors.
     None,
     /// 8-bit scalar quantization (one byte per dimension, a quarter of
-    /// f32): the graph is built and traversed on the codes, the beam of
-    /// `ef` candidates re-scored exactly.
-    #[default]
-    Scalar,
+    /// f32): the graph is built and traversed on the codes; the best
+    /// `oversampling × k` of the beam (at least 20, at most `ef`) are
+    /// re-scored exactly.
+    Scalar {
+        #[serde(default = "default_sq_oversampling")]
+        oversampling: f32,
+    },
     /// Product quantization: `subvectors` bytes per vector (must divide the
     /// dimension; 0 = dimension / 8), re-scoring `oversampling × k`.
     Pq {
@@ -95,6 +98,18 @@ pub enum Quantization {
 
 fn default_oversampling() -> f32 {
     4.0
+}
+
+fn default_sq_oversampling() -> f32 {
+    3.0
+}
+
+impl Default for Quantization {
+    fn default() -> Self {
+        Quantization::Scalar {
+            oversampling: default_sq_oversampling(),
+        }
+    }
 }
 
 /// Per-collection index settings (`collection.json` → `index`).
@@ -117,7 +132,7 @@ impl Default for IndexSettings {
             kind: IndexKind::Hnsw,
             hnsw: HnswSettings::default(),
             ivf: IvfSettings::default(),
-            quantization: Quantization::Scalar,
+            quantization: Quantization::default(),
             min_points: 1000,
             exact_scan_below: 0.03,
         }
@@ -147,6 +162,11 @@ impl IndexSettings {
                 return Err("quantization.oversampling must be 1..=100".into());
             }
         }
+        if let Quantization::Scalar { oversampling } = self.quantization {
+            if !(1.0..=100.0).contains(&oversampling) {
+                return Err("quantization.oversampling must be 1..=100".into());
+            }
+        }
         Ok(())
     }
 
@@ -160,7 +180,7 @@ impl IndexSettings {
                 oversampling,
             )),
             _ if self.kind == IndexKind::IvfPq => Some((dim / 8, 4.0)),
-            Quantization::None | Quantization::Scalar => None,
+            Quantization::None | Quantization::Scalar { .. } => None,
         }
     }
 }
@@ -179,7 +199,8 @@ pub enum SegmentIndex {
     Hnsw {
         graph: Hnsw,
         pq: Option<(PqCodes, f32)>,
-        sq: Option<Sq8>,
+        /// SQ8 codes and their oversampling.
+        sq: Option<(Sq8, f32)>,
     },
     IvfPq {
         ivf: Ivf,
@@ -211,15 +232,15 @@ impl SegmentIndex {
                     seed: 42,
                 };
                 let sq = match (s.quantization, s.pq(dim)) {
-                    (Quantization::Scalar, None) => {
+                    (Quantization::Scalar { oversampling }, None) => {
                         let codes = Sq8::build(vectors, dim);
                         codes.write(&dir.join("sq8.bin")).map_err(io)?;
-                        Some(codes)
+                        Some((codes, oversampling))
                     }
                     _ => None,
                 };
                 let graph = match &sq {
-                    Some(codes) => Hnsw::build(&Sq8Space { codes, dot }, n, p),
+                    Some((codes, _)) => Hnsw::build(&Sq8Space { codes, dot }, n, p),
                     None => Hnsw::build(&F32Space { vectors, dim, dot }, n, p),
                 };
                 graph.write(&dir.join("hnsw.bin")).map_err(io)?;
@@ -263,7 +284,11 @@ impl SegmentIndex {
                 None
             };
             let sq = if dir.join("sq8.bin").exists() {
-                Some(Sq8::open(&dir.join("sq8.bin"))?)
+                let over = match s.quantization {
+                    Quantization::Scalar { oversampling } => oversampling,
+                    _ => default_sq_oversampling(),
+                };
+                Some((Sq8::open(&dir.join("sq8.bin"))?, over))
             } else {
                 None
             };
@@ -286,7 +311,7 @@ impl SegmentIndex {
             SegmentIndex::Hnsw { graph, pq, sq } => {
                 graph.bytes()
                     + pq.as_ref().map_or(0, |(c, _)| c.code_bytes())
-                    + sq.as_ref().map_or(0, |c| c.code_bytes())
+                    + sq.as_ref().map_or(0, |(c, _)| c.code_bytes())
             }
             SegmentIndex::IvfPq { ivf, .. } => ivf.code_bytes(),
         }
@@ -301,6 +326,15 @@ impl SegmentIndex {
                 | SegmentIndex::IvfPq { .. }
         )
     }
+}
+
+/// How many of an SQ8 beam of `ef` are re-scored for the best `k`:
+/// `oversampling × k`, at least 20, at most `ef` (and never below `k`).
+pub fn sq_rescored(k: usize, oversampling: f32, ef: usize) -> usize {
+    ((k as f32 * oversampling).ceil() as usize)
+        .max(20)
+        .min(ef)
+        .max(k)
 }
 
 /// Exact re-scoring of candidate offsets: the best `k` by `score`.
@@ -359,11 +393,12 @@ pub fn search_segment(
     match index {
         SegmentIndex::Hnsw {
             graph,
-            sq: Some(codes),
+            sq: Some((codes, over)),
             ..
         } => {
             let query = Query::Sq8(codes.query(q, dot));
-            let cands = graph.search(&Sq8Space { codes, dot }, &query, ef, ef, accept);
+            let kk = sq_rescored(k, *over, ef);
+            let cands = graph.search(&Sq8Space { codes, dot }, &query, kk, ef, accept);
             rescore(
                 metric,
                 vectors,
