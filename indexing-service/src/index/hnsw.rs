@@ -550,6 +550,28 @@ impl Hnsw {
         &s[at + 1..at + 1 + cnt]
     }
 
+    #[inline]
+    fn prefetch_links(&self, i: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let s = self.words.get();
+            let p = s
+                .as_ptr()
+                .wrapping_add(self.off_l0 + i as usize * (self.m0 + 1))
+                as *const i8;
+            let bytes = (self.m0 + 1) * 4;
+            // SAFETY: prefetch never faults; the address may be anything.
+            unsafe {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                let mut o = 0;
+                while o < bytes {
+                    _mm_prefetch(p.wrapping_add(o), _MM_HINT_T0);
+                    o += 64;
+                }
+            }
+        }
+    }
+
     /// The best `k` accepted nodes by the space's distance (lower first),
     /// exploring with beam width `ef` (at least `k`).
     pub fn search<S: Space>(
@@ -598,6 +620,11 @@ impl Hnsw {
             while let Some(std::cmp::Reverse(c)) = cand.pop() {
                 if res.len() >= ef && c.d > res.peek().unwrap().d {
                     break;
+                }
+                // The next candidate's links load while this one's
+                // neighbours are scored.
+                if let Some(std::cmp::Reverse(next)) = cand.peek() {
+                    self.prefetch_links(next.id);
                 }
                 // Unvisited neighbours first, their vectors prefetched, then
                 // the distances: the loads overlap instead of queueing.

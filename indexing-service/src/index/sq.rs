@@ -31,6 +31,7 @@ use std::path::Path;
 const MAGIC: u32 = u32::from_le_bytes(*b"SQ8 ");
 const VERSION: u32 = 1;
 const HEADER: usize = 64;
+const PREFETCH_BYTES: usize = 128;
 
 /// Share of components that may be clipped when choosing the scale.
 const CLIP_QUANTILE: f64 = 0.99999;
@@ -270,7 +271,7 @@ impl Sq8 {
             unsafe {
                 use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
                 let mut o = 0;
-                while o < self.stride {
+                while o < self.stride.min(PREFETCH_BYTES) {
                     _mm_prefetch(p.wrapping_add(o), _MM_HINT_T0);
                     o += 64;
                 }
