@@ -265,15 +265,18 @@ impl Builder {
                 break;
             }
             self.copy_links(c.id, level, buf);
+            // Keep the unvisited ones and start loading their vectors.
+            buf.retain(|&nb| vis.insert(nb));
             for &nb in buf.iter() {
-                if vis.insert(nb) {
-                    let d = space.dist(q, nb);
-                    if res.len() < ef || d < res.peek().unwrap().d {
-                        cand.push(std::cmp::Reverse(Cand { d, id: nb }));
-                        res.push(Cand { d, id: nb });
-                        if res.len() > ef {
-                            res.pop();
-                        }
+                space.prefetch(nb);
+            }
+            for &nb in buf.iter() {
+                let d = space.dist(q, nb);
+                if res.len() < ef || d < res.peek().unwrap().d {
+                    cand.push(std::cmp::Reverse(Cand { d, id: nb }));
+                    res.push(Cand { d, id: nb });
+                    if res.len() > ef {
+                        res.pop();
                     }
                 }
             }
