@@ -66,7 +66,7 @@ fn main() {
         let info = c.info();
         println!(
             "{}",
-            serde_json::json!({"open_s": secs, "hnsw": dir.join("collections/big/segments").read_dir().map(|rd| rd.flatten().any(|e| e.path().join("hnsw.bin").exists())).unwrap_or(false), "rss_mib": rss_mib("VmRSS:"), "rss_before_mib": before,
+            serde_json::json!({"open_s": secs, "hnsw": index_file(dir, "hnsw.bin"), "sq8": index_file(dir, "sq8.bin"), "rss_mib": rss_mib("VmRSS:"), "rss_before_mib": before,
                 "points": info.points, "segments": info.segments, "disk_bytes": c.disk_bytes()})
         );
         return;
@@ -163,6 +163,7 @@ fn main() {
     let disk = v["disk_bytes"].as_f64().unwrap() / (1 << 20) as f64;
     println!("\n| points | segments (sealed + appendable) | size on disk MiB | open s | RSS after open MiB |");
     println!("|---:|---:|---:|---:|---:|");
+    eprintln!("child: {v}");
     println!(
         "| {} | {} | {:.0} | {:.3} | {:.0} |",
         v["points"],
@@ -172,4 +173,12 @@ fn main() {
         v["rss_mib"].as_f64().unwrap()
     );
     let _ = std::fs::remove_dir_all(&args.dir);
+}
+
+/// Whether a segment of the `big` collection holds this index file.
+fn index_file(dir: &std::path::Path, name: &str) -> bool {
+    dir.join("collections/big/segments")
+        .read_dir()
+        .map(|rd| rd.flatten().any(|e| e.path().join(name).exists()))
+        .unwrap_or(false)
 }
