@@ -204,6 +204,21 @@ fn main() {
         eprintln!("wrote exact ground truth to {}", gt_path.display());
         gt
     };
+    // Exact re-scoring of an index's candidates for query `i`: the best K ids.
+    let rescored = |i: usize, cands: Vec<(u32, f32)>| -> Vec<u32> {
+        rescore(
+            metric,
+            base,
+            dim,
+            q(i),
+            cands.into_iter().map(|(id, _)| id),
+            K,
+        )
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+    };
+    let rescored = &rescored;
     println!("# {n} base vectors, {nq} queries, dim {dim}, metric {}, M={} ef_construction={}, {threads} threads", a.metric, a.m, a.efc);
     let efs = [
         10usize, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768,
@@ -353,17 +368,7 @@ fn main() {
                     let ef = ef.max(K);
                     let kk = sq_rescored(K, a.sq_oversampling, ef);
                     let cands = g.search(space, &sq, kk, ef, &|_| true);
-                    rescore(
-                        metric,
-                        base,
-                        dim,
-                        q(i),
-                        cands.into_iter().map(|(id, _)| id),
-                        K,
-                    )
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect()
+                    rescored(i, cands)
                 });
                 (ef, f)
             })
@@ -415,17 +420,7 @@ fn main() {
                 let f: SearchFn<'_> = Box::new(move |i| {
                     let table = Query::Table(codes.pq.table(q(i), dot));
                     let cands = g.search(space, &table, kk, ef.max(kk), &|_| true);
-                    rescore(
-                        metric,
-                        base,
-                        dim,
-                        q(i),
-                        cands.into_iter().map(|(id, _)| id),
-                        K,
-                    )
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect()
+                    rescored(i, cands)
                 });
                 (ef, f)
             })
@@ -457,17 +452,7 @@ fn main() {
                 let ivf = &ivf;
                 let f: SearchFn<'_> = Box::new(move |i| {
                     let cands = ivf.candidates(q(i), dot, np, kk, &|_| true);
-                    rescore(
-                        metric,
-                        base,
-                        dim,
-                        q(i),
-                        cands.into_iter().map(|(id, _)| id),
-                        K,
-                    )
-                    .into_iter()
-                    .map(|(id, _)| id)
-                    .collect()
+                    rescored(i, cands)
                 });
                 (np, f)
             })

@@ -62,29 +62,38 @@ unsafe fn l2_avx512(a: &[f32], b: &[f32]) -> f32 {
     l2_body(a, b)
 }
 
+/// A CPU feature level detected once and cached in `cell` (`u8::MAX` =
+/// not yet detected); the kernels of this layer dispatch on it.
+#[inline]
+pub(crate) fn cached_level(cell: &std::sync::atomic::AtomicU8, detect: impl FnOnce() -> u8) -> u8 {
+    use std::sync::atomic::Ordering;
+    let l = cell.load(Ordering::Relaxed);
+    if l != u8::MAX {
+        return l;
+    }
+    let l = detect();
+    cell.store(l, Ordering::Relaxed);
+    l
+}
+
 /// 0: portable, 1: AVX2+FMA, 2: AVX-512 (detected once).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 fn level() -> u8 {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    static L: AtomicU8 = AtomicU8::new(u8::MAX);
-    let l = L.load(Ordering::Relaxed);
-    if l != u8::MAX {
-        return l;
-    }
-    let fma = std::arch::is_x86_feature_detected!("fma");
-    let l = if fma
-        && std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-    {
-        2
-    } else if fma && std::arch::is_x86_feature_detected!("avx2") {
-        1
-    } else {
-        0
-    };
-    L.store(l, Ordering::Relaxed);
-    l
+    static L: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(u8::MAX);
+    cached_level(&L, || {
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        if fma
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            2
+        } else if fma && std::arch::is_x86_feature_detected!("avx2") {
+            1
+        } else {
+            0
+        }
+    })
 }
 
 /// Dot product. Panics in debug builds when lengths differ.

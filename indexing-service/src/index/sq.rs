@@ -305,24 +305,16 @@ impl super::hnsw::Space for Sq8Space<'_> {
 }
 
 // ---- kernels: Σ u_i·s_i over slices whose length is a multiple of 64 ----
+//
+// One body for both forms: the second operand's bytes are XORed with
+// `mask` and read as signed (mask 0: already i8; mask 0x80: a biased code).
 
 #[inline(always)]
-fn dot_u8_i8_body(u: &[u8], s: &[i8]) -> i32 {
-    let mut acc = [0i32; 32];
-    for (x, y) in u.chunks_exact(32).zip(s.chunks_exact(32)) {
-        for i in 0..32 {
-            acc[i] += x[i] as i32 * y[i] as i32;
-        }
-    }
-    acc.iter().sum()
-}
-
-#[inline(always)]
-fn dot_u8_u8flip_body(u: &[u8], v: &[u8]) -> i32 {
+fn dot_body(u: &[u8], v: &[u8], mask: u8) -> i32 {
     let mut acc = [0i32; 32];
     for (x, y) in u.chunks_exact(32).zip(v.chunks_exact(32)) {
         for i in 0..32 {
-            acc[i] += x[i] as i32 * ((y[i] ^ 0x80) as i8) as i32;
+            acc[i] += x[i] as i32 * ((y[i] ^ mask) as i8) as i32;
         }
     }
     acc.iter().sum()
@@ -330,110 +322,76 @@ fn dot_u8_u8flip_body(u: &[u8], v: &[u8]) -> i32 {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn dot_u8_i8_avx2(u: &[u8], s: &[i8]) -> i32 {
-    dot_u8_i8_body(u, s)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dot_u8_u8flip_avx2(u: &[u8], v: &[u8]) -> i32 {
-    dot_u8_u8flip_body(u, v)
+unsafe fn dot_avx2(u: &[u8], v: &[u8], mask: u8) -> i32 {
+    dot_body(u, v, mask)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn dot_vnni(u: &[u8], s: &[u8], flip: bool) -> i32 {
+unsafe fn dot_vnni(u: &[u8], v: &[u8], mask: u8) -> i32 {
     use std::arch::x86_64::*;
-    debug_assert!(u.len() == s.len() && u.len().is_multiple_of(64));
-    let flipmask = _mm512_set1_epi8(if flip { -128 } else { 0 });
+    let m = _mm512_set1_epi8(mask as i8);
     let (mut a0, mut a1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
     let n = u.len() / 64;
-    let (pu, ps) = (u.as_ptr(), s.as_ptr());
+    let (pu, pv) = (u.as_ptr(), v.as_ptr());
+    let load = |p: *const u8, i: usize| _mm512_loadu_si512(p.add(i * 64) as *const _);
     let mut i = 0;
     while i + 1 < n {
-        let x0 = _mm512_loadu_si512(pu.add(i * 64) as *const _);
-        let y0 = _mm512_xor_si512(_mm512_loadu_si512(ps.add(i * 64) as *const _), flipmask);
-        let x1 = _mm512_loadu_si512(pu.add(i * 64 + 64) as *const _);
-        let y1 = _mm512_xor_si512(
-            _mm512_loadu_si512(ps.add(i * 64 + 64) as *const _),
-            flipmask,
-        );
-        a0 = _mm512_dpbusd_epi32(a0, x0, y0);
-        a1 = _mm512_dpbusd_epi32(a1, x1, y1);
+        a0 = _mm512_dpbusd_epi32(a0, load(pu, i), _mm512_xor_si512(load(pv, i), m));
+        a1 = _mm512_dpbusd_epi32(a1, load(pu, i + 1), _mm512_xor_si512(load(pv, i + 1), m));
         i += 2;
     }
     if i < n {
-        let x0 = _mm512_loadu_si512(pu.add(i * 64) as *const _);
-        let y0 = _mm512_xor_si512(_mm512_loadu_si512(ps.add(i * 64) as *const _), flipmask);
-        a0 = _mm512_dpbusd_epi32(a0, x0, y0);
+        a0 = _mm512_dpbusd_epi32(a0, load(pu, i), _mm512_xor_si512(load(pv, i), m));
     }
     _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1))
 }
 
-/// 0: portable, 1: AVX2, 2: AVX-512 VNNI (detected once).
-#[cfg(target_arch = "x86_64")]
+/// `Σ u_i · ((v_i ^ mask) as i8)`, dispatched once per CPU: AVX-512 VNNI,
+/// AVX2, or the portable body.
 #[inline]
-fn level() -> u8 {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    static L: AtomicU8 = AtomicU8::new(u8::MAX);
-    let l = L.load(Ordering::Relaxed);
-    if l != u8::MAX {
-        return l;
-    }
-    let l = if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vnni")
+fn dot(u: &[u8], v: &[u8], mask: u8) -> i32 {
+    assert!(u.len() == v.len() && u.len().is_multiple_of(64));
+    #[cfg(target_arch = "x86_64")]
     {
-        2
-    } else if std::arch::is_x86_feature_detected!("avx2") {
-        1
-    } else {
-        0
-    };
-    L.store(l, Ordering::Relaxed);
-    l
+        static L: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(u8::MAX);
+        let level = super::distance::cached_level(&L, || {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                2
+            } else if std::arch::is_x86_feature_detected!("avx2") {
+                1
+            } else {
+                0
+            }
+        });
+        // SAFETY: the features were detected at run time; the lengths are
+        // equal multiples of 64 (asserted above).
+        unsafe {
+            match level {
+                2 => return dot_vnni(u, v, mask),
+                1 => return dot_avx2(u, v, mask),
+                _ => {}
+            }
+        }
+    }
+    dot_body(u, v, mask)
 }
 
 /// `Σ u_i · s_i` (lengths equal, a multiple of 64).
 #[inline]
 pub fn dot_u8_i8(u: &[u8], s: &[i8]) -> i32 {
-    debug_assert!(u.len() == s.len() && u.len().is_multiple_of(64));
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the features were detected at run time; lengths are equal.
-        unsafe {
-            match level() {
-                2 => {
-                    return dot_vnni(
-                        u,
-                        std::slice::from_raw_parts(s.as_ptr() as *const u8, s.len()),
-                        false,
-                    )
-                }
-                1 => return dot_u8_i8_avx2(u, s),
-                _ => {}
-            }
-        }
-    }
-    dot_u8_i8_body(u, s)
+    // SAFETY: i8 and u8 have the same size and alignment.
+    let s = unsafe { std::slice::from_raw_parts(s.as_ptr() as *const u8, s.len()) };
+    dot(u, s, 0)
 }
 
 /// `Σ u_i · (v_i − 128)` (lengths equal, a multiple of 64).
 #[inline]
 pub fn dot_u8_u8flip(u: &[u8], v: &[u8]) -> i32 {
-    debug_assert!(u.len() == v.len() && u.len().is_multiple_of(64));
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the features were detected at run time; lengths are equal.
-        unsafe {
-            match level() {
-                2 => return dot_vnni(u, v, true),
-                1 => return dot_u8_u8flip_avx2(u, v),
-                _ => {}
-            }
-        }
-    }
-    dot_u8_u8flip_body(u, v)
+    dot(u, v, 0x80)
 }
 
 #[cfg(test)]
@@ -450,14 +408,15 @@ mod tests {
             let s: Vec<i8> = (0..len).map(|_| rng.gen_range(-127..=127)).collect();
             let want: i64 = u.iter().zip(&s).map(|(&a, &b)| a as i64 * b as i64).sum();
             assert_eq!(dot_u8_i8(&u, &s) as i64, want, "len {len}");
-            assert_eq!(dot_u8_i8_body(&u, &s) as i64, want);
+            let sb: Vec<u8> = s.iter().map(|&x| x as u8).collect();
+            assert_eq!(dot_body(&u, &sb, 0) as i64, want);
             let want: i64 = u
                 .iter()
                 .zip(&v)
                 .map(|(&a, &b)| a as i64 * (b as i64 - 128))
                 .sum();
             assert_eq!(dot_u8_u8flip(&u, &v) as i64, want, "len {len}");
-            assert_eq!(dot_u8_u8flip_body(&u, &v) as i64, want);
+            assert_eq!(dot_body(&u, &v, 0x80) as i64, want);
         }
     }
 
