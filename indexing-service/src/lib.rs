@@ -8,6 +8,7 @@
 pub mod api;
 pub mod collection;
 pub mod index;
+pub mod lock_order;
 pub mod storage;
 
 use shared::client::EmbeddingClient;

@@ -52,8 +52,12 @@ pub enum ErrorCode {
     ModelNotReady,
     /// The embedding service cannot be reached (503).
     EmbeddingUnavailable,
-    /// The store refuses writes after an I/O failure (503).
+    /// The store refuses writes after an I/O failure, or the disk is full
+    /// (503). Nothing of the refused request was written.
     StorageUnavailable,
+    /// The collection's files are damaged and it was not opened; the rest
+    /// of the service keeps serving (503).
+    CollectionDamaged,
     /// Anything else; details are in the server log (500).
     Internal,
 }
@@ -75,7 +79,7 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            ModelNotReady | EmbeddingUnavailable | StorageUnavailable => {
+            ModelNotReady | EmbeddingUnavailable | StorageUnavailable | CollectionDamaged => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,6 +110,7 @@ impl ErrorCode {
             ModelNotReady => "model_not_ready",
             EmbeddingUnavailable => "embedding_unavailable",
             StorageUnavailable => "storage_unavailable",
+            CollectionDamaged => "collection_damaged",
             Internal => "internal",
         }
     }

@@ -656,6 +656,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let _ = tokio::task::spawn_blocking(move || {
         let cs = st.list();
         m.collections.set(cs.len() as i64);
+        m.collections_damaged.set(st.damaged().len() as i64);
         let infos: Vec<CollectionInfo> = cs.iter().map(|c| c.info()).collect();
         m.points.set(infos.iter().map(|i| i.points as i64).sum());
         m.segments

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub segments: IntGauge,
     pub wal_bytes: IntGauge,
     pub collections: IntGauge,
+    /// Collections not opened because their files are damaged.
+    pub collections_damaged: IntGauge,
 }
 
 impl Metrics {
@@ -58,6 +60,11 @@ impl Metrics {
         let segments = IntGauge::new("index_segments", "Segments in all collections").unwrap();
         let wal_bytes = IntGauge::new("index_wal_bytes", "Bytes in WAL files").unwrap();
         let collections = IntGauge::new("index_collections", "Collections").unwrap();
+        let collections_damaged = IntGauge::new(
+            "index_collections_damaged",
+            "Collections not opened because their files are damaged",
+        )
+        .unwrap();
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -67,6 +74,7 @@ impl Metrics {
             Box::new(segments.clone()),
             Box::new(wal_bytes.clone()),
             Box::new(collections.clone()),
+            Box::new(collections_damaged.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -80,6 +88,7 @@ impl Metrics {
             segments,
             wal_bytes,
             collections,
+            collections_damaged,
         }
     }
 

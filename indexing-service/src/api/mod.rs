@@ -58,7 +58,26 @@ impl From<ApiError> for ErrorBody {
                 C::InvalidVector(_) => ErrorCode::InvalidVector,
                 C::InvalidPayload(_) => ErrorCode::InvalidPayload,
                 C::InvalidFilter(_) => ErrorCode::InvalidFilter,
-                C::Storage(StorageError::Poisoned(_)) => ErrorCode::StorageUnavailable,
+                C::Damaged { .. } => ErrorCode::CollectionDamaged,
+                C::Storage(StorageError::Poisoned(reason)) => {
+                    return ErrorBody::new(
+                        ErrorCode::StorageUnavailable,
+                        format!(
+                            "storage is unavailable: the write-ahead log failed ({reason}); \
+                             writes are refused until the service restarts, reads still work"
+                        ),
+                    );
+                }
+                C::Storage(StorageError::Io { source, .. }) if storage_full(source) => {
+                    tracing::error!("storage error: {e}");
+                    return ErrorBody::new(
+                        ErrorCode::StorageUnavailable,
+                        format!(
+                            "storage is unavailable ({}); nothing was written",
+                            io_reason(source)
+                        ),
+                    );
+                }
                 C::Storage(_) => {
                     tracing::error!("storage error: {e}");
                     return ErrorBody::new(
@@ -76,6 +95,25 @@ impl From<ApiError> for ErrorBody {
             },
         };
         ErrorBody::new(code, e.to_string())
+    }
+}
+
+/// Errors that mean the disk cannot take writes now (full, over quota,
+/// read-only, failing) rather than a fault of ours.
+fn storage_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::StorageFull | K::QuotaExceeded | K::ReadOnlyFilesystem | K::FileTooLarge
+    ) || matches!(e.raw_os_error(), Some(5 | 27 | 28 | 30 | 122))
+}
+
+/// The OS reason without the error number, e.g. "No space left on device".
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
     }
 }
 

@@ -3,13 +3,28 @@
 //!
 //! `<data_dir>/.lock` (flock), `<data_dir>/collections/<name>/` each.
 //! Names are `[A-Za-z0-9_-]{1,64}`: nothing else reaches the file system.
+//!
+//! Invariants:
+//! - Create and delete of one name are serialised by a per-name admin lock
+//!   (lock level `Admin`, taken before the catalog's `Catalog` level).
+//! - Crash-safe: a collection is built in `.creating-<name>-<n>/` (config,
+//!   empty WAL, segment directory, all fsynced) and renamed into place; a
+//!   deleted one is renamed to a unique `.trash-<name>-<n>/` before its
+//!   files are removed. Both renames are atomic and followed by an fsync of
+//!   `collections/`, and leftovers of either kind are removed at open, so a
+//!   kill at any moment leaves the whole collection or nothing.
+//! - A collection that fails to open (damaged files) is kept aside as
+//!   damaged with its reason; every other collection is served, and
+//!   requests to the damaged one answer `Damaged`.
 
 use super::{Collection, CollectionConfig, CollectionError, Result};
+use crate::lock_order::{Level, OrderedMutex, OrderedRwLock};
 use crate::storage::fsutil::{sync_dir, DirLock};
 use crate::storage::io_err;
-use parking_lot::RwLock;
-use std::collections::BTreeMap;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub fn validate_name(name: &str) -> Result<()> {
@@ -27,79 +42,201 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// A unique suffix for temporary and trash directory names.
+fn unique() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Collections by name, with the ones that could not be opened.
 pub struct Storage {
     root: PathBuf,
     _lock: DirLock,
-    collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    /// Lock level `Catalog`.
+    collections: OrderedRwLock<BTreeMap<String, Arc<Collection>>>,
+    /// Collections whose files are damaged: name → reason (no paths).
+    damaged: Mutex<BTreeMap<String, String>>,
+    /// Per-name admin locks (level `Admin`); the map itself is a leaf lock.
+    admin: Mutex<HashMap<String, Arc<OrderedMutex<()>>>>,
 }
 
 impl Storage {
     /// Locks `data_dir` and opens every collection in it. A second process
-    /// on the same directory fails here at once.
+    /// on the same directory fails here at once. A collection that fails
+    /// to open is logged and kept aside as damaged; the others are served.
+    /// Errors: `Locked`, or I/O errors on the data directory itself.
     pub fn open(data_dir: &Path) -> Result<Self> {
         let lock = DirLock::acquire(data_dir)?;
         let root = data_dir.join("collections");
         std::fs::create_dir_all(&root).map_err(io_err(&root))?;
         let mut map = BTreeMap::new();
+        let mut damaged = BTreeMap::new();
         for e in std::fs::read_dir(&root).map_err(io_err(&root))?.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if name.starts_with(".trash-") {
+            if name.starts_with(".trash-") || name.starts_with(".creating-") {
                 let _ = std::fs::remove_dir_all(e.path());
                 continue;
             }
             if validate_name(&name).is_err() || !e.path().join("collection.json").exists() {
                 continue;
             }
-            let c = Collection::open(&e.path())?;
-            map.insert(name, Arc::new(c));
+            match Collection::open(&e.path()) {
+                Ok(c) => {
+                    map.insert(name, Arc::new(c));
+                }
+                Err(err) => {
+                    tracing::error!(
+                        collection = %name,
+                        "collection not opened, its files are damaged: {err}"
+                    );
+                    damaged.insert(name, damage_reason(&err, &root));
+                }
+            }
         }
         Ok(Self {
             root,
             _lock: lock,
-            collections: RwLock::new(map),
+            collections: OrderedRwLock::new(Level::Catalog, map),
+            damaged: Mutex::new(damaged),
+            admin: Mutex::new(HashMap::new()),
         })
     }
 
+    fn admin_lock(&self, name: &str) -> Arc<OrderedMutex<()>> {
+        self.admin
+            .lock()
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(OrderedMutex::new(Level::Admin, ())))
+            .clone()
+    }
+
+    /// Creates a collection, crash-safely (see the module docs).
+    /// Errors: `InvalidName`, `InvalidConfig`, `AlreadyExists` (also for a
+    /// damaged collection of that name), storage errors (nothing is left
+    /// behind when one happens).
     pub fn create(&self, config: CollectionConfig) -> Result<Arc<Collection>> {
         validate_name(&config.name)?;
-        let mut map = self.collections.write();
-        if map.contains_key(&config.name) {
-            return Err(CollectionError::AlreadyExists(config.name));
-        }
+        config.validate()?;
+        let admin = self.admin_lock(&config.name);
+        let _admin = admin.lock();
         let name = config.name.clone();
-        let c = Arc::new(Collection::create(&self.root.join(&name), config)?);
-        sync_dir(&self.root)?;
-        map.insert(name, c.clone());
+        if self.collections.read().contains_key(&name) || self.damaged.lock().contains_key(&name)
+        {
+            return Err(CollectionError::AlreadyExists(name));
+        }
+        let dir = self.root.join(&name);
+        if dir.exists() {
+            // Not in the catalog and not damaged: a directory without a
+            // config (never made live). Move it out of the way.
+            self.discard(&dir)?;
+        }
+        let tmp = self.root.join(format!(".creating-{name}-{}", unique()));
+        let made = Collection::init_dir(&tmp, &config)
+            .and_then(|_| std::fs::rename(&tmp, &dir).map_err(|e| io_err(&dir)(e).into()))
+            .and_then(|_| sync_dir(&self.root).map_err(Into::into));
+        if let Err(e) = made {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        let c = match Collection::open(&dir) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                let _ = self.discard(&dir);
+                return Err(e);
+            }
+        };
+        self.collections.write().insert(name, c.clone());
         Ok(c)
     }
 
+    /// The open collection of that name. Errors: `InvalidName`,
+    /// `NotFound`, `Damaged` (it exists but could not be opened).
     pub fn get(&self, name: &str) -> Result<Arc<Collection>> {
         validate_name(name)?;
-        self.collections
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| CollectionError::NotFound(name.into()))
+        if let Some(c) = self.collections.read().get(name) {
+            return Ok(c.clone());
+        }
+        match self.damaged.lock().get(name) {
+            Some(reason) => Err(CollectionError::Damaged {
+                name: name.into(),
+                reason: reason.clone(),
+            }),
+            None => Err(CollectionError::NotFound(name.into())),
+        }
     }
 
+    /// Every open collection, by name.
     pub fn list(&self) -> Vec<Arc<Collection>> {
         self.collections.read().values().cloned().collect()
     }
 
-    /// Removes a collection: out of the map, threads stopped, directory
-    /// renamed away (atomic for readers of the disk) and then deleted.
+    /// Collections that could not be opened: (name, reason).
+    pub fn damaged(&self) -> Vec<(String, String)> {
+        self.damaged
+            .lock()
+            .iter()
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect()
+    }
+
+    /// Removes a collection (a damaged one too): out of the catalog, threads
+    /// stopped, directory renamed to a unique trash name (atomic for
+    /// readers of the disk), then deleted. When the rename fails the
+    /// collection is reopened and stays. Errors: `InvalidName`, `NotFound`,
+    /// storage errors.
     pub fn delete(&self, name: &str) -> Result<()> {
         validate_name(name)?;
-        let c = self
-            .collections
-            .write()
-            .remove(name)
-            .ok_or_else(|| CollectionError::NotFound(name.into()))?;
-        c.close();
-        let trash = self
-            .root
-            .join(format!(".trash-{name}-{}", std::process::id()));
-        std::fs::rename(c.dir(), &trash).map_err(io_err(&trash))?;
+        let admin = self.admin_lock(name);
+        let _admin = admin.lock();
+        let dir = self.root.join(name);
+        let open = self.collections.write().remove(name);
+        match open {
+            Some(c) => {
+                c.close();
+                drop(c);
+                if let Err(e) = self.discard(&dir) {
+                    // Still whole on disk: serve it again.
+                    match Collection::open(&dir) {
+                        Ok(c) => {
+                            self.collections.write().insert(name.into(), Arc::new(c));
+                        }
+                        Err(err) => {
+                            self.damaged
+                                .lock()
+                                .insert(name.into(), damage_reason(&err, &self.root));
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+            None => {
+                if self.damaged.lock().get(name).is_none() {
+                    return Err(CollectionError::NotFound(name.into()));
+                }
+                self.discard(&dir)?;
+                self.damaged.lock().remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Renames `dir` to a unique trash name, fsyncs `collections/`, then
+    /// removes it (leftovers are removed at the next open).
+    fn discard(&self, dir: &Path) -> Result<()> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let trash = self.root.join(format!(".trash-{name}-{}", unique()));
+        std::fs::rename(dir, &trash).map_err(io_err(&trash))?;
         sync_dir(&self.root)?;
         let _ = std::fs::remove_dir_all(&trash);
         Ok(())
@@ -107,8 +244,16 @@ impl Storage {
 
     /// Closes every collection (stops workers, syncs WALs).
     pub fn close(&self) {
-        for c in self.collections.read().values() {
+        for c in self.list() {
             c.close();
         }
     }
+}
+
+/// What a user is told about a damaged collection: the error with the data
+/// directory's part of paths removed.
+fn damage_reason(err: &CollectionError, root: &Path) -> String {
+    let text = err.to_string();
+    let prefix = format!("{}/", root.display());
+    text.replace(&prefix, "")
 }

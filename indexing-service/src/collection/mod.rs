@@ -24,36 +24,50 @@
 //!   map points at it. Payload updates move the point (copy-on-write), so
 //!   sealed segments never change except for their deleted bitmaps.
 //! - Readers take a snapshot of the segment list and release the state lock
-//!   before scanning; sealed segments are searched without locks.
+//!   before scanning; sealed segments are searched without locks. Count,
+//!   scroll, get and delete-by-filter walk the id map in chunks of
+//!   [`SCAN_CHUNK`] entries, each copied out under a brief read lock and
+//!   evaluated after it is released; no scan holds `state`.
 //! - One worker thread per collection builds sealed segments (in freeze
-//!   order), checkpoints, and vacuums; writes and searches never wait for it.
+//!   order), checkpoints, vacuums and drops fully deleted segments; writes
+//!   and searches never wait for it. Deletes wake it when a sealed segment
+//!   crosses `vacuum.deleted_ratio`.
 //!
-//! Lock order: `state` → a mutable segment's `data`. The worker takes
-//! `checkpoint` alone, and `state` only briefly to swap segments.
+//! Lock order (checked in debug builds by `crate::lock_order`):
+//! `jobs` → `checkpoint` → `state` → a mutable segment's `data` → the WAL's
+//! locks. The worker takes `checkpoint`, then `state` briefly to swap
+//! segments; nothing takes `checkpoint` while holding `state` (statistics
+//! read `persisted_op` from an atomic). Jobs are queued after `state` is
+//! released.
 
 mod manager;
 pub use manager::{validate_name, Storage};
 
 use crate::index::segment_index::{search_segment, IndexSettings, SearchParams, SegmentIndex};
 use crate::index::{self, filter, TopK};
+use crate::lock_order::{Level, OrderedMutex, OrderedRwLock};
 use crate::storage::codec::{encode_op, Op, Payload, PointRecord};
 use crate::storage::fsutil::atomic_write;
 use crate::storage::segment::{Extra, MutableSegment, SealedSegment, SegmentId};
 use crate::storage::wal::Wal;
 use crate::storage::{io_err, StorageError};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 use shared::config::FsyncMode;
 use shared::wire::indexing::{Filter, Metric, PointId};
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub const COLLECTION_FORMAT_VERSION: u32 = 1;
+
+/// Entries of the id map copied out per brief read lock by scans (count,
+/// scroll, delete by filter).
+pub const SCAN_CHUNK: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectionError {
@@ -81,6 +95,9 @@ pub enum CollectionError {
     InvalidId(String),
     #[error("point {0} not found")]
     PointNotFound(PointId),
+    /// The collection exists but its files are damaged; it was not opened.
+    #[error("collection `{name}` is damaged and was not opened: {reason}")]
+    Damaged { name: String, reason: String },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -248,9 +265,15 @@ struct Shared {
     dir: PathBuf,
     config: CollectionConfig,
     wal: Wal,
-    state: RwLock<State>,
-    /// Serialises checkpoints and segment swaps done by the worker.
-    checkpoint: Mutex<Manifest>,
+    /// Lock level `State`.
+    state: OrderedRwLock<State>,
+    /// Serialises checkpoints and segment swaps done by the worker. Lock
+    /// level `Checkpoint`: never taken while `state` is held.
+    checkpoint: OrderedMutex<Manifest>,
+    /// The manifest's `persisted_op`, readable without `checkpoint`.
+    persisted_op: AtomicU64,
+    /// A vacuum job is queued and has not started yet.
+    vacuum_queued: AtomicBool,
     /// The ticket of the last job the worker finished.
     progress: (Mutex<u64>, Condvar),
     stop: AtomicBool,
@@ -262,8 +285,9 @@ type JobQueue = (Option<crossbeam_channel::Sender<(u64, Job)>>, u64);
 /// A collection: cheap to share (`Arc` inside), closed on drop.
 pub struct Collection {
     inner: Arc<Shared>,
-    /// Job queue of the worker, with the last ticket handed out.
-    jobs: Mutex<JobQueue>,
+    /// Job queue of the worker, with the last ticket handed out (lock
+    /// level `Jobs`).
+    jobs: OrderedMutex<JobQueue>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -298,15 +322,21 @@ pub fn new_uuid() -> String {
     )
 }
 
-fn delete_at(st: &State, loc: Loc) {
+/// Marks a slot deleted; returns the sealed segment it was in, if any.
+fn delete_at(st: &State, loc: Loc) -> Option<Arc<SealedSegment>> {
     match st.segments.get(&loc.seg) {
         Some(Seg::Mutable(m)) => {
             m.delete(loc.off);
+            None
         }
         Some(Seg::Sealed(s, _)) => {
             s.deleted.set(loc.off as usize);
+            Some(s.clone())
         }
-        None => debug_assert!(false, "id map points at a missing segment"),
+        None => {
+            debug_assert!(false, "id map points at a missing segment");
+            None
+        }
     }
 }
 
@@ -315,7 +345,7 @@ impl Shared {
         self.dir.join("segments")
     }
 
-    fn apply(&self, st: &mut State, op_num: u64, op: Op) -> Option<Job> {
+    fn apply(&self, st: &mut State, op_num: u64, op: Op) -> Applied {
         apply_op(&self.config, st, op_num, op)
     }
 
@@ -342,9 +372,13 @@ impl Shared {
     }
 
     /// Writes every sealed segment's bitmap, then the manifest, then cuts
-    /// the WAL. Called only from the worker.
+    /// the WAL. Called only from the worker. When nothing waits for a build
+    /// and the appendable segment holds no slot, every op so far is in the
+    /// sealed segments and their bitmaps, so `persisted_op` moves to the
+    /// last op and the WAL is cut through it (deletes do not keep the log
+    /// growing).
     fn checkpoint(&self, m: &mut Manifest, persisted_op: u64) -> Result<()> {
-        let (sealed, next): (Vec<Arc<SealedSegment>>, SegmentId) = {
+        let (sealed, next, quiet_op): (Vec<Arc<SealedSegment>>, SegmentId, u64) = {
             let st = self.state.read();
             let sealed = st
                 .segments
@@ -354,19 +388,24 @@ impl Shared {
                     _ => None,
                 })
                 .collect();
-            (sealed, st.next_segment_id)
+            // Appends happen under the write lock: last_op is consistent
+            // with what this read lock sees.
+            let quiet = st.frozen.is_empty() && st.appendable.data.read().ids.is_empty();
+            let quiet_op = if quiet { self.wal.last_op() } else { 0 };
+            (sealed, st.next_segment_id, quiet_op)
         };
         for s in &sealed {
             s.persist_deleted()?;
         }
         m.format_version = COLLECTION_FORMAT_VERSION;
         m.segments = sealed.iter().map(|s| s.id).collect();
-        m.persisted_op = m.persisted_op.max(persisted_op);
+        m.persisted_op = m.persisted_op.max(persisted_op).max(quiet_op);
         m.next_segment_id = m.next_segment_id.max(next);
         atomic_write(
             &self.dir.join("manifest.json"),
             &serde_json::to_vec_pretty(m).unwrap(),
         )?;
+        self.persisted_op.store(m.persisted_op, Ordering::Release);
         self.wal.truncate_through(m.persisted_op)?;
         Ok(())
     }
@@ -425,7 +464,9 @@ impl Shared {
     }
 
     /// Rewrites sealed segments with many deleted points, or merges the
-    /// smallest when there are too many. Returns whether it did anything.
+    /// smallest when there are too many; segments with no live point left
+    /// are dropped without writing anything. Returns whether it did
+    /// anything.
     fn vacuum(&self) -> Result<bool> {
         let v = &self.config.vacuum;
         let sealed: Vec<Arc<SealedSegment>> = self
@@ -458,13 +499,9 @@ impl Shared {
             return Ok(false);
         }
         let mut m = self.checkpoint.lock();
-        let new_id = {
-            let mut st = self.state.write();
-            let id = st.next_segment_id;
-            st.next_segment_id += 1;
-            id
-        };
         // Live points as of now (later deletes are carried over below).
+        // Deleted slots never come back to life, so a segment with no live
+        // point now has none later either.
         let mut moved: Vec<(SegmentId, u32)> = Vec::new();
         let mut extras = Vec::new();
         for s in &pick {
@@ -477,50 +514,83 @@ impl Shared {
         }
         let by_id: BTreeMap<SegmentId, &Arc<SealedSegment>> =
             pick.iter().map(|s| (s.id, s)).collect();
-        let mut built = None;
-        let path = SealedSegment::write(
-            &self.segments_dir(),
-            new_id,
-            self.config.dimension,
-            moved.iter().zip(&extras).map(|(&(sid, off), e)| {
-                let s = by_id[&sid];
-                (&s.ids[off as usize], s.vector(off as usize), e, false)
-            }),
-            |tmp, vectors| self.build_index(tmp, vectors, &mut built),
-        )?;
-        let new_seg = Arc::new(SealedSegment::open(&path)?);
-        let built = built.map(Arc::new);
+        let rewritten = if moved.is_empty() {
+            None
+        } else {
+            let new_id = {
+                let mut st = self.state.write();
+                let id = st.next_segment_id;
+                st.next_segment_id += 1;
+                id
+            };
+            let mut built = None;
+            let path = SealedSegment::write(
+                &self.segments_dir(),
+                new_id,
+                self.config.dimension,
+                moved.iter().zip(&extras).map(|(&(sid, off), e)| {
+                    let s = by_id[&sid];
+                    (&s.ids[off as usize], s.vector(off as usize), e, false)
+                }),
+                |tmp, vectors| self.build_index(tmp, vectors, &mut built),
+            )?;
+            drop(extras);
+            Some((
+                new_id,
+                Arc::new(SealedSegment::open(&path)?),
+                built.map(Arc::new),
+            ))
+        };
         {
             let mut st = self.state.write();
-            for (new_off, &(sid, off)) in moved.iter().enumerate() {
-                let s = by_id[&sid];
-                let id = &s.ids[off as usize];
-                if s.deleted.get(off as usize) {
-                    new_seg.deleted.set(new_off);
-                } else if st.ids.get(id) == Some(&Loc { seg: sid, off }) {
-                    st.ids.insert(
-                        id.clone(),
-                        Loc {
-                            seg: new_id,
-                            off: new_off as u32,
-                        },
-                    );
-                } else {
-                    new_seg.deleted.set(new_off);
-                }
+            if let Some((new_id, new_seg, built)) = rewritten {
+                self.swap_in_moved(&mut st, &moved, &by_id, new_id, new_seg, built);
             }
             for s in &pick {
                 st.segments.remove(&s.id);
             }
-            st.segments.insert(new_id, Seg::Sealed(new_seg, built));
         }
         let p = m.persisted_op;
         self.checkpoint(&mut m, p)?;
+        drop(m);
         for s in &pick {
             let _ = std::fs::remove_dir_all(&s.dir);
         }
-        tracing::debug!(collection = %self.config.name, "vacuumed {} segments into {new_id}", pick.len());
+        tracing::debug!(collection = %self.config.name, "vacuumed {} segments ({} live points kept)", pick.len(), moved.len());
         Ok(true)
+    }
+
+    /// Points the id map at the rewritten copies of `moved` (in order) and
+    /// makes the new segment live; copies of points deleted or replaced
+    /// meanwhile are marked deleted in it. Called under `state`'s write
+    /// lock.
+    fn swap_in_moved(
+        &self,
+        st: &mut State,
+        moved: &[(SegmentId, u32)],
+        by_id: &BTreeMap<SegmentId, &Arc<SealedSegment>>,
+        new_id: SegmentId,
+        new_seg: Arc<SealedSegment>,
+        built: Option<Arc<SegmentIndex>>,
+    ) {
+        for (new_off, &(sid, off)) in moved.iter().enumerate() {
+            let s = by_id[&sid];
+            let id = &s.ids[off as usize];
+            if s.deleted.get(off as usize) {
+                new_seg.deleted.set(new_off);
+            } else if st.ids.get(id) == Some(&Loc { seg: sid, off }) {
+                st.ids.insert(
+                    id.clone(),
+                    Loc {
+                        seg: new_id,
+                        off: new_off as u32,
+                    },
+                );
+            } else {
+                new_seg.deleted.set(new_off);
+            }
+        }
+        st.segments.insert(new_id, Seg::Sealed(new_seg, built));
     }
 
     /// Runs jobs in order; after each, publishes its ticket as done.
@@ -529,12 +599,23 @@ impl Shared {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            let r = match job {
+            // A panic in a job is logged like an error: the worker goes on
+            // and its progress advances, so nobody waits on it forever.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
                 Job::Build(id, op) => self.build(id, op).and_then(|_| self.vacuum().map(|_| ())),
-                Job::Vacuum => self.vacuum().map(|_| ()),
-            };
-            if let Err(e) = r {
-                tracing::error!(collection = %self.config.name, "background segment work failed: {e}");
+                Job::Vacuum => {
+                    self.vacuum_queued.store(false, Ordering::Release);
+                    self.vacuum().map(|_| ())
+                }
+            }));
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(collection = %self.config.name, "background segment work failed: {e}")
+                }
+                Err(_) => {
+                    tracing::error!(collection = %self.config.name, "background segment work panicked")
+                }
             }
             *self.progress.0.lock() = ticket;
             self.progress.1.notify_all();
@@ -543,18 +624,34 @@ impl Shared {
 }
 
 impl Collection {
-    /// Creates a new collection directory and opens it.
+    /// Creates a new collection directory and opens it. Errors:
+    /// `InvalidConfig`, `AlreadyExists` when `dir` holds a collection,
+    /// storage errors. (`Storage::create` adds crash safety by building the
+    /// directory under a temporary name.)
     pub fn create(dir: &Path, config: CollectionConfig) -> Result<Self> {
         config.validate()?;
         if dir.join("collection.json").exists() {
             return Err(CollectionError::AlreadyExists(config.name.clone()));
         }
-        std::fs::create_dir_all(dir.join("segments")).map_err(io_err(dir))?;
+        Self::init_dir(dir, &config)?;
+        Self::open(dir)
+    }
+
+    /// Lays out a new, empty collection in `dir`: `segments/`, an empty
+    /// WAL, `collection.json`, every entry fsynced, so that renaming `dir`
+    /// into place makes a complete collection appear at once.
+    pub fn init_dir(dir: &Path, config: &CollectionConfig) -> Result<()> {
+        config.validate()?;
+        let segs = dir.join("segments");
+        std::fs::create_dir_all(&segs).map_err(io_err(&segs))?;
+        drop(Wal::open(&dir.join("wal"), 0, |_, _| Ok(()))?);
         atomic_write(
             &dir.join("collection.json"),
-            &serde_json::to_vec_pretty(&config).unwrap(),
+            &serde_json::to_vec_pretty(config).unwrap(),
         )?;
-        Self::open(dir)
+        crate::storage::fsutil::sync_dir(&segs)?;
+        crate::storage::fsutil::sync_dir(dir)?;
+        Ok(())
     }
 
     /// Opens a collection: manifest → memory-map sealed segments → replay
@@ -657,16 +754,19 @@ impl Collection {
         // Replay into the state before it is shared.
         let mut state = state;
         let wal = Wal::open(&dir.join("wal"), persisted, |op, o| {
-            jobs.extend(apply_op(&config, &mut state, op, o));
+            jobs.extend(apply_op(&config, &mut state, op, o).build);
             Ok(())
         })?;
-        let shared_state = RwLock::new(state);
+        let shared_state = OrderedRwLock::new(Level::State, state);
         let inner = Arc::new(Shared {
             dir: dir.to_path_buf(),
             config,
             wal,
             state: shared_state,
-            checkpoint: Mutex::new(manifest),
+            checkpoint: OrderedMutex::new(Level::Checkpoint, manifest),
+            persisted_op: AtomicU64::new(persisted),
+            // The vacuum pass queued below covers whatever replay deleted.
+            vacuum_queued: AtomicBool::new(true),
             progress: (Mutex::new(0), Condvar::new()),
             stop: AtomicBool::new(false),
         });
@@ -703,7 +803,7 @@ impl Collection {
         }
         Ok(Self {
             inner,
-            jobs: Mutex::new((Some(tx), ticket)),
+            jobs: OrderedMutex::new(Level::Jobs, (Some(tx), ticket)),
             threads: Mutex::new(threads),
         })
     }
@@ -804,18 +904,22 @@ impl Collection {
     /// released, made durable (`fsync: always`) before returning its number.
     fn write_with(&self, decide: impl FnOnce(&State) -> Result<Option<Op>>) -> Result<Option<u64>> {
         let mut buf = Vec::new();
-        let (num, job) = {
+        let (num, applied) = {
             let mut st = self.inner.state.write();
             let Some(op) = decide(&st)? else {
                 return Ok(None);
             };
             encode_op(&op, &mut buf);
             let num = self.inner.wal.append(&buf)?;
-            let job = self.inner.apply(&mut st, num, op);
-            (num, job)
+            let applied = self.inner.apply(&mut st, num, op);
+            (num, applied)
         };
-        if let Some(j) = job {
+        // Jobs are queued with `state` released (lock order: jobs first).
+        if let Some(j) = applied.build {
             self.send(j);
+        }
+        if applied.vacuum && !self.inner.vacuum_queued.swap(true, Ordering::AcqRel) {
+            self.send(Job::Vacuum);
         }
         if self.inner.config.fsync == FsyncMode::Always {
             self.inner.wal.sync_to(num)?;
@@ -849,20 +953,85 @@ impl Collection {
         Ok(n)
     }
 
-    /// Deletes every point matching the filter (logged as the ids it matched).
+    /// Deletes every point matching the filter (logged as the ids it
+    /// matched); returns how many. The filter is evaluated chunk by chunk
+    /// without holding `state`; under the write lock only what changed
+    /// since is looked at again: candidates whose slot moved, and slots
+    /// written after the walk began (appendable segments past the length
+    /// they had, and segments that did not exist). So the delete is exact
+    /// at the moment it is logged, and a large delete does not stall
+    /// writers or readers for the length of a scan.
     pub fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
         filter::validate(filter).map_err(CollectionError::InvalidFilter)?;
+        // Segments as the walk begins: sealed ones never gain slots;
+        // appendable ones only past their current length.
+        let before: BTreeMap<SegmentId, Option<usize>> = {
+            let st = self.inner.state.read();
+            st.segments
+                .iter()
+                .map(|(&sid, s)| match s {
+                    Seg::Mutable(m) => (sid, Some(m.data.read().ids.len())),
+                    Seg::Sealed(..) => (sid, None),
+                })
+                .collect()
+        };
+        let mut cands: Vec<(PointId, Loc)> = Vec::new();
+        let mut cursor: Option<PointId> = None;
+        loop {
+            let chunk = self.id_chunk(cursor.as_ref(), SCAN_CHUNK);
+            let Some(last) = chunk.last() else { break };
+            cursor = Some(last.0.clone());
+            for (id, loc, seg) in chunk {
+                match self.read_slot(&seg, loc.off, false)? {
+                    Some((e, _)) if filter::matches(filter, e.payload.as_ref()) => {
+                        cands.push((id, loc))
+                    }
+                    // Replaced meanwhile: its new slot is looked at below.
+                    None => cands.push((id, loc)),
+                    Some(_) => {}
+                }
+            }
+        }
         let mut n = 0;
         self.write_with(|st| {
-            let ids: Vec<PointId> = st
-                .ids
-                .iter()
-                .filter(|(_, loc)| {
-                    self.extra_at(st, **loc)
-                        .is_ok_and(|e| filter::matches(filter, e.payload.as_ref()))
-                })
-                .map(|(id, _)| id.clone())
-                .collect();
+            let mut ids: Vec<PointId> = Vec::new();
+            let mut seen: HashSet<PointId> = HashSet::new();
+            let matches_at = |loc: Loc| -> Result<bool> {
+                Ok(filter::matches(filter, self.extra_at(st, loc)?.payload.as_ref()))
+            };
+            for (id, loc) in cands {
+                match st.ids.get(&id) {
+                    // Unchanged slot: it matched when read (a slot read
+                    // as deleted is never pointed at again).
+                    Some(&now) if now == loc && seen.insert(id.clone()) => ids.push(id),
+                    Some(&now) if now != loc && matches_at(now)? && seen.insert(id.clone()) => {
+                        ids.push(id)
+                    }
+                    _ => {}
+                }
+            }
+            // Slots written after the walk began.
+            for (&sid, seg) in &st.segments {
+                let from = match before.get(&sid) {
+                    Some(None) => continue,
+                    Some(Some(len)) => *len,
+                    None => 0,
+                };
+                let slot_ids: Vec<PointId> = match seg {
+                    Seg::Mutable(m) => m.data.read().ids.get(from..).unwrap_or(&[]).to_vec(),
+                    Seg::Sealed(s, _) => s.ids.get(from..).unwrap_or(&[]).to_vec(),
+                };
+                for (i, id) in slot_ids.into_iter().enumerate() {
+                    let loc = Loc {
+                        seg: sid,
+                        off: (from + i) as u32,
+                    };
+                    if st.ids.get(&id) == Some(&loc) && !seen.contains(&id) && matches_at(loc)? {
+                        seen.insert(id.clone());
+                        ids.push(id);
+                    }
+                }
+            }
             n = ids.len();
             Ok((!ids.is_empty()).then_some(Op::Delete(ids)))
         })?;
@@ -943,29 +1112,152 @@ impl Collection {
         })
     }
 
-    /// Points by id; missing ids are skipped.
-    pub fn get(&self, ids: &[PointId]) -> Result<Vec<StoredPoint>> {
+    /// The segment a slot lives in, and the current location of `id`
+    /// (under a brief read lock).
+    fn resolve(&self, id: &PointId) -> Option<(Loc, Seg)> {
         let st = self.inner.state.read();
-        ids.iter()
-            .filter_map(|id| st.ids.get(id).map(|l| (id, *l)))
-            .map(|(id, l)| self.point_at(&st, id.clone(), l))
+        let loc = *st.ids.get(id)?;
+        st.segments.get(&loc.seg).map(|s| (loc, s.clone()))
+    }
+
+    /// Up to `limit` entries of the id map after `after`, each with its
+    /// segment, copied out under a brief read lock.
+    fn id_chunk(&self, after: Option<&PointId>, limit: usize) -> Vec<(PointId, Loc, Seg)> {
+        let st = self.inner.state.read();
+        let start = match after {
+            Some(c) => Bound::Excluded(c.clone()),
+            None => Bound::Unbounded,
+        };
+        st.ids
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .filter_map(|(id, loc)| st.segments.get(&loc.seg).map(|s| (id.clone(), *loc, s.clone())))
             .collect()
     }
 
-    /// Points (matching the filter), counted.
-    pub fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+    /// Reads a slot with no collection lock held: None when the slot was
+    /// deleted (or replaced) since it was looked up. Sealed slots never
+    /// change; vacuum leaves the old segment's files intact while anyone
+    /// holds it.
+    fn read_slot(&self, seg: &Seg, off: u32, with_vector: bool) -> Result<Option<(Extra, Vec<f32>)>> {
+        let dim = self.inner.config.dimension;
+        let o = off as usize;
+        match seg {
+            Seg::Mutable(m) => {
+                let d = m.data.read();
+                if d.deleted[o] {
+                    return Ok(None);
+                }
+                let v = if with_vector {
+                    d.vectors[o * dim..(o + 1) * dim].to_vec()
+                } else {
+                    Vec::new()
+                };
+                Ok(Some((d.extras[o].clone(), v)))
+            }
+            Seg::Sealed(s, _) => {
+                if s.deleted.get(o) {
+                    return Ok(None);
+                }
+                let v = if with_vector {
+                    s.vector(o).to_vec()
+                } else {
+                    Vec::new()
+                };
+                Ok(Some((s.extra(o)?, v)))
+            }
+        }
+    }
+
+    /// The current value of `id`, found at `seg`/`off` or, when that slot
+    /// was replaced meanwhile, wherever the id map points now. None when
+    /// the point was deleted.
+    fn read_point(
+        &self,
+        id: &PointId,
+        mut seg: Seg,
+        mut off: u32,
+        with_vector: bool,
+    ) -> Result<Option<(Extra, Vec<f32>)>> {
+        // A slot is replaced only by a newer write; a few rounds always
+        // suffice unless the point is rewritten continuously.
+        for _ in 0..8 {
+            if let Some(x) = self.read_slot(&seg, off, with_vector)? {
+                return Ok(Some(x));
+            }
+            match self.resolve(id) {
+                Some((loc, s)) => {
+                    seg = s;
+                    off = loc.off;
+                }
+                None => return Ok(None),
+            }
+        }
+        // Still moving: read it under the lock once.
         let st = self.inner.state.read();
-        match filter {
-            None => Ok(st.ids.len()),
-            Some(f) => {
-                filter::validate(f).map_err(CollectionError::InvalidFilter)?;
-                let mut n = 0;
-                for loc in st.ids.values() {
-                    if filter::matches(f, self.extra_at(&st, *loc)?.payload.as_ref()) {
+        match st.ids.get(id) {
+            Some(&loc) => {
+                let p = self.point_at(&st, id.clone(), loc)?;
+                Ok(Some((
+                    Extra {
+                        payload: p.payload,
+                        content: p.content,
+                    },
+                    p.vector,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Points by id; missing ids are skipped. The id map is read under a
+    /// brief lock, the points after it is released.
+    pub fn get(&self, ids: &[PointId]) -> Result<Vec<StoredPoint>> {
+        let found: Vec<(PointId, Loc, Seg)> = {
+            let st = self.inner.state.read();
+            ids.iter()
+                .filter_map(|id| {
+                    let loc = *st.ids.get(id)?;
+                    st.segments.get(&loc.seg).map(|s| (id.clone(), loc, s.clone()))
+                })
+                .collect()
+        };
+        let mut out = Vec::with_capacity(found.len());
+        for (id, loc, seg) in found {
+            if let Some((extra, vector)) = self.read_point(&id, seg, loc.off, true)? {
+                out.push(StoredPoint {
+                    id,
+                    vector,
+                    payload: extra.payload,
+                    content: extra.content,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Points (matching the filter), counted. Without a filter, the size of
+    /// the id map; with one, a chunked walk that never holds `state` while
+    /// evaluating.
+    pub fn count(&self, filter: Option<&Filter>) -> Result<usize> {
+        let Some(f) = filter else {
+            return Ok(self.inner.state.read().ids.len());
+        };
+        filter::validate(f).map_err(CollectionError::InvalidFilter)?;
+        let mut n = 0;
+        let mut cursor: Option<PointId> = None;
+        loop {
+            let chunk = self.id_chunk(cursor.as_ref(), SCAN_CHUNK);
+            let Some(last) = chunk.last() else {
+                return Ok(n);
+            };
+            cursor = Some(last.0.clone());
+            for (id, loc, seg) in chunk {
+                if let Some((e, _)) = self.read_point(&id, seg, loc.off, false)? {
+                    if filter::matches(f, e.payload.as_ref()) {
                         n += 1;
                     }
                 }
-                Ok(n)
             }
         }
     }
@@ -973,6 +1265,7 @@ impl Collection {
     /// A page of points in id order after `cursor`; the next cursor is the
     /// last id returned when more may follow. Stable under concurrent
     /// writes: a point present for the whole scroll is returned once.
+    /// Walks the id map in chunks; `state` is never held while reading.
     pub fn scroll(
         &self,
         filter: Option<&Filter>,
@@ -982,23 +1275,38 @@ impl Collection {
         if let Some(f) = filter {
             filter::validate(f).map_err(CollectionError::InvalidFilter)?;
         }
-        let st = self.inner.state.read();
-        let start = match cursor {
-            Some(c) => Bound::Excluded(c.clone()),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for (id, loc) in st.ids.range((start, Bound::Unbounded)) {
-            if out.len() == limit {
-                let next = out.last().map(|p: &StoredPoint| p.id.clone());
-                return Ok((out, next));
-            }
-            let p = self.point_at(&st, id.clone(), *loc)?;
-            if filter.is_none_or(|f| filter::matches(f, p.payload.as_ref())) {
-                out.push(p);
+        let mut out: Vec<StoredPoint> = Vec::new();
+        let mut after: Option<PointId> = cursor.cloned();
+        loop {
+            let want = if filter.is_some() {
+                SCAN_CHUNK
+            } else {
+                (limit - out.len() + 1).min(SCAN_CHUNK)
+            };
+            let chunk = self.id_chunk(after.as_ref(), want);
+            let Some(last) = chunk.last() else {
+                return Ok((out, None));
+            };
+            after = Some(last.0.clone());
+            for (id, loc, seg) in chunk {
+                let Some((e, vector)) = self.read_point(&id, seg, loc.off, true)? else {
+                    continue;
+                };
+                if !filter.is_none_or(|f| filter::matches(f, e.payload.as_ref())) {
+                    continue;
+                }
+                if out.len() == limit {
+                    let next = out.last().map(|p| p.id.clone());
+                    return Ok((out, next));
+                }
+                out.push(StoredPoint {
+                    id,
+                    vector,
+                    payload: e.payload,
+                    content: e.content,
+                });
             }
         }
-        Ok((out, None))
     }
 
     /// Top-k over every segment with default search parameters.
@@ -1175,26 +1483,39 @@ impl Collection {
         }
     }
 
+    /// Statistics, from a brief read of the segment list; never waits for
+    /// the background worker (`persisted_op` is read from an atomic).
     pub fn info(&self) -> CollectionInfo {
-        let st = self.inner.state.read();
-        let sealed = st
-            .segments
-            .values()
-            .filter(|s| matches!(s, Seg::Sealed(..)))
-            .count();
-        CollectionInfo {
-            points: st.ids.len(),
-            segments: st.segments.len(),
-            sealed_segments: sealed,
-            building_segments: st.frozen.len(),
-            indexed_segments: st
+        let (points, segments, sealed, building, indexed, appendable) = {
+            let st = self.inner.state.read();
+            let sealed = st
+                .segments
+                .values()
+                .filter(|s| matches!(s, Seg::Sealed(..)))
+                .count();
+            let indexed = st
                 .segments
                 .values()
                 .filter(|s| matches!(s, Seg::Sealed(_, Some(_))))
-                .count(),
-            appendable_points: st.appendable.live(),
+                .count();
+            (
+                st.ids.len(),
+                st.segments.len(),
+                sealed,
+                st.frozen.len(),
+                indexed,
+                st.appendable.clone(),
+            )
+        };
+        CollectionInfo {
+            points,
+            segments,
+            sealed_segments: sealed,
+            building_segments: building,
+            indexed_segments: indexed,
+            appendable_points: appendable.live(),
             wal_bytes: self.inner.wal.size_bytes(),
-            persisted_op: self.inner.checkpoint.lock().persisted_op,
+            persisted_op: self.inner.persisted_op.load(Ordering::Acquire),
             last_op: self.inner.wal.last_op(),
         }
     }
@@ -1237,15 +1558,27 @@ impl Drop for Collection {
     }
 }
 
+/// What applying one op asks of the background worker.
+struct Applied {
+    /// The appendable segment reached its flush threshold and was frozen.
+    build: Option<Job>,
+    /// A sealed segment crossed `vacuum.deleted_ratio` (or lost its last
+    /// live point).
+    vacuum: bool,
+}
+
 /// Applies one logged op to the in-memory state (live writes and WAL
-/// replay alike). Returns a build job when the appendable segment reached
-/// its flush threshold.
-fn apply_op(config: &CollectionConfig, st: &mut State, op_num: u64, op: Op) -> Option<Job> {
+/// replay alike). Freezes the appendable segment at its flush threshold;
+/// replaces it with an empty one when deletes left nothing live in it (so
+/// its memory comes back without a seal).
+fn apply_op(config: &CollectionConfig, st: &mut State, op_num: u64, op: Op) -> Applied {
+    let mut touched: Vec<Arc<SealedSegment>> = Vec::new();
+    let deleted_some = matches!(op, Op::Delete(_));
     match op {
         Op::Upsert(points) => {
             for p in points {
                 if let Some(old) = st.ids.get(&p.id).copied() {
-                    delete_at(st, old);
+                    touched.extend(delete_at(st, old));
                 }
                 let id = p.id.clone();
                 let off = st.appendable.push(p);
@@ -1261,17 +1594,35 @@ fn apply_op(config: &CollectionConfig, st: &mut State, op_num: u64, op: Op) -> O
         Op::Delete(ids) => {
             for id in ids {
                 if let Some(loc) = st.ids.remove(&id) {
-                    delete_at(st, loc);
+                    touched.extend(delete_at(st, loc));
                 }
             }
         }
     }
-    let (n, bytes) = {
+    let ratio = config.vacuum.deleted_ratio;
+    let vacuum = touched.iter().any(|s| {
+        let dead = s.count - s.live();
+        s.count > 0 && (dead == s.count || dead as f64 / s.count as f64 >= ratio)
+    });
+    let (n, live, bytes) = {
         let d = st.appendable.data.read();
-        (d.ids.len(), d.bytes)
+        (d.ids.len(), d.live, d.bytes)
     };
+    if deleted_some && n > 0 && live == 0 {
+        // Nothing in the id map points here any more: start it afresh.
+        let fresh = Arc::new(MutableSegment::new(st.appendable.id, config.dimension));
+        st.segments.insert(fresh.id, Seg::Mutable(fresh.clone()));
+        st.appendable = fresh;
+        return Applied {
+            build: None,
+            vacuum,
+        };
+    }
     let t = &config.flush_threshold;
-    (n >= t.vectors || bytes >= t.bytes).then(|| freeze(config, st, op_num))
+    Applied {
+        build: (n >= t.vectors || bytes >= t.bytes).then(|| freeze(config, st, op_num)),
+        vacuum,
+    }
 }
 
 /// Seals the appendable segment (it stays searchable) and starts a new one.

@@ -34,7 +34,7 @@ pub enum StorageError {
         found: u32,
         expected: u32,
     },
-    #[error("the write-ahead log failed earlier ({0}); writes are refused until restart")]
+    #[error("the write-ahead log failed ({0}); writes are refused until the service restarts")]
     Poisoned(String),
 }
 

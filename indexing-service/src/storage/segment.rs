@@ -20,8 +20,8 @@
 use super::codec::{put_id, Payload, PointRecord, Reader};
 use super::fsutil::{atomic_write, sync_dir, write_synced};
 use super::{io_err, Result, StorageError};
+use crate::lock_order::{Level, OrderedRwLock};
 use memmap2::Mmap;
-use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use shared::wire::indexing::PointId;
 use std::fs::File;
@@ -100,7 +100,8 @@ pub struct Extra {
 pub struct MutableSegment {
     pub id: SegmentId,
     pub dim: usize,
-    pub data: RwLock<MutableData>,
+    /// Lock level `SegmentData`: taken after the collection's `state`.
+    pub data: OrderedRwLock<MutableData>,
 }
 
 #[derive(Default)]
@@ -119,7 +120,7 @@ impl MutableSegment {
         Self {
             id,
             dim,
-            data: RwLock::new(MutableData::default()),
+            data: OrderedRwLock::new(Level::SegmentData, MutableData::default()),
         }
     }
 

@@ -13,16 +13,27 @@
 //! - A record is acknowledged only after `sync_to(op)` returned (with
 //!   `fsync: always`); concurrent writers share one fsync (group commit:
 //!   whoever fsyncs covers every record written before the fsync began).
-//! - On open, a torn or corrupt record at the end of the newest file is cut
-//!   off (the file is truncated there); it is never decoded. Damage anywhere
-//!   else is an error: it would silently drop acknowledged writes.
-//! - After a failed write or fsync the log is poisoned and refuses appends:
-//!   the page cache may have dropped the data, so pretending would lie.
+//! - On open, only a tail that is really torn is cut off: an incomplete or
+//!   checksum-failing record of the newest file after which no valid record
+//!   follows (a crash in the middle of an append leaves exactly that). A bad
+//!   record followed by a valid one is damage, not a torn write: opening
+//!   fails with `Corrupt` naming the file and byte offset, and nothing is
+//!   truncated. Damage in an older file is always an error. Cutting damage
+//!   would silently drop acknowledged writes.
+//! - After a failed write or fsync the log is poisoned and refuses appends
+//!   (`Poisoned`, whose message carries the OS reason but no path): the page
+//!   cache may have dropped the data, so pretending would lie. The first
+//!   failing append answers `Poisoned` too.
+//!
+//! Locks: `sync_lock` (level `WalSync`) before `inner` (`WalFile`); the
+//! poison flag is a leaf. Callers may hold the collection's `state` lock
+//! while appending (see `crate::lock_order`).
 //! - `truncate_through(p)` deletes only whole files whose every record has
 //!   `op <= p`; the newest file is never deleted.
 
 use super::codec::{decode_op, Op};
 use super::{io_err, Result, StorageError};
+use crate::lock_order::{Level, OrderedMutex};
 use parking_lot::Mutex;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -48,8 +59,8 @@ struct Inner {
 
 pub struct Wal {
     dir: PathBuf,
-    inner: Mutex<Inner>,
-    sync_lock: Mutex<()>,
+    inner: OrderedMutex<Inner>,
+    sync_lock: OrderedMutex<()>,
     synced_op: AtomicU64,
     poisoned: Mutex<Option<String>>,
 }
@@ -109,6 +120,16 @@ impl Wal {
                     if !newest {
                         return Err(bad(why));
                     }
+                    if let Some((at, op)) = next_valid_record(&data, pos, prev_op) {
+                        return Err(StorageError::Corrupt {
+                            path: path.clone(),
+                            message: format!(
+                                "damaged record at byte {pos} ({why}); a valid record (op {op}) \
+                                 follows at byte {at}, so this is damage, not a torn write; \
+                                 the log was left as it is"
+                            ),
+                        });
+                    }
                     tracing::warn!(
                         "{}: {why} at byte {pos}; cutting the tail off",
                         path.display()
@@ -150,7 +171,7 @@ impl Wal {
         let size = file.metadata().map_err(io_err(&cur))?.len();
         Ok(Wal {
             dir: dir.to_path_buf(),
-            inner: Mutex::new(Inner {
+            inner: OrderedMutex::new(Level::WalFile, Inner {
                 file: Arc::new(file),
                 size,
                 next_op,
@@ -158,7 +179,7 @@ impl Wal {
                 files,
                 buf: Vec::new(),
             }),
-            sync_lock: Mutex::new(()),
+            sync_lock: OrderedMutex::new(Level::WalSync, ()),
             synced_op: AtomicU64::new(last_op),
             poisoned: Mutex::new(None),
         })
@@ -171,10 +192,16 @@ impl Wal {
         }
     }
 
+    /// Poisons the log and returns the error callers see: `Poisoned` with
+    /// the OS reason (no path; the log line has the whole error).
     fn poison(&self, e: StorageError) -> StorageError {
         tracing::error!("WAL failure, refusing further writes: {e}");
-        *self.poisoned.lock() = Some(e.to_string());
-        e
+        let reason = match &e {
+            StorageError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
+        *self.poisoned.lock() = Some(reason.clone());
+        StorageError::Poisoned(reason)
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -260,8 +287,10 @@ impl Wal {
             .create(true)
             .append(true)
             .open(&p)
-            .map_err(io_err(&p))?;
-        super::fsutil::sync_dir(&self.dir)?;
+            .map_err(|e| self.poison(io_err(&p)(e)))?;
+        if let Err(e) = super::fsutil::sync_dir(&self.dir) {
+            return Err(self.poison(e));
+        }
         g.file = Arc::new(f);
         g.size = 0;
         g.files.push((g.next_op, p));
@@ -290,6 +319,7 @@ impl Wal {
         Ok(())
     }
 
+    /// The number of the last op appended (durable or not).
     pub fn last_op(&self) -> u64 {
         self.inner.lock().written_op
     }
@@ -303,4 +333,30 @@ impl Wal {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// The first position after `from` where a whole record with a valid
+/// checksum and an op number after `prev_op` starts, with that op. Used to
+/// tell a torn tail (nothing valid follows) from damage (something does).
+/// Cheap: the op number must be plausible (each record takes at least
+/// `HEADER` bytes) before a checksum is computed.
+fn next_valid_record(data: &[u8], from: usize, prev_op: u64) -> Option<(usize, u64)> {
+    let mut p = from + 1;
+    while p + HEADER <= data.len() {
+        let len = u32::from_le_bytes(data[p..p + 4].try_into().unwrap()) as usize;
+        let op = u64::from_le_bytes(data[p + 8..p + 16].try_into().unwrap());
+        let max_op = prev_op + 1 + ((p - from) / HEADER) as u64;
+        if len <= MAX_RECORD
+            && p + HEADER + len <= data.len()
+            && op > prev_op
+            && op <= max_op
+        {
+            let crc = u32::from_le_bytes(data[p + 4..p + 8].try_into().unwrap());
+            if crc32fast::hash(&data[p + 8..p + HEADER + len]) == crc {
+                return Some((p, op));
+            }
+        }
+        p += 1;
+    }
+    None
 }

@@ -1,5 +1,7 @@
 //! indexing-service integration tests (one binary): the storage engine and
-//! the vector index, through the collection API.
+//! the vector index, through the collection API and the in-process router.
 
+mod faults;
+mod http;
 mod recall;
 mod storage;
