@@ -128,8 +128,7 @@ impl Storage {
         let admin = self.admin_lock(&config.name);
         let _admin = admin.lock();
         let name = config.name.clone();
-        if self.collections.read().contains_key(&name) || self.damaged.lock().contains_key(&name)
-        {
+        if self.collections.read().contains_key(&name) || self.damaged.lock().contains_key(&name) {
             return Err(CollectionError::AlreadyExists(name));
         }
         let dir = self.root.join(&name);

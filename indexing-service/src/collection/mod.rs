@@ -997,7 +997,10 @@ impl Collection {
             let mut ids: Vec<PointId> = Vec::new();
             let mut seen: HashSet<PointId> = HashSet::new();
             let matches_at = |loc: Loc| -> Result<bool> {
-                Ok(filter::matches(filter, self.extra_at(st, loc)?.payload.as_ref()))
+                Ok(filter::matches(
+                    filter,
+                    self.extra_at(st, loc)?.payload.as_ref(),
+                ))
             };
             for (id, loc) in cands {
                 match st.ids.get(&id) {
@@ -1131,7 +1134,11 @@ impl Collection {
         st.ids
             .range((start, Bound::Unbounded))
             .take(limit)
-            .filter_map(|(id, loc)| st.segments.get(&loc.seg).map(|s| (id.clone(), *loc, s.clone())))
+            .filter_map(|(id, loc)| {
+                st.segments
+                    .get(&loc.seg)
+                    .map(|s| (id.clone(), *loc, s.clone()))
+            })
             .collect()
     }
 
@@ -1139,7 +1146,12 @@ impl Collection {
     /// deleted (or replaced) since it was looked up. Sealed slots never
     /// change; vacuum leaves the old segment's files intact while anyone
     /// holds it.
-    fn read_slot(&self, seg: &Seg, off: u32, with_vector: bool) -> Result<Option<(Extra, Vec<f32>)>> {
+    fn read_slot(
+        &self,
+        seg: &Seg,
+        off: u32,
+        with_vector: bool,
+    ) -> Result<Option<(Extra, Vec<f32>)>> {
         let dim = self.inner.config.dimension;
         let o = off as usize;
         match seg {
@@ -1218,7 +1230,9 @@ impl Collection {
             ids.iter()
                 .filter_map(|id| {
                     let loc = *st.ids.get(id)?;
-                    st.segments.get(&loc.seg).map(|s| (id.clone(), loc, s.clone()))
+                    st.segments
+                        .get(&loc.seg)
+                        .map(|s| (id.clone(), loc, s.clone()))
                 })
                 .collect()
         };

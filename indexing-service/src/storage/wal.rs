@@ -171,14 +171,17 @@ impl Wal {
         let size = file.metadata().map_err(io_err(&cur))?.len();
         Ok(Wal {
             dir: dir.to_path_buf(),
-            inner: OrderedMutex::new(Level::WalFile, Inner {
-                file: Arc::new(file),
-                size,
-                next_op,
-                written_op: last_op,
-                files,
-                buf: Vec::new(),
-            }),
+            inner: OrderedMutex::new(
+                Level::WalFile,
+                Inner {
+                    file: Arc::new(file),
+                    size,
+                    next_op,
+                    written_op: last_op,
+                    files,
+                    buf: Vec::new(),
+                },
+            ),
             sync_lock: OrderedMutex::new(Level::WalSync, ()),
             synced_op: AtomicU64::new(last_op),
             poisoned: Mutex::new(None),
@@ -346,11 +349,7 @@ fn next_valid_record(data: &[u8], from: usize, prev_op: u64) -> Option<(usize, u
         let len = u32::from_le_bytes(data[p..p + 4].try_into().unwrap()) as usize;
         let op = u64::from_le_bytes(data[p + 8..p + 16].try_into().unwrap());
         let max_op = prev_op + 1 + ((p - from) / HEADER) as u64;
-        if len <= MAX_RECORD
-            && p + HEADER + len <= data.len()
-            && op > prev_op
-            && op <= max_op
-        {
+        if len <= MAX_RECORD && p + HEADER + len <= data.len() && op > prev_op && op <= max_op {
             let crc = u32::from_le_bytes(data[p + 4..p + 8].try_into().unwrap());
             if crc32fast::hash(&data[p + 8..p + HEADER + len]) == crc {
                 return Some((p, op));

@@ -82,51 +82,116 @@ fn read_routes_never_stall_against_seals_and_vacuums() {
     });
     type Req = (Method, String, Option<Value>);
     let routes: Vec<(&str, Box<dyn Fn(&mut StdRng, &str) -> Req + Send + Sync>)> = vec![
-        ("upsert", Box::new(|r, n| {
-            let id: u64 = r.gen_range(0..200);
-            (Method::PUT, format!("/collections/{n}/points"), Some(json!({"points": [
-                {"id": id, "vector": [r.gen::<f32>(), r.gen::<f32>(), 1.0, 0.5], "metadata": {"tag": id % 4, "x": id}}
-            ]})))
-        })),
-        ("delete", Box::new(|r, n| {
-            (Method::POST, format!("/collections/{n}/points/delete"),
-             Some(json!({"ids": [r.gen_range(0..200u64), r.gen_range(0..200u64)]})))
-        })),
-        ("delete_by_filter", Box::new(|r, n| {
-            (Method::POST, format!("/collections/{n}/points/delete"),
-             Some(json!({"filter": {"must": [{"key": "x", "match": r.gen_range(0..200u64)}]}})))
-        })),
-        ("set_payload", Box::new(|r, n| {
-            (Method::PATCH, format!("/collections/{n}/points/{}", r.gen_range(0..200u64)),
-             Some(json!({"metadata": {"tag": 9}})))
-        })),
-        ("describe", Box::new(|_, n| (Method::GET, format!("/collections/{n}"), None))),
-        ("list", Box::new(|_, _| (Method::GET, "/collections".into(), None))),
-        ("count", Box::new(|r, n| {
-            (Method::POST, format!("/collections/{n}/points/count"),
-             Some(json!({"filter": {"must": [{"key": "tag", "match": r.gen_range(0..4u64)}]}})))
-        })),
-        ("scroll", Box::new(|r, n| {
-            (Method::POST, format!("/collections/{n}/points/scroll"),
-             Some(json!({"limit": 50, "filter": {"must_not": [{"key": "tag", "match": r.gen_range(0..4u64)}]}})))
-        })),
-        ("search", Box::new(|r, n| {
-            (Method::POST, format!("/collections/{n}/search"),
-             Some(json!({"vector": [r.gen::<f32>(), 1.0, r.gen::<f32>(), 0.5], "top_k": 5})))
-        })),
-        ("metrics", Box::new(|_, _| (Method::GET, "/metrics".into(), None))),
+        (
+            "upsert",
+            Box::new(|r, n| {
+                let id: u64 = r.gen_range(0..200);
+                (
+                    Method::PUT,
+                    format!("/collections/{n}/points"),
+                    Some(json!({"points": [
+                        {"id": id, "vector": [r.gen::<f32>(), r.gen::<f32>(), 1.0, 0.5], "metadata": {"tag": id % 4, "x": id}}
+                    ]})),
+                )
+            }),
+        ),
+        (
+            "delete",
+            Box::new(|r, n| {
+                (
+                    Method::POST,
+                    format!("/collections/{n}/points/delete"),
+                    Some(json!({"ids": [r.gen_range(0..200u64), r.gen_range(0..200u64)]})),
+                )
+            }),
+        ),
+        (
+            "delete_by_filter",
+            Box::new(|r, n| {
+                (
+                    Method::POST,
+                    format!("/collections/{n}/points/delete"),
+                    Some(
+                        json!({"filter": {"must": [{"key": "x", "match": r.gen_range(0..200u64)}]}}),
+                    ),
+                )
+            }),
+        ),
+        (
+            "set_payload",
+            Box::new(|r, n| {
+                (
+                    Method::PATCH,
+                    format!("/collections/{n}/points/{}", r.gen_range(0..200u64)),
+                    Some(json!({"metadata": {"tag": 9}})),
+                )
+            }),
+        ),
+        (
+            "describe",
+            Box::new(|_, n| (Method::GET, format!("/collections/{n}"), None)),
+        ),
+        (
+            "list",
+            Box::new(|_, _| (Method::GET, "/collections".into(), None)),
+        ),
+        (
+            "count",
+            Box::new(|r, n| {
+                (
+                    Method::POST,
+                    format!("/collections/{n}/points/count"),
+                    Some(
+                        json!({"filter": {"must": [{"key": "tag", "match": r.gen_range(0..4u64)}]}}),
+                    ),
+                )
+            }),
+        ),
+        (
+            "scroll",
+            Box::new(|r, n| {
+                (
+                    Method::POST,
+                    format!("/collections/{n}/points/scroll"),
+                    Some(
+                        json!({"limit": 50, "filter": {"must_not": [{"key": "tag", "match": r.gen_range(0..4u64)}]}}),
+                    ),
+                )
+            }),
+        ),
+        (
+            "search",
+            Box::new(|r, n| {
+                (
+                    Method::POST,
+                    format!("/collections/{n}/search"),
+                    Some(json!({"vector": [r.gen::<f32>(), 1.0, r.gen::<f32>(), 0.5], "top_k": 5})),
+                )
+            }),
+        ),
+        (
+            "metrics",
+            Box::new(|_, _| (Method::GET, "/metrics".into(), None)),
+        ),
     ];
     let routes = Arc::new(routes);
     // Per loop: when its current request started (ms since t0, 0 = idle),
     // and how many requests it finished.
     let t0 = Instant::now();
-    let inflight: Arc<Vec<AtomicU64>> = Arc::new((0..routes.len()).map(|_| AtomicU64::new(0)).collect());
-    let done: Arc<Vec<AtomicU64>> = Arc::new((0..routes.len()).map(|_| AtomicU64::new(0)).collect());
+    let inflight: Arc<Vec<AtomicU64>> =
+        Arc::new((0..routes.len()).map(|_| AtomicU64::new(0)).collect());
+    let done: Arc<Vec<AtomicU64>> =
+        Arc::new((0..routes.len()).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for i in 0..routes.len() {
-        let (app, routes, inflight, done, stop) =
-            (app.clone(), routes.clone(), inflight.clone(), done.clone(), stop.clone());
+        let (app, routes, inflight, done, stop) = (
+            app.clone(),
+            routes.clone(),
+            inflight.clone(),
+            done.clone(),
+            stop.clone(),
+        );
         tasks.push(rt.spawn(async move {
             let mut r = StdRng::seed_from_u64(i as u64);
             let mut k = 0usize;
@@ -171,16 +236,34 @@ fn read_routes_never_stall_against_seals_and_vacuums() {
         .zip(done.iter())
         .map(|(r, d)| format!("{} {}", r.0, d.load(Ordering::Relaxed)))
         .collect();
-    eprintln!("{secs} s of mixed load, requests per route: {}", counts.join(", "));
+    eprintln!(
+        "{secs} s of mixed load, requests per route: {}",
+        counts.join(", ")
+    );
     for (r, d) in routes.iter().zip(done.iter()) {
         assert!(d.load(Ordering::Relaxed) > 0, "{} made no progress", r.0);
     }
     // Afterwards the collections are consistent: count = scroll.
     rt.block_on(async {
         for n in names {
-            let (_, c) = call(&app, Method::POST, &format!("/collections/{n}/points/count"), Some(json!({}))).await;
-            let (_, s) = call(&app, Method::POST, &format!("/collections/{n}/points/scroll"), Some(json!({"limit": 10000}))).await;
-            assert_eq!(c["count"].as_u64().unwrap() as usize, s["points"].as_array().unwrap().len());
+            let (_, c) = call(
+                &app,
+                Method::POST,
+                &format!("/collections/{n}/points/count"),
+                Some(json!({})),
+            )
+            .await;
+            let (_, s) = call(
+                &app,
+                Method::POST,
+                &format!("/collections/{n}/points/scroll"),
+                Some(json!({"limit": 10000})),
+            )
+            .await;
+            assert_eq!(
+                c["count"].as_u64().unwrap() as usize,
+                s["points"].as_array().unwrap().len()
+            );
         }
     });
     drop(app);
@@ -231,9 +314,17 @@ fn concurrent_create_and_delete_of_one_name_are_serialised() {
     let exists = storage.get("race").is_ok();
     storage.close();
     drop(storage);
-    assert!(leftovers(dir.path()).is_empty(), "left behind: {:?}", leftovers(dir.path()));
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "left behind: {:?}",
+        leftovers(dir.path())
+    );
     let reopened = Storage::open(dir.path()).unwrap();
-    assert_eq!(reopened.get("race").is_ok(), exists, "disk agrees with memory");
+    assert_eq!(
+        reopened.get("race").is_ok(),
+        exists,
+        "disk agrees with memory"
+    );
     let on_disk: Vec<String> = std::fs::read_dir(dir.path().join("collections"))
         .unwrap()
         .flatten()
@@ -245,12 +336,31 @@ fn concurrent_create_and_delete_of_one_name_are_serialised() {
     let (app, st) = app_on(dir.path());
     rt().block_on(async {
         let (s, _) = call(&app, Method::DELETE, "/collections/race", None).await;
-        assert_eq!(s, if exists { StatusCode::OK } else { StatusCode::NOT_FOUND });
+        assert_eq!(
+            s,
+            if exists {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::NOT_FOUND
+            }
+        );
         let (s, b) = call(&app, Method::DELETE, "/collections/race", None).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
-        let (s, b) = call(&app, Method::POST, "/collections", Some(json!({"name": "race", "dimension": 4}))).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections",
+            Some(json!({"name": "race", "dimension": 4})),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
-        let (s, b) = call(&app, Method::POST, "/collections", Some(json!({"name": "race", "dimension": 4}))).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections",
+            Some(json!({"name": "race", "dimension": 4})),
+        )
+        .await;
         assert_eq!(s, StatusCode::CONFLICT, "{b}");
     });
     st.storage.close();
@@ -358,7 +468,12 @@ fn create_and_delete_survive_sigkill() {
     let mut acked = 0usize;
     for cycle in 0..cycles {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "faults::admin_crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "faults::admin_crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("ADMIN_CRASH_DIR", dir.path())
             .env("ADMIN_CRASH_SEED", (1000 + cycle).to_string())
             .stdout(Stdio::piped())
@@ -394,7 +509,11 @@ fn create_and_delete_survive_sigkill() {
         }
         let storage = Storage::open(dir.path()).expect("reopens after SIGKILL");
         assert!(storage.damaged().is_empty(), "{:?}", storage.damaged());
-        assert!(leftovers(dir.path()).is_empty(), "cycle {cycle}: {:?}", leftovers(dir.path()));
+        assert!(
+            leftovers(dir.path()).is_empty(),
+            "cycle {cycle}: {:?}",
+            leftovers(dir.path())
+        );
         let got = read_admin(&storage);
         let mut after = model.clone();
         if let Some(p) = &pending {
@@ -409,7 +528,10 @@ fn create_and_delete_survive_sigkill() {
         if got == after && pending.is_some() {
             model = after;
         } else {
-            assert_eq!(got, model, "cycle {cycle}: collections differ (pending: {pending:?})");
+            assert_eq!(
+                got, model,
+                "cycle {cycle}: collections differ (pending: {pending:?})"
+            );
         }
         storage.close();
     }
@@ -486,8 +608,15 @@ fn a_damaged_wal_record_followed_by_valid_ones_refuses_to_open() {
         let file = wal.file_name().unwrap().to_string_lossy().to_string();
         assert!(err.contains(&file), "{what}: {err}");
         assert!(err.contains(&format!("byte {rec}")), "{what}: {err}");
-        assert!(!err.contains(&dir.path().display().to_string()), "{what}: no absolute path: {err}");
-        assert_eq!(std::fs::read(&wal).unwrap(), bad, "{what}: the file was not cut");
+        assert!(
+            !err.contains(&dir.path().display().to_string()),
+            "{what}: no absolute path: {err}"
+        );
+        assert_eq!(
+            std::fs::read(&wal).unwrap(),
+            bad,
+            "{what}: the file was not cut"
+        );
         assert_eq!(s.damaged().len(), 1);
         drop(s);
     }
@@ -501,12 +630,34 @@ fn a_damaged_wal_record_followed_by_valid_ones_refuses_to_open() {
             let (s, b) = call(&app, Method::GET, "/collections/bad", None).await;
             assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
             assert_eq!(b["error"]["code"], "collection_damaged", "{b}");
-            let (s, b) = call(&app, Method::POST, "/collections/bad/points/count", Some(json!({}))).await;
+            let (s, b) = call(
+                &app,
+                Method::POST,
+                "/collections/bad/points/count",
+                Some(json!({})),
+            )
+            .await;
             assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
-            let (s, b) = call(&app, Method::POST, "/collections/good/points/count", Some(json!({}))).await;
+            let (s, b) = call(
+                &app,
+                Method::POST,
+                "/collections/good/points/count",
+                Some(json!({})),
+            )
+            .await;
             assert_eq!((s, b["count"].as_u64()), (StatusCode::OK, Some(1200)));
-            let (s, _) = call(&app, Method::POST, "/collections", Some(json!({"name": "bad", "dimension": 4}))).await;
-            assert_eq!(s, StatusCode::CONFLICT, "a damaged collection's name is taken");
+            let (s, _) = call(
+                &app,
+                Method::POST,
+                "/collections",
+                Some(json!({"name": "bad", "dimension": 4})),
+            )
+            .await;
+            assert_eq!(
+                s,
+                StatusCode::CONFLICT,
+                "a damaged collection's name is taken"
+            );
         });
         st.storage.close();
     }
@@ -536,6 +687,19 @@ fn a_damaged_wal_record_followed_by_valid_ones_refuses_to_open() {
 
 // ------------------------------------------------------ space comes back
 
+/// Every file under `dir` with its size (for failure messages).
+fn files_in(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_in(&e.path()));
+        } else {
+            out.push((e.path().display().to_string(), e.metadata().unwrap().len()));
+        }
+    }
+    out
+}
+
 /// Deleting points in a running collection gives memory and disk back
 /// without a restart: segments past `vacuum.deleted_ratio` are rewritten,
 /// fully deleted ones dropped, an emptied appendable segment replaced.
@@ -551,7 +715,13 @@ fn deletes_give_space_back_without_a_restart() {
         c.upsert(
             chunk
                 .iter()
-                .map(|&i| pt(i, (0..16).map(|k| ((i * 31 + k) % 97) as f32).collect(), json!({"i": i})))
+                .map(|&i| {
+                    pt(
+                        i,
+                        (0..16).map(|k| ((i * 31 + k) % 97) as f32).collect(),
+                        json!({"i": i}),
+                    )
+                })
                 .collect(),
         )
         .unwrap();
@@ -560,7 +730,10 @@ fn deletes_give_space_back_without_a_restart() {
     let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
         let t = Instant::now();
         while !ok() {
-            assert!(t.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
@@ -568,24 +741,38 @@ fn deletes_give_space_back_without_a_restart() {
     let full_disk = c.disk_bytes();
     // Half of one segment's points: that segment is rewritten.
     c.delete((0..300).map(PointId::Num).collect()).unwrap();
-    wait_for("the half-deleted segment rewritten", &|| c.disk_bytes() < full_disk);
+    wait_for("the half-deleted segment rewritten", &|| {
+        c.disk_bytes() < full_disk
+    });
     assert_eq!(c.count(None).unwrap(), (n - 300) as usize);
     // Everything: every sealed segment dropped.
     for chunk in (300..n).collect::<Vec<_>>().chunks(250) {
-        c.delete(chunk.iter().map(|&i| PointId::Num(i)).collect()).unwrap();
+        c.delete(chunk.iter().map(|&i| PointId::Num(i)).collect())
+            .unwrap();
     }
-    wait_for("every sealed segment dropped", &|| c.info().sealed_segments == 0);
-    let empty_disk = c.disk_bytes();
-    assert!(empty_disk < full_disk / 4, "disk {empty_disk} of {full_disk} bytes");
+    wait_for("every sealed segment dropped", &|| {
+        c.info().sealed_segments == 0
+    });
+    // Directories go once the manifest no longer lists them.
     let segs_dir = dir.path().join("collections/space/segments");
-    assert_eq!(std::fs::read_dir(&segs_dir).unwrap().count(), 0);
+    wait_for("segment files removed", &|| {
+        std::fs::read_dir(&segs_dir).unwrap().count() == 0 && c.disk_bytes() < full_disk / 4
+    });
+    let empty_disk = c.disk_bytes();
+    assert!(
+        empty_disk < full_disk / 4,
+        "disk {empty_disk} of {full_disk} bytes: {:?}",
+        files_in(&dir.path().join("collections/space"))
+    );
     assert_eq!(c.count(None).unwrap(), 0);
     // The appendable segment, emptied by deletes, is replaced.
     for i in 0..100u64 {
-        c.upsert(vec![pt(10_000 + i, vec![1.0; 16], json!({}))]).unwrap();
+        c.upsert(vec![pt(10_000 + i, vec![1.0; 16], json!({}))])
+            .unwrap();
     }
     assert_eq!(c.info().appendable_points, 100);
-    c.delete((0..100).map(|i| PointId::Num(10_000 + i)).collect()).unwrap();
+    c.delete((0..100).map(|i| PointId::Num(10_000 + i)).collect())
+        .unwrap();
     assert_eq!(c.info().appendable_points, 0);
     // And the result survives a reopen.
     drop(c);
@@ -642,14 +829,26 @@ fn a_full_disk_answers_503_and_loses_nothing() {
     let (app, st) = app_on(&data);
     let mut acked: Vec<u64> = Vec::new();
     rt().block_on(async {
-        let (s, b) = call(&app, Method::POST, "/collections", Some(json!({"name": "full", "dimension": 4, "flush_threshold": {"vectors": 1000000}}))).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections",
+            Some(json!({"name": "full", "dimension": 4, "flush_threshold": {"vectors": 1000000}})),
+        )
+        .await;
         assert_eq!(s, StatusCode::CREATED, "{b}");
         let big = "x".repeat(20_000);
         let mut failed = None;
         for i in 0..1000u64 {
-            let (s, b) = call(&app, Method::PUT, "/collections/full/points", Some(json!({"points": [
-                {"id": i, "vector": [i as f32, 1.0, 0.0, 0.0], "metadata": {"pad": big, "i": i}}
-            ]}))).await;
+            let (s, b) = call(
+                &app,
+                Method::PUT,
+                "/collections/full/points",
+                Some(json!({"points": [
+                    {"id": i, "vector": [i as f32, 1.0, 0.0, 0.0], "metadata": {"pad": big, "i": i}}
+                ]})),
+            )
+            .await;
             if s == StatusCode::OK {
                 acked.push(i);
             } else {
@@ -665,27 +864,60 @@ fn a_full_disk_answers_503_and_loses_nothing() {
             assert!(!m.contains('/'), "{what}: a path in the message: {m}");
         };
         check(s, &b, "the first failing write");
-        let (s, b) = call(&app, Method::PUT, "/collections/full/points", Some(json!({"points": [
-            {"id": 5000, "vector": [1.0, 1.0, 0.0, 0.0]}
-        ]}))).await;
+        let (s, b) = call(
+            &app,
+            Method::PUT,
+            "/collections/full/points",
+            Some(json!({"points": [
+                {"id": 5000, "vector": [1.0, 1.0, 0.0, 0.0]}
+            ]})),
+        )
+        .await;
         check(s, &b, "a small write after it");
-        let (s, b) = call(&app, Method::POST, "/collections/full/points/delete", Some(json!({"ids": [0]}))).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections/full/points/delete",
+            Some(json!({"ids": [0]})),
+        )
+        .await;
         check(s, &b, "a delete after it");
-        let (s, b) = call(&app, Method::POST, "/collections", Some(json!({"name": "other", "dimension": 4}))).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections",
+            Some(json!({"name": "other", "dimension": 4})),
+        )
+        .await;
         check(s, &b, "creating a collection");
         // Reads keep working.
-        let (s, b) = call(&app, Method::POST, "/collections/full/points/count", Some(json!({}))).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections/full/points/count",
+            Some(json!({})),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{b}");
         assert_eq!(b["count"].as_u64().unwrap() as usize, acked.len());
         let (s, _) = call(&app, Method::GET, "/collections/full/points/0", None).await;
         assert_eq!(s, StatusCode::OK);
-        let (s, b) = call(&app, Method::POST, "/collections/full/search", Some(json!({"vector": [1.0, 1.0, 0.0, 0.0], "top_k": 3}))).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections/full/search",
+            Some(json!({"vector": [1.0, 1.0, 0.0, 0.0], "top_k": 3})),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{b}");
         let (s, _) = call(&app, Method::GET, "/collections", None).await;
         assert_eq!(s, StatusCode::OK);
     });
     assert!(acked.len() > 10, "some writes were acknowledged first");
-    assert!(!data.join("collections/other").exists(), "no half-made collection");
+    assert!(
+        !data.join("collections/other").exists(),
+        "no half-made collection"
+    );
     st.storage.close();
     drop(app);
     drop(st);
@@ -693,15 +925,33 @@ fn a_full_disk_answers_503_and_loses_nothing() {
     std::fs::remove_file(fs.0.join("ballast")).unwrap();
     let (app, st) = app_on(&data);
     rt().block_on(async {
-        let (s, b) = call(&app, Method::POST, "/collections/full/points/count", Some(json!({}))).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections/full/points/count",
+            Some(json!({})),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{b}");
         assert_eq!(b["count"].as_u64().unwrap() as usize, acked.len());
         for &i in acked.iter().step_by(7) {
-            let (s, b) = call(&app, Method::GET, &format!("/collections/full/points/{i}"), None).await;
+            let (s, b) = call(
+                &app,
+                Method::GET,
+                &format!("/collections/full/points/{i}"),
+                None,
+            )
+            .await;
             assert_eq!(s, StatusCode::OK, "{i}: {b}");
             assert_eq!(b["metadata"]["i"], i);
         }
-        let (s, b) = call(&app, Method::POST, "/collections/full/points/delete", Some(json!({"ids": [0]}))).await;
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections/full/points/delete",
+            Some(json!({"ids": [0]})),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{b}");
     });
     st.storage.close();

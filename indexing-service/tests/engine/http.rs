@@ -26,7 +26,12 @@ pub fn app_on(data_dir: &Path) -> (Router, AppState) {
 
 /// Sends one request; returns the status and the JSON body (Null when the
 /// body is not JSON, e.g. `/metrics`).
-pub async fn call(app: &Router, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+pub async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(path);
     let body = match body {
         Some(b) => {
@@ -40,7 +45,10 @@ pub async fn call(app: &Router, method: Method, path: &str, body: Option<Value>)
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 /// A small runtime for tests that call the router a few times.
