@@ -81,7 +81,8 @@ fn read_routes_never_stall_against_seals_and_vacuums() {
         }
     });
     type Req = (Method, String, Option<Value>);
-    let routes: Vec<(&str, Box<dyn Fn(&mut StdRng, &str) -> Req + Send + Sync>)> = vec![
+    type MakeReq = Box<dyn Fn(&mut StdRng, &str) -> Req + Send + Sync>;
+    let routes: Vec<(&str, MakeReq)> = vec![
         (
             "upsert",
             Box::new(|r, n| {
