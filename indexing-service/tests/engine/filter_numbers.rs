@@ -258,11 +258,7 @@ fn interesting(rng: &mut StdRng) -> Number {
         _ => {
             let x: f64 = match rng.gen_range(0..9) {
                 0 => (p53 as f64) + rng.gen_range(-8i32..9) as f64,
-                1 => [
-                    9.223372036854775807e18,
-                    1.8446744073709551615e19,
-                    f32::MAX as f64,
-                ][rng.gen_range(0..3)],
+                1 => [i64::MAX as f64, u64::MAX as f64, f32::MAX as f64][rng.gen_range(0..3)],
                 2 => rng.gen_range(-6.0..6.0f64).round() / 2.0,
                 3 => rng.gen_range(-1e3..1e3),
                 4 => [0.0, -0.0, 5e-324, -5e-324, 1e300, -1e300][rng.gen_range(0..6)],
