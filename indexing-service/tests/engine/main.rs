@@ -2,6 +2,7 @@
 //! the vector index, through the collection API and the in-process router.
 
 mod faults;
+mod filter_numbers;
 mod http;
 mod recall;
 mod storage;

@@ -34,9 +34,33 @@ pub enum Metric {
     Euclidean,
 }
 
+/// Deepest nesting of filters: the top-level filter is at depth 1, a filter
+/// inside one of its conditions at depth 2, and so on.
+pub const MAX_FILTER_DEPTH: usize = 16;
+/// Most conditions in one filter, counted over every level (a nested filter
+/// counts as one condition, plus the conditions inside it).
+pub const MAX_FILTER_CONDITIONS: usize = 1024;
+/// Most values in one `{"any": [...]}` match.
+pub const MAX_MATCH_ANY: usize = 1024;
+/// Most match values in one filter, over every `match` (one value each, or
+/// the length of its `any` list).
+pub const MAX_FILTER_VALUES: usize = 4096;
+/// Longest payload key in a condition, in bytes (UTF-8).
+pub const MAX_FILTER_KEY_BYTES: usize = 256;
+
 /// `{"must": [...], "should": [...], "must_not": [...]}`: every `must`
 /// holds, at least one `should` holds (when any are given), no `must_not`
 /// holds. Conditions are field conditions or nested filters.
+///
+/// Bounds (a filter past one is refused with `invalid_filter`, naming it):
+/// nesting depth at most 16 (the top-level filter is depth 1); at most
+/// 1,024 conditions in all levels together; at most 1,024 values in one
+/// `match.any` and 4,096 match values in the whole filter; keys at most 256
+/// bytes.
+///
+/// Numbers compare exactly: integers as integers (also beyond 2^53, up to
+/// the 64-bit bounds), an integer against a float by their exact values
+/// (`9007199254740993 > 9007199254740992.0`), floats as IEEE doubles.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
@@ -48,6 +72,8 @@ pub struct Filter {
     pub must_not: Vec<Condition>,
 }
 
+/// One entry of `must`, `should` or `must_not`: a field condition or a
+/// nested filter (at most 16 levels deep).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Condition {
@@ -57,13 +83,19 @@ pub enum Condition {
     Filter(Filter),
 }
 
-/// A condition on one payload key. `key` may be dotted (`meta.year`) to reach
-/// nested objects. When the value at the key is an array, the condition holds
-/// when any element satisfies it.
+/// A condition on one payload key (at most 256 bytes). `key` may be dotted
+/// (`meta.year`) to reach nested objects. When the value at the key is an
+/// array, the condition holds when any element satisfies it. Exactly one of
+/// `match` and `range` is given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldCondition {
     pub key: String,
+    /// `"match": "news"` (a string, number or boolean: equal to it) or
+    /// `"match": {"any": [...]}` (equal to one of at most 1,024 strings,
+    /// numbers or booleans). Numbers are equal when their exact values are
+    /// (`1` equals `1.0`; `9007199254740993` does not equal
+    /// `9007199254740992`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub r#match: Option<Match>,
@@ -71,7 +103,8 @@ pub struct FieldCondition {
     pub range: Option<Range>,
 }
 
-/// `"match": "news"` (a string, number or boolean) or `"match": {"any": [...]}`.
+/// `"match": "news"` (a string, number or boolean) or `"match": {"any": [...]}`
+/// (at most [`MAX_MATCH_ANY`] strings, numbers or booleans).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Match {
@@ -79,17 +112,31 @@ pub enum Match {
     Value(serde_json::Value),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+/// Numeric bounds on a payload number; every bound given must hold (none
+/// given: any number). Bounds keep integers exact (`serde_json::Number`:
+/// a `u64`, an `i64` or a finite `f64`), and compare exactly with payload
+/// numbers: integers as integers, an integer against a float by their exact
+/// values (`9007199254740993 > 9007199254740992.0`). Non-numbers at the key
+/// never satisfy a range.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
+    /// Greater than.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gt: Option<f64>,
+    #[schema(value_type = Option<f64>)]
+    pub gt: Option<serde_json::Number>,
+    /// Greater than or equal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gte: Option<f64>,
+    #[schema(value_type = Option<f64>)]
+    pub gte: Option<serde_json::Number>,
+    /// Less than.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lt: Option<f64>,
+    #[schema(value_type = Option<f64>)]
+    pub lt: Option<serde_json::Number>,
+    /// Less than or equal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lte: Option<f64>,
+    #[schema(value_type = Option<f64>)]
+    pub lte: Option<serde_json::Number>,
 }
 
 /// One document for `POST /embed`.
