@@ -962,7 +962,7 @@ impl Collection {
     /// at the moment it is logged, and a large delete does not stall
     /// writers or readers for the length of a scan.
     pub fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
-        filter::validate(filter).map_err(CollectionError::InvalidFilter)?;
+        let filter = filter::CompiledFilter::new(filter).map_err(CollectionError::InvalidFilter)?;
         // Segments as the walk begins: sealed ones never gain slots;
         // appendable ones only past their current length.
         let before: BTreeMap<SegmentId, Option<usize>> = {
@@ -983,7 +983,7 @@ impl Collection {
             cursor = Some(last.0.clone());
             for (id, loc, seg) in chunk {
                 match self.read_slot(&seg, loc.off, false)? {
-                    Some((e, _)) if filter::matches(filter, e.payload.as_ref()) => {
+                    Some((e, _)) if filter.matches(e.payload.as_ref()) => {
                         cands.push((id, loc))
                     }
                     // Replaced meanwhile: its new slot is looked at below.
@@ -997,10 +997,7 @@ impl Collection {
             let mut ids: Vec<PointId> = Vec::new();
             let mut seen: HashSet<PointId> = HashSet::new();
             let matches_at = |loc: Loc| -> Result<bool> {
-                Ok(filter::matches(
-                    filter,
-                    self.extra_at(st, loc)?.payload.as_ref(),
-                ))
+                Ok(filter.matches(self.extra_at(st, loc)?.payload.as_ref()))
             };
             for (id, loc) in cands {
                 match st.ids.get(&id) {
@@ -1257,7 +1254,7 @@ impl Collection {
         let Some(f) = filter else {
             return Ok(self.inner.state.read().ids.len());
         };
-        filter::validate(f).map_err(CollectionError::InvalidFilter)?;
+        let f = filter::CompiledFilter::new(f).map_err(CollectionError::InvalidFilter)?;
         let mut n = 0;
         let mut cursor: Option<PointId> = None;
         loop {
@@ -1268,7 +1265,7 @@ impl Collection {
             cursor = Some(last.0.clone());
             for (id, loc, seg) in chunk {
                 if let Some((e, _)) = self.read_point(&id, seg, loc.off, false)? {
-                    if filter::matches(f, e.payload.as_ref()) {
+                    if f.matches(e.payload.as_ref()) {
                         n += 1;
                     }
                 }
@@ -1286,9 +1283,10 @@ impl Collection {
         limit: usize,
         cursor: Option<&PointId>,
     ) -> Result<(Vec<StoredPoint>, Option<PointId>)> {
-        if let Some(f) = filter {
-            filter::validate(f).map_err(CollectionError::InvalidFilter)?;
-        }
+        let filter = filter
+            .map(filter::CompiledFilter::new)
+            .transpose()
+            .map_err(CollectionError::InvalidFilter)?;
         let mut out: Vec<StoredPoint> = Vec::new();
         let mut after: Option<PointId> = cursor.cloned();
         loop {
@@ -1306,7 +1304,7 @@ impl Collection {
                 let Some((e, vector)) = self.read_point(&id, seg, loc.off, true)? else {
                     continue;
                 };
-                if !filter.is_none_or(|f| filter::matches(f, e.payload.as_ref())) {
+                if !filter.as_ref().is_none_or(|f| f.matches(e.payload.as_ref())) {
                     continue;
                 }
                 if out.len() == limit {
@@ -1357,9 +1355,11 @@ impl Collection {
                 "query has a component that is not a finite number".into(),
             ));
         }
-        if let Some(f) = filter {
-            filter::validate(f).map_err(CollectionError::InvalidFilter)?;
-        }
+        let filter = filter
+            .map(filter::CompiledFilter::new)
+            .transpose()
+            .map_err(CollectionError::InvalidFilter)?;
+        let filter = filter.as_ref();
         let mut q = query.to_vec();
         if c.metric == Metric::Cosine && !index::distance::normalize(&mut q) {
             return Err(CollectionError::InvalidVector(
@@ -1375,7 +1375,7 @@ impl Collection {
                         !s.deleted.get(off as usize)
                             && filter.is_none_or(|f| {
                                 s.extra(off as usize)
-                                    .is_ok_and(|e| filter::matches(f, e.payload.as_ref()))
+                                    .is_ok_and(|e| f.matches(e.payload.as_ref()))
                             })
                     };
                     let hits = search_segment(
@@ -1399,7 +1399,7 @@ impl Collection {
                     let accept = |off: u32| {
                         !d.deleted[off as usize]
                             && filter.is_none_or(|f| {
-                                filter::matches(f, d.extras[off as usize].payload.as_ref())
+                                f.matches(d.extras[off as usize].payload.as_ref())
                             })
                     };
                     for (off, sc) in
