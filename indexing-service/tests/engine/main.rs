@@ -1,5 +1,6 @@
 //! indexing-service integration tests (one binary): the storage engine and
-//! the vector index, through the collection API.
+//! the vector index, through the collection API; sealed-segment integrity.
 
+mod integrity;
 mod recall;
 mod storage;
