@@ -4,5 +4,6 @@
 mod faults;
 mod filter_numbers;
 mod http;
+mod integrity;
 mod recall;
 mod storage;
