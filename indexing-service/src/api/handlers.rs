@@ -157,8 +157,7 @@ fn check_search(req: &SearchRequest, at: &str) -> Result<(), ApiError> {
             .map_err(ApiError::invalid)?;
     }
     if let Some(ef) = req.ef {
-        check_range(&field("ef"), ef, limits::MIN_EF, limits::MAX_EF)
-            .map_err(ApiError::invalid)?;
+        check_range(&field("ef"), ef, limits::MIN_EF, limits::MAX_EF).map_err(ApiError::invalid)?;
     }
     if let Some(np) = req.nprobe {
         check_range(&field("nprobe"), np, limits::MIN_NPROBE, limits::MAX_NPROBE)
@@ -198,9 +197,7 @@ fn check_upsert(req: &UpsertPointsRequest) -> Result<(), ApiError> {
 /// Ids per delete. Errors: 422 naming `ids` and the bound.
 fn check_delete(req: &DeletePointsRequest) -> Result<(), ApiError> {
     match &req.ids {
-        Some(ids) => {
-            check_len("ids", ids.len(), limits::MAX_DELETE_IDS).map_err(ApiError::invalid)
-        }
+        Some(ids) => check_len("ids", ids.len(), limits::MAX_DELETE_IDS).map_err(ApiError::invalid),
         None => Ok(()),
     }
 }

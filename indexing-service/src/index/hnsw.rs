@@ -26,11 +26,11 @@
 //! `ef_construction` to `M..=limits::MAX_EF_CONSTRUCTION`.
 
 use super::distance;
-use shared::wire::limits;
 use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+use shared::wire::limits;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -403,7 +403,9 @@ impl Hnsw {
             levels,
             m,
             m0,
-            efc: p.ef_construction.clamp(m, limits::MAX_EF_CONSTRUCTION.max(m)),
+            efc: p
+                .ef_construction
+                .clamp(m, limits::MAX_EF_CONSTRUCTION.max(m)),
         };
         if n > 1 {
             // The first nodes alone, so the parallel phase starts from a graph.
@@ -625,7 +627,8 @@ impl Hnsw {
         VISITED.with(|v| {
             let vis = &mut *v.borrow_mut();
             vis.reset(self.n);
-            let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> = BinaryHeap::with_capacity(ef.saturating_mul(4).min(self.n));
+            let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> =
+                BinaryHeap::with_capacity(ef.saturating_mul(4).min(self.n));
             let mut res: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
             vis.insert(cur.id);
             cand.push(std::cmp::Reverse(cur));

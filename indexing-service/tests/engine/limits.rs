@@ -36,7 +36,12 @@ fn api_at(dir: &Path) -> axum::Router {
     indexing_service::app(indexing_service::state(cfg).unwrap())
 }
 
-async fn call_raw(app: &axum::Router, method: Method, uri: &str, body: String) -> (StatusCode, Value) {
+async fn call_raw(
+    app: &axum::Router,
+    method: Method,
+    uri: &str,
+    body: String,
+) -> (StatusCode, Value) {
     let req = Request::builder()
         .method(method)
         .uri(uri)
@@ -48,7 +53,10 @@ async fn call_raw(app: &axum::Router, method: Method, uri: &str, body: String) -
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 async fn call(app: &axum::Router, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
@@ -109,7 +117,10 @@ async fn search_sizes_are_bounded_on_both_search_routes() {
     let app = api_at(dir.path());
     collection_with_points(&app, "s", 20).await;
     for (uri, base) in [
-        ("/collections/s/search", json!({"vector": [1.0, 1.0, 2.0, 3.0]})),
+        (
+            "/collections/s/search",
+            json!({"vector": [1.0, 1.0, 2.0, 3.0]}),
+        ),
         (
             "/search",
             json!({"vector": [1.0, 1.0, 2.0, 3.0], "collection": "s"}),
@@ -167,14 +178,24 @@ async fn batch_search_bounds_the_count_and_each_search() {
     collection_with_points(&app, "b", 5).await;
     let one = json!({"vector": [0.0, 1.0, 2.0, 3.0], "top_k": 2});
     let searches = vec![one.clone(); limits::MAX_BATCH_SEARCHES];
-    let r = post(&app, "/collections/b/search/batch", json!({ "searches": searches })).await;
+    let r = post(
+        &app,
+        "/collections/b/search/batch",
+        json!({ "searches": searches }),
+    )
+    .await;
     assert_ok(&r, "a full batch");
     assert_eq!(
         r.1["results"].as_array().unwrap().len(),
         limits::MAX_BATCH_SEARCHES
     );
     let searches = vec![one.clone(); limits::MAX_BATCH_SEARCHES + 1];
-    let r = post(&app, "/collections/b/search/batch", json!({ "searches": searches })).await;
+    let r = post(
+        &app,
+        "/collections/b/search/batch",
+        json!({ "searches": searches }),
+    )
+    .await;
     assert_rejected(&r, "searches", &["100", "101"]);
     // Each search is checked, named by its place, before any runs.
     let mut bad = one.clone();
@@ -188,11 +209,21 @@ async fn batch_search_bounds_the_count_and_each_search() {
     assert_rejected(&r, "searches[1].ef", &["4096", "10000000000"]);
     let mut bad = one.clone();
     bad["top_k"] = json!(1001);
-    let r = post(&app, "/collections/b/search/batch", json!({ "searches": [bad] })).await;
+    let r = post(
+        &app,
+        "/collections/b/search/batch",
+        json!({ "searches": [bad] }),
+    )
+    .await;
     assert_rejected(&r, "searches[0].top_k", &["1000"]);
     let mut bad = one.clone();
     bad["nprobe"] = json!(0);
-    let r = post(&app, "/collections/b/search/batch", json!({ "searches": [bad] })).await;
+    let r = post(
+        &app,
+        "/collections/b/search/batch",
+        json!({ "searches": [bad] }),
+    )
+    .await;
     assert_rejected(&r, "searches[0].nprobe", &["65536"]);
 }
 
@@ -213,14 +244,46 @@ async fn collection_settings_are_bounded() {
         (json!({"hnsw": {"m": 10_000_000_000u64}}), "hnsw.m", false),
         (json!({"hnsw": {"m": 2}}), "hnsw.m", true),
         (json!({"hnsw": {"m": 256}}), "hnsw.m", true),
-        (json!({"hnsw": {"ef_construction": 0}}), "hnsw.ef_construction", false),
-        (json!({"hnsw": {"ef_construction": 4097}}), "hnsw.ef_construction", false),
-        (json!({"hnsw": {"ef_construction": 4096}}), "hnsw.ef_construction", true),
-        (json!({"index": "ivf_pq", "ivf": {"nlist": 65537}}), "ivf.nlist", false),
-        (json!({"index": "ivf_pq", "ivf": {"nlist": 65536}}), "ivf.nlist", true),
-        (json!({"index": "ivf_pq", "ivf": {"nprobe": 0}}), "ivf.nprobe", false),
-        (json!({"index": "ivf_pq", "ivf": {"nprobe": 65537}}), "ivf.nprobe", false),
-        (json!({"index": "ivf_pq", "ivf": {"nprobe": 65536}}), "ivf.nprobe", true),
+        (
+            json!({"hnsw": {"ef_construction": 0}}),
+            "hnsw.ef_construction",
+            false,
+        ),
+        (
+            json!({"hnsw": {"ef_construction": 4097}}),
+            "hnsw.ef_construction",
+            false,
+        ),
+        (
+            json!({"hnsw": {"ef_construction": 4096}}),
+            "hnsw.ef_construction",
+            true,
+        ),
+        (
+            json!({"index": "ivf_pq", "ivf": {"nlist": 65537}}),
+            "ivf.nlist",
+            false,
+        ),
+        (
+            json!({"index": "ivf_pq", "ivf": {"nlist": 65536}}),
+            "ivf.nlist",
+            true,
+        ),
+        (
+            json!({"index": "ivf_pq", "ivf": {"nprobe": 0}}),
+            "ivf.nprobe",
+            false,
+        ),
+        (
+            json!({"index": "ivf_pq", "ivf": {"nprobe": 65537}}),
+            "ivf.nprobe",
+            false,
+        ),
+        (
+            json!({"index": "ivf_pq", "ivf": {"nprobe": 65536}}),
+            "ivf.nprobe",
+            true,
+        ),
         (
             json!({"quantization": {"type": "scalar", "oversampling": 0.5}}),
             "quantization.oversampling",
@@ -254,7 +317,11 @@ async fn collection_settings_are_bounded() {
         (json!({"dimension": 0}), "dimension", false),
         (json!({"dimension": 65537}), "dimension", false),
         (json!({"dimension": 65536}), "dimension", true),
-        (json!({"flush_threshold": {"vectors": 0}}), "flush_threshold.vectors", false),
+        (
+            json!({"flush_threshold": {"vectors": 0}}),
+            "flush_threshold.vectors",
+            false,
+        ),
         (
             json!({"flush_threshold": {"vectors": 10_000_001}}),
             "flush_threshold.vectors",
@@ -265,7 +332,11 @@ async fn collection_settings_are_bounded() {
             "flush_threshold.vectors",
             true,
         ),
-        (json!({"flush_threshold": {"bytes": 0}}), "flush_threshold.bytes", false),
+        (
+            json!({"flush_threshold": {"bytes": 0}}),
+            "flush_threshold.bytes",
+            false,
+        ),
         (
             json!({"flush_threshold": {"bytes": big_bytes + 1}}),
             "flush_threshold.bytes",
@@ -288,7 +359,13 @@ async fn collection_settings_are_bounded() {
             assert_eq!(r.0, StatusCode::CREATED, "{body}: {}", r.1);
         } else {
             assert_rejected(&r, field, &["between"]);
-            let g = call(&app, Method::GET, &format!("/collections/{name}"), json!({})).await;
+            let g = call(
+                &app,
+                Method::GET,
+                &format!("/collections/{name}"),
+                json!({}),
+            )
+            .await;
             assert_eq!(g.0, StatusCode::NOT_FOUND, "{body} created a collection");
         }
     }
@@ -362,7 +439,12 @@ async fn point_lists_and_pages_are_bounded() {
     );
 
     for bad in [0, limits::MAX_SCROLL_LIMIT + 1] {
-        let r = post(&app, "/collections/p/points/scroll", json!({ "limit": bad })).await;
+        let r = post(
+            &app,
+            "/collections/p/points/scroll",
+            json!({ "limit": bad }),
+        )
+        .await;
         assert_rejected(&r, "limit", &["between 1 and 10000"]);
     }
     let r = post(
@@ -499,7 +581,11 @@ fn persisted_out_of_range_settings_still_open_build_and_search() {
     }
     // What an older version could have written.
     for (name, ..) in kinds {
-        let p = dir.path().join("collections").join(name).join("collection.json");
+        let p = dir
+            .path()
+            .join("collections")
+            .join(name)
+            .join("collection.json");
         let mut cfg: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
         let ix = &mut cfg["index"];
         ix["hnsw"] = json!({"m": 10_000_000_000u64, "ef_construction": 10_000_000_000u64,
@@ -588,11 +674,7 @@ fn openapi_states_the_same_bounds() {
         let p = schema["properties"][field].clone();
         assert!(!p.is_null(), "no property {field} in {schema}");
         match p.get("oneOf").and_then(|o| o.as_array()) {
-            Some(arms) => arms
-                .iter()
-                .find(|a| a["type"] != "null")
-                .cloned()
-                .unwrap(),
+            Some(arms) => arms.iter().find(|a| a["type"] != "null").cloned().unwrap(),
             None => p,
         }
     };
@@ -611,7 +693,12 @@ fn openapi_states_the_same_bounds() {
     range("SearchRequest", "top_k", f(MIN_TOP_K), f(MAX_TOP_K));
     range("SearchRequest", "ef", f(MIN_EF), f(MAX_EF));
     range("SearchRequest", "nprobe", f(MIN_NPROBE), f(MAX_NPROBE));
-    range("ScrollRequest", "limit", f(MIN_SCROLL_LIMIT), f(MAX_SCROLL_LIMIT));
+    range(
+        "ScrollRequest",
+        "limit",
+        f(MIN_SCROLL_LIMIT),
+        f(MAX_SCROLL_LIMIT),
+    );
     range("HnswSettings", "m", f(MIN_M), f(MAX_M));
     range(
         "HnswSettings",

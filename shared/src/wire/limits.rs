@@ -103,9 +103,7 @@ pub fn check_len(field: &str, len: usize, max: usize) -> Result<(), String> {
     if len <= max {
         Ok(())
     } else {
-        Err(format!(
-            "`{field}` may hold at most {max} items, got {len}"
-        ))
+        Err(format!("`{field}` may hold at most {max} items, got {len}"))
     }
 }
 
