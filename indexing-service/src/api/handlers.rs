@@ -1,4 +1,10 @@
 //! Route handlers: extract, validate, one domain call, map the result.
+//!
+//! Every size a client controls is checked against `shared::wire::limits`
+//! by one `check_*` helper per request type before anything is embedded,
+//! read or written: a 422 `invalid_request` whose message names the field
+//! and the bound. The schema attributes on the wire types state the same
+//! numbers (a test compares the generated document with the constants).
 
 use super::{ApiError, AppState};
 use crate::collection::{
@@ -17,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use shared::config::FsyncMode;
 use shared::http::ApiJson;
 use shared::wire::indexing::*;
+use shared::wire::limits::{self, check_len, check_range};
 use shared::{ErrorBody, ErrorCode};
 use std::sync::Arc;
 use std::time::Instant;
@@ -136,16 +143,140 @@ fn parse_id(s: &str) -> PointId {
     }
 }
 
+/// Default `top_k` of a search.
+const DEFAULT_TOP_K: usize = 10;
+/// Default scroll page size.
+const DEFAULT_SCROLL_LIMIT: usize = 100;
+
+/// `top_k`, `ef` and `nprobe` of one search; `at` prefixes the field names
+/// (`searches[3].` inside a batch). Errors: 422 naming the field and bound.
+fn check_search(req: &SearchRequest, at: &str) -> Result<(), ApiError> {
+    let field = |name: &str| format!("{at}{name}");
+    if let Some(k) = req.top_k {
+        check_range(&field("top_k"), k, limits::MIN_TOP_K, limits::MAX_TOP_K)
+            .map_err(ApiError::invalid)?;
+    }
+    if let Some(ef) = req.ef {
+        check_range(&field("ef"), ef, limits::MIN_EF, limits::MAX_EF).map_err(ApiError::invalid)?;
+    }
+    if let Some(np) = req.nprobe {
+        check_range(&field("nprobe"), np, limits::MIN_NPROBE, limits::MAX_NPROBE)
+            .map_err(ApiError::invalid)?;
+    }
+    Ok(())
+}
+
+/// The number of searches and each one's sizes. Errors: 422 naming the
+/// field (`searches`, `searches[i].ef`, ...) and the bound.
+fn check_batch_search(req: &BatchSearchRequest) -> Result<(), ApiError> {
+    check_len("searches", req.searches.len(), limits::MAX_BATCH_SEARCHES)
+        .map_err(ApiError::invalid)?;
+    for (i, r) in req.searches.iter().enumerate() {
+        check_search(r, &format!("searches[{i}]."))?;
+    }
+    Ok(())
+}
+
+/// Documents per `/embed` (1..=`MAX_EMBED_DOCUMENTS`). Errors: 422
+/// `empty_input` when none, `invalid_request` naming `documents` when too many.
+fn check_embed(docs: &[Document]) -> Result<(), ApiError> {
+    if docs.is_empty() {
+        return Err(ApiError::Invalid(
+            ErrorCode::EmptyInput,
+            "`documents` must not be empty".into(),
+        ));
+    }
+    check_len("documents", docs.len(), limits::MAX_EMBED_DOCUMENTS).map_err(ApiError::invalid)
+}
+
+/// Points per upsert. Errors: 422 naming `points` and the bound.
+fn check_upsert(req: &UpsertPointsRequest) -> Result<(), ApiError> {
+    check_len("points", req.points.len(), limits::MAX_UPSERT_POINTS).map_err(ApiError::invalid)
+}
+
+/// Ids per delete. Errors: 422 naming `ids` and the bound.
+fn check_delete(req: &DeletePointsRequest) -> Result<(), ApiError> {
+    match &req.ids {
+        Some(ids) => check_len("ids", ids.len(), limits::MAX_DELETE_IDS).map_err(ApiError::invalid),
+        None => Ok(()),
+    }
+}
+
+/// The scroll page size. Errors: 422 naming `limit` and the bound.
+fn check_scroll(req: &ScrollRequest) -> Result<(), ApiError> {
+    match req.limit {
+        Some(l) => check_range(
+            "limit",
+            l,
+            limits::MIN_SCROLL_LIMIT,
+            limits::MAX_SCROLL_LIMIT,
+        )
+        .map_err(ApiError::invalid),
+        None => Ok(()),
+    }
+}
+
+/// `dimension`, `flush_threshold.*` and the index settings (`hnsw.*`,
+/// `ivf.*`, `quantization.*`) of a new collection, all before the embedding
+/// service is asked for a default dimension. What depends on the dimension
+/// (PQ `subvectors` dividing it) is checked when the collection is created.
+/// Errors: 422 naming the field and the bound.
+fn check_create(req: &CreateCollectionRequest) -> Result<(), ApiError> {
+    if let Some(d) = req.dimension {
+        check_range("dimension", d, limits::MIN_DIMENSION, limits::MAX_DIMENSION)
+            .map_err(ApiError::invalid)?;
+    }
+    if let Some(t) = req.flush_threshold {
+        if let Some(v) = t.vectors {
+            check_range(
+                "flush_threshold.vectors",
+                v,
+                limits::MIN_FLUSH_VECTORS,
+                limits::MAX_FLUSH_VECTORS,
+            )
+            .map_err(ApiError::invalid)?;
+        }
+        if let Some(b) = t.bytes {
+            check_range(
+                "flush_threshold.bytes",
+                b,
+                limits::MIN_FLUSH_BYTES,
+                limits::MAX_FLUSH_BYTES,
+            )
+            .map_err(ApiError::invalid)?;
+        }
+    }
+    requested_index(req)
+        .check_bounds()
+        .map_err(ApiError::invalid)
+}
+
+/// The index settings a create request asks for (defaults where absent).
+fn requested_index(req: &CreateCollectionRequest) -> IndexSettings {
+    let mut index = IndexSettings::default();
+    if let Some(k) = req.index {
+        index.kind = k;
+    }
+    if let Some(h) = req.hnsw {
+        index.hnsw = h;
+    }
+    if let Some(i) = req.ivf {
+        index.ivf = i;
+    }
+    if let Some(q) = req.quantization {
+        index.quantization = q;
+    }
+    index
+}
+
+/// One search; the caller has run `check_search` on `req`.
 async fn run_search(
     s: &AppState,
     c: Arc<Collection>,
     req: SearchRequest,
 ) -> Result<SearchResponse, ApiError> {
     let t0 = Instant::now();
-    let k = req.top_k.unwrap_or(10);
-    if k == 0 || k > 1000 {
-        return Err(ApiError::invalid("top_k must be between 1 and 1000"));
-    }
+    let k = req.top_k.unwrap_or(DEFAULT_TOP_K);
     let vector = match (req.vector, req.query) {
         (Some(v), None) => v,
         (None, Some(q)) => embed(s, vec![q]).await?.remove(0),
@@ -202,13 +333,7 @@ async fn embed_documents(
             return Err(ApiError::invalid("give `content` (one document) or `documents`").into())
         }
     };
-    if docs.is_empty() {
-        return Err(ApiError::Invalid(
-            ErrorCode::EmptyInput,
-            "`documents` must not be empty".into(),
-        )
-        .into());
-    }
+    check_embed(&docs)?;
     let c = collection(&s, req.collection, true).await?;
     let texts: Vec<String> = docs.iter().map(|d| d.content.clone()).collect();
     let vectors = embed(&s, texts).await?;
@@ -242,6 +367,7 @@ async fn search(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Res<SearchResponse> {
+    check_search(&req, "")?;
     let c = collection(&s, req.collection.clone(), false).await?;
     Ok(Json(run_search(&s, c, req).await?))
 }
@@ -251,8 +377,9 @@ async fn search(
 #[serde(deny_unknown_fields)]
 pub struct CreateCollectionRequest {
     pub name: String,
-    /// Default: the embedding model's dimension.
+    /// 1 to 65536. Default: the embedding model's dimension.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 65536)]
     pub dimension: Option<usize>,
     #[serde(default)]
     pub metric: Option<Metric>,
@@ -326,25 +453,13 @@ async fn create_collection(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<CreateCollectionRequest>,
 ) -> Result<(StatusCode, Json<CollectionDescription>), ErrorBody> {
+    check_create(&req)?;
     let dim = match req.dimension {
         Some(d) => d,
         None => s.embedder.info().await.map_err(ApiError::from)?.dimension,
     };
     let mut cfg = CollectionConfig::new(&req.name, dim, req.metric.unwrap_or_default());
-    let mut index = IndexSettings::default();
-    if let Some(k) = req.index {
-        index.kind = k;
-    }
-    if let Some(h) = req.hnsw {
-        index.hnsw = h;
-    }
-    if let Some(i) = req.ivf {
-        index.ivf = i;
-    }
-    if let Some(q) = req.quantization {
-        index.quantization = q;
-    }
-    cfg.index = index;
+    cfg.index = requested_index(&req);
     cfg.fsync = req.fsync.unwrap_or(s.config.wal.fsync);
     cfg.fsync_interval_ms = s.config.wal.fsync_interval_ms;
     let t = req.flush_threshold;
@@ -407,6 +522,7 @@ async fn upsert_points(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<UpsertPointsRequest>,
 ) -> Res<UpsertPointsResponse> {
+    check_upsert(&req)?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     let mut to_embed = Vec::new();
     for (i, p) in req.points.iter().enumerate() {
@@ -518,6 +634,7 @@ async fn delete_points(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<DeletePointsRequest>,
 ) -> Res<DeletePointsResponse> {
+    check_delete(&req)?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     let deleted = match (req.ids, req.filter) {
         (Some(ids), None) => blocking(move || Ok(c.delete(ids)?)).await?,
@@ -539,11 +656,9 @@ async fn scroll_points(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<ScrollRequest>,
 ) -> Res<ScrollResponse> {
+    check_scroll(&req)?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
-    let limit = req.limit.unwrap_or(100);
-    if limit == 0 || limit > 10_000 {
-        return Err(ApiError::invalid("limit must be between 1 and 10000").into());
-    }
+    let limit = req.limit.unwrap_or(DEFAULT_SCROLL_LIMIT);
     let wv = req.with_vector.unwrap_or(false);
     let (points, next) =
         blocking(move || Ok(c.scroll(req.filter.as_ref(), limit, req.cursor.as_ref())?)).await?;
@@ -583,6 +698,7 @@ async fn search_collection(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Res<SearchResponse> {
+    check_search(&req, "")?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     Ok(Json(run_search(&s, c, req).await?))
 }
@@ -600,10 +716,8 @@ async fn search_batch(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<BatchSearchRequest>,
 ) -> Res<BatchSearchResponse> {
+    check_batch_search(&req)?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
-    if req.searches.len() > 100 {
-        return Err(ApiError::invalid("at most 100 searches per batch").into());
-    }
     let mut results = Vec::with_capacity(req.searches.len());
     for r in req.searches {
         results.push(run_search(&s, c.clone(), r).await?);

@@ -19,12 +19,18 @@
 //! graph stays navigable) but never returned; results are the best `k`, not
 //! `ef`. Vectors are not stored here: the segment's memory-mapped vectors
 //! (or PQ codes, see `quantized`) are passed in.
+//!
+//! Sizes: a search's beam and result heaps hold at most `min(ef, n)`
+//! entries whatever `ef` the caller passes; a build holds `M` to
+//! `2..=limits::MAX_M` (so `M0` fits the file's 512 slots) and
+//! `ef_construction` to `M..=limits::MAX_EF_CONSTRUCTION`.
 
 use super::distance;
 use memmap2::Mmap;
 use parking_lot::{Mutex, RwLock};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+use shared::wire::limits;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -373,8 +379,12 @@ impl Builder {
 impl Hnsw {
     /// Builds over nodes `0..n` of `space`, in parallel on the current
     /// rayon pool.
+    ///
+    /// `p.m` is held to `2..=limits::MAX_M` and `p.ef_construction` to
+    /// `m..=limits::MAX_EF_CONSTRUCTION` (larger values only come from
+    /// settings written before those bounds).
     pub fn build<S: Space>(space: &S, n: usize, p: HnswParams) -> Hnsw {
-        let m = p.m.max(2);
+        let m = p.m.clamp(limits::MIN_M, limits::MAX_M);
         let m0 = 2 * m;
         let ml = 1.0 / (m as f64).ln();
         let mut rng = rand::rngs::StdRng::seed_from_u64(p.seed);
@@ -393,7 +403,9 @@ impl Hnsw {
             levels,
             m,
             m0,
-            efc: p.ef_construction.max(m),
+            efc: p
+                .ef_construction
+                .clamp(m, limits::MAX_EF_CONSTRUCTION.max(m)),
         };
         if n > 1 {
             // The first nodes alone, so the parallel phase starts from a graph.
@@ -575,8 +587,9 @@ impl Hnsw {
         }
     }
 
-    /// The best `k` accepted nodes by the space's distance (lower first),
-    /// exploring with beam width `ef` (at least `k`).
+    /// The best `min(k, n)` accepted nodes by the space's distance (lower
+    /// first), exploring with beam width `ef` (at least `k`; at most the
+    /// graph's `n` nodes, so any `ef` is safe to pass).
     pub fn search<S: Space>(
         &self,
         space: &S,
@@ -588,7 +601,10 @@ impl Hnsw {
         if self.n == 0 || k == 0 {
             return Vec::new();
         }
-        let ef = ef.max(k);
+        // A beam wider than the graph holds nothing more: bound every heap
+        // by the graph's size, never by the caller's number alone.
+        let k = k.min(self.n);
+        let ef = ef.max(k).min(self.n);
         let mut cur = Cand {
             d: space.dist_query(q, self.entry),
             id: self.entry,
@@ -611,7 +627,8 @@ impl Hnsw {
         VISITED.with(|v| {
             let vis = &mut *v.borrow_mut();
             vis.reset(self.n);
-            let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> = BinaryHeap::with_capacity(ef * 4);
+            let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> =
+                BinaryHeap::with_capacity(ef.saturating_mul(4).min(self.n));
             let mut res: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
             vis.insert(cur.id);
             cand.push(std::cmp::Reverse(cur));
@@ -665,6 +682,52 @@ impl Hnsw {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    /// Any `k` and `ef` are safe: heaps are bounded by the graph's size, the
+    /// answer is at most `n` nodes, each once; and a build asked for an M or
+    /// ef_construction past the bounds writes a file that opens again.
+    #[test]
+    fn huge_k_ef_and_build_params_are_bounded_by_the_graph() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let (dim, n) = (4, 300);
+        let vectors: Vec<f32> = (0..n * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let space = F32Space {
+            vectors: &vectors,
+            dim,
+            dot: false,
+        };
+        let g = Hnsw::build(
+            &space,
+            n,
+            HnswParams {
+                m: usize::MAX / 2,
+                ef_construction: usize::MAX,
+                seed: 1,
+            },
+        );
+        assert_eq!(g.m(), limits::MAX_M);
+        let dir = tempfile::tempdir().unwrap();
+        g.write(&dir.path().join("g.bin")).unwrap();
+        let g = Hnsw::open(&dir.path().join("g.bin")).unwrap();
+        let q: Vec<f32> = vec![0.1; dim];
+        for (k, ef) in [(usize::MAX, usize::MAX), (10, 1 << 62), (n + 1, 1)] {
+            let found = g.search(&space, &Query::Vector(&q), k, ef, &|_| true);
+            assert!(found.len() <= n && found.len() >= k.min(n).min(10));
+            let mut ids: Vec<u32> = found.iter().map(|&(id, _)| id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), found.len(), "k={k} ef={ef}: duplicates");
+        }
+        // ef at or past n is exhaustive: the exact nearest comes first.
+        let best = (0..n as u32)
+            .min_by(|&a, &b| {
+                let d = |i| space.dist_query(&Query::Vector(&q), i);
+                d(a).total_cmp(&d(b))
+            })
+            .unwrap();
+        let found = g.search(&space, &Query::Vector(&q), 1, usize::MAX, &|_| true);
+        assert_eq!(found[0].0, best);
+    }
 
     /// Exact duplicates (WordNet has many identical glosses) must not become
     /// islands: every point here has three exact copies.

@@ -62,12 +62,18 @@ pub struct TopK<T: Copy> {
 }
 
 impl<T: Copy> TopK<T> {
+    /// Keeps at most `k` items. Memory grows with the items pushed, not
+    /// with `k`: at most `TopK::PREALLOCATED` slots are reserved up front,
+    /// so any `k` (even `usize::MAX`) is safe to pass.
     pub fn new(k: usize) -> Self {
         Self {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            heap: BinaryHeap::with_capacity(k.saturating_add(1).min(Self::PREALLOCATED)),
         }
     }
+
+    /// Slots reserved up front at most (the heap grows past them on push).
+    pub const PREALLOCATED: usize = 1 << 12;
     #[inline]
     pub fn push(&mut self, score: f32, item: T) {
         if self.k == 0 {

@@ -18,6 +18,12 @@
 //! when few points match (under `exact_scan_below` of the segment, or fewer
 //! than `2·ef`), an exact scan over the matching points is both faster and
 //! exact. Otherwise the graph is traversed through non-matching nodes.
+//!
+//! Bounds: `validate` holds new settings to `shared::wire::limits`; a
+//! `collection.json` written before those bounds may still carry larger
+//! values, so search clamps `ef` to the bound and every beam and candidate
+//! list to the segment's size, and a build clamps `m` and
+//! `ef_construction`: no allocation is sized by an unchecked setting.
 
 use super::hnsw::{F32Space, Hnsw, HnswParams, Query};
 use super::pq::{Ivf, PqCodes, PqSpace};
@@ -25,6 +31,7 @@ use super::sq::{Sq8, Sq8Space};
 use super::{exact_scan, score, TopK};
 use serde::{Deserialize, Serialize};
 use shared::wire::indexing::Metric;
+use shared::wire::limits::{self, check_range};
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
@@ -40,9 +47,14 @@ pub enum IndexKind {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HnswSettings {
+    /// Links per node on upper levels (2·m on level 0): 2 to 256.
+    #[schema(minimum = 2, maximum = 256)]
     pub m: usize,
+    /// Beam width while building: 1 to 4096.
+    #[schema(minimum = 1, maximum = 4096)]
     pub ef_construction: usize,
-    /// Default beam width per query (a query may override it).
+    /// Default beam width per query (a query may override it): 1 to 4096.
+    #[schema(minimum = 1, maximum = 4096)]
     pub ef: usize,
 }
 
@@ -59,8 +71,13 @@ impl Default for HnswSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IvfSettings {
-    /// Coarse lists; 0 = about 4·√n per segment.
+    /// Coarse lists: 0 to 65536; 0 = about 4·√n per segment (never more
+    /// lists than points).
+    #[schema(minimum = 0, maximum = 65536)]
     pub nlist: usize,
+    /// Default lists scanned per query (a query may override it): 1 to
+    /// 65536.
+    #[schema(minimum = 1, maximum = 65536)]
     pub nprobe: usize,
 }
 
@@ -81,17 +98,21 @@ pub enum Quantization {
     /// 8-bit scalar quantization (one byte per dimension, a quarter of
     /// f32): the graph is built and traversed on the codes; the best
     /// `oversampling × k` of the beam (at least 20, at most `ef`) are
-    /// re-scored exactly.
+    /// re-scored exactly. `oversampling`: 1 to 100 (default 3).
     Scalar {
         #[serde(default = "default_sq_oversampling")]
+        #[schema(minimum = 1, maximum = 100)]
         oversampling: f32,
     },
-    /// Product quantization: `subvectors` bytes per vector (must divide the
-    /// dimension; 0 = dimension / 8), re-scoring `oversampling × k`.
+    /// Product quantization: `subvectors` bytes per vector (0 to 65536;
+    /// must divide the dimension; 0 = dimension / 8), re-scoring
+    /// `oversampling × k` (`oversampling`: 1 to 100, default 4).
     Pq {
         #[serde(default)]
+        #[schema(minimum = 0, maximum = 65536)]
         subvectors: usize,
         #[serde(default = "default_oversampling")]
+        #[schema(minimum = 1, maximum = 100)]
         oversampling: f32,
     },
 }
@@ -140,31 +161,68 @@ impl Default for IndexSettings {
 }
 
 impl IndexSettings {
+    /// Checks every size against `shared::wire::limits` (no dimension
+    /// needed): `hnsw.m`, `hnsw.ef_construction`, `hnsw.ef`, `ivf.nlist`,
+    /// `ivf.nprobe`, `quantization.subvectors`, `quantization.oversampling`.
+    /// Errors: a message naming the first field out of bounds and the bound.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        let h = &self.hnsw;
+        check_range("hnsw.m", h.m, limits::MIN_M, limits::MAX_M)?;
+        check_range(
+            "hnsw.ef_construction",
+            h.ef_construction,
+            limits::MIN_EF_CONSTRUCTION,
+            limits::MAX_EF_CONSTRUCTION,
+        )?;
+        check_range("hnsw.ef", h.ef, limits::MIN_EF, limits::MAX_EF)?;
+        check_range(
+            "ivf.nlist",
+            self.ivf.nlist,
+            limits::MIN_NLIST,
+            limits::MAX_NLIST,
+        )?;
+        check_range(
+            "ivf.nprobe",
+            self.ivf.nprobe,
+            limits::MIN_NPROBE,
+            limits::MAX_NPROBE,
+        )?;
+        let oversampling = match self.quantization {
+            Quantization::None => None,
+            Quantization::Scalar { oversampling } => Some(oversampling),
+            Quantization::Pq {
+                subvectors,
+                oversampling,
+            } => {
+                check_range(
+                    "quantization.subvectors",
+                    subvectors,
+                    limits::MIN_SUBVECTORS,
+                    limits::MAX_SUBVECTORS,
+                )?;
+                Some(oversampling)
+            }
+        };
+        if let Some(o) = oversampling {
+            check_range(
+                "quantization.oversampling",
+                o,
+                limits::MIN_OVERSAMPLING,
+                limits::MAX_OVERSAMPLING,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::check_bounds`], then what depends on the dimension `dim`:
+    /// PQ's `subvectors` must divide it. Errors: a message naming the field.
     pub fn validate(&self, dim: usize) -> Result<(), String> {
-        if self.hnsw.m < 2 || self.hnsw.m > 256 {
-            return Err("hnsw.m must be 2..=256".into());
-        }
-        if self.hnsw.ef_construction == 0 || self.hnsw.ef == 0 {
-            return Err("hnsw.ef_construction and hnsw.ef must be at least 1".into());
-        }
-        if let Quantization::Pq {
-            subvectors,
-            oversampling,
-        } = self.quantization
-        {
-            let m = if subvectors == 0 { dim / 8 } else { subvectors };
+        self.check_bounds()?;
+        if let Some((m, _)) = self.pq(dim) {
             if m == 0 || !dim.is_multiple_of(m) {
                 return Err(format!(
-                    "quantization.subvectors ({m}) must divide the dimension ({dim})"
+                    "`quantization.subvectors` ({m}) must divide the dimension ({dim})"
                 ));
-            }
-            if !(1.0..=100.0).contains(&oversampling) {
-                return Err("quantization.oversampling must be 1..=100".into());
-            }
-        }
-        if let Quantization::Scalar { oversampling } = self.quantization {
-            if !(1.0..=100.0).contains(&oversampling) {
-                return Err("quantization.oversampling must be 1..=100".into());
             }
         }
         Ok(())
@@ -226,6 +284,8 @@ impl SegmentIndex {
         let io = |e: std::io::Error| e.to_string();
         let idx = match s.kind {
             IndexKind::Hnsw => {
+                // `Hnsw::build` clamps both to the bounds (settings read
+                // back from an older collection.json may exceed them).
                 let p = HnswParams {
                     m: s.hnsw.m,
                     ef_construction: s.hnsw.ef_construction,
@@ -360,7 +420,24 @@ pub fn rescore(
     top.into_sorted()
 }
 
-/// Searches one segment's vectors with its index (or exactly).
+/// Re-scoring factor as used at search time: within
+/// `MIN_OVERSAMPLING..=MAX_OVERSAMPLING` (1 for NaN), whatever an older
+/// `collection.json` says.
+fn clamp_oversampling(o: f32) -> f32 {
+    if o.is_nan() {
+        limits::MIN_OVERSAMPLING
+    } else {
+        o.clamp(limits::MIN_OVERSAMPLING, limits::MAX_OVERSAMPLING)
+    }
+}
+
+/// Searches one segment's vectors with its index (or exactly): the best
+/// `min(k, n)` accepted offsets, best first.
+///
+/// The beam is `params.ef`, else `settings.hnsw.ef`, held to
+/// `1..=limits::MAX_EF` (a persisted setting may exceed it), at least `k`
+/// and at most the segment's `n` points; candidate lists (`oversampling ×
+/// k`) are at most `n` too, so nothing allocated here outgrows the segment.
 #[allow(clippy::too_many_arguments)]
 pub fn search_segment(
     index: Option<&SegmentIndex>,
@@ -378,7 +455,16 @@ pub fn search_segment(
     let Some(index) = index.filter(|_| !params.exact && n > 0) else {
         return exact_scan(metric, vectors, dim, q, k, accept);
     };
-    let ef = params.ef.unwrap_or(settings.hnsw.ef).max(k);
+    let k = k.min(n);
+    if k == 0 {
+        return Vec::new();
+    }
+    let ef = params
+        .ef
+        .unwrap_or(settings.hnsw.ef)
+        .clamp(limits::MIN_EF, limits::MAX_EF)
+        .max(k)
+        .min(n);
     if filtered {
         // Estimate the share of matching points from a spread sample.
         let step = (n / 256).max(1);
@@ -397,7 +483,7 @@ pub fn search_segment(
             ..
         } => {
             let query = Query::Sq8(codes.query(q, dot));
-            let kk = sq_rescored(k, *over, ef);
+            let kk = sq_rescored(k, clamp_oversampling(*over), ef);
             let cands = graph.search(&Sq8Space { codes, dot }, &query, kk, ef, accept);
             rescore(
                 metric,
@@ -426,7 +512,9 @@ pub fn search_segment(
             pq: Some((codes, over)),
             ..
         } => {
-            let kk = ((k as f32 * over).ceil() as usize).max(k);
+            let kk = ((k as f32 * clamp_oversampling(*over)).ceil() as usize)
+                .min(n)
+                .max(k);
             let table = Query::Table(codes.pq.table(q, dot));
             let cands = graph.search(
                 &PqSpace {
@@ -449,7 +537,10 @@ pub fn search_segment(
             )
         }
         SegmentIndex::IvfPq { ivf, oversampling } => {
-            let kk = ((k as f32 * oversampling).ceil() as usize).max(k);
+            let kk = ((k as f32 * clamp_oversampling(*oversampling)).ceil() as usize)
+                .min(n)
+                .max(k);
+            // `Ivf::candidates` holds it to the segment's lists.
             let nprobe = params.nprobe.unwrap_or(settings.ivf.nprobe);
             let cands = ivf.candidates(q, dot, nprobe, kk, accept);
             rescore(

@@ -5,5 +5,6 @@ mod faults;
 mod filter_numbers;
 mod http;
 mod integrity;
+mod limits;
 mod recall;
 mod storage;

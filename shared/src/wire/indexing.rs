@@ -1,5 +1,8 @@
 //! Wire types of the indexing service that the storage layer shares:
 //! point ids, distance metrics and the payload filter language.
+//!
+//! Sizes a client controls carry their bounds in the schema; the numbers
+//! are those of [`super::limits`], which the handlers check.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -166,7 +169,9 @@ pub struct EmbedDocumentsRequest {
     pub metadata: Option<serde_json::Value>,
     #[serde(default)]
     pub id: Option<PointId>,
+    /// Many documents, 1 to 1000.
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 1000)]
     pub documents: Option<Vec<Document>>,
     #[serde(default)]
     pub collection: Option<String>,
@@ -187,19 +192,24 @@ pub struct SearchRequest {
     pub query: Option<String>,
     #[serde(default)]
     pub vector: Option<Vec<f32>>,
-    /// How many results (default 10, at most 1000).
+    /// How many results: 1 to 1000 (default 10).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub top_k: Option<usize>,
     #[serde(default)]
     pub filter: Option<Filter>,
     /// Ignored on `/collections/{name}/search`.
     #[serde(default)]
     pub collection: Option<String>,
-    /// HNSW beam width for this query.
+    /// HNSW beam width for this query: 1 to 4096 (default: the
+    /// collection's `hnsw.ef`; never below `top_k`).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 4096)]
     pub ef: Option<usize>,
-    /// IVF lists to scan for this query.
+    /// IVF lists to scan for this query: 1 to 65536 (default: the
+    /// collection's `ivf.nprobe`; never more than a segment has).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 65536)]
     pub nprobe: Option<usize>,
     /// Brute force over every point (for checking).
     #[serde(default)]
@@ -230,6 +240,8 @@ pub struct SearchResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSearchRequest {
+    /// At most 100 searches, answered in order.
+    #[schema(max_items = 100)]
     pub searches: Vec<SearchRequest>,
 }
 
@@ -257,6 +269,8 @@ pub struct PointInput {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpsertPointsRequest {
+    /// At most 10000 points.
+    #[schema(max_items = 10000)]
     pub points: Vec<PointInput>,
 }
 
@@ -292,7 +306,9 @@ pub struct PatchPointRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeletePointsRequest {
+    /// At most 10000 ids.
     #[serde(default)]
+    #[schema(max_items = 10000)]
     pub ids: Option<Vec<PointId>>,
     #[serde(default)]
     pub filter: Option<Filter>,
@@ -308,8 +324,9 @@ pub struct DeletePointsResponse {
 pub struct ScrollRequest {
     #[serde(default)]
     pub filter: Option<Filter>,
-    /// Page size (default 100, at most 10000).
+    /// Page size: 1 to 10000 (default 100).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     #[serde(default)]
@@ -337,9 +354,16 @@ pub struct CountResponse {
     pub count: usize,
 }
 
+/// When a collection's appendable segment is sealed and indexed; each
+/// absent value comes from the service's `flush_threshold` config.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlushThresholdInput {
+    /// Seal after this many vectors: 1 to 10000000.
+    #[schema(minimum = 1, maximum = 10000000)]
     pub vectors: Option<usize>,
+    /// ... or after this many bytes of vectors and payloads: 1 to
+    /// 17179869184 (16 GiB).
+    #[schema(minimum = 1, maximum = 17179869184u64)]
     pub bytes: Option<usize>,
 }

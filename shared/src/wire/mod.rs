@@ -2,3 +2,4 @@
 
 pub mod embedding;
 pub mod indexing;
+pub mod limits;
