@@ -32,6 +32,17 @@ where
 pub fn json_rejection(rej: JsonRejection) -> ErrorBody {
     match rej {
         JsonRejection::JsonDataError(e) => ErrorBody::new(ErrorCode::InvalidRequest, e.body_text()),
+        // serde_json files a number too large for its field (e.g. 1e39 for
+        // an f32) under syntax errors, but the JSON is well formed: 422.
+        JsonRejection::JsonSyntaxError(e) if e.body_text().contains("number out of range") => {
+            ErrorBody::new(
+                ErrorCode::InvalidRequest,
+                e.body_text().replace(
+                    "number out of range",
+                    "number out of range for this field (vectors hold 32-bit floats, at most ±3.4e38)",
+                ),
+            )
+        }
         JsonRejection::JsonSyntaxError(e) => ErrorBody::new(ErrorCode::InvalidJson, e.body_text()),
         JsonRejection::MissingJsonContentType(_) => ErrorBody::new(
             ErrorCode::UnsupportedMediaType,

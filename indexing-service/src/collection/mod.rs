@@ -843,10 +843,11 @@ impl Collection {
                 }
                 if let Some(i) = p.vector.iter().position(|x| !x.is_finite()) {
                     return Err(CollectionError::InvalidVector(format!(
-                        "point {index}: component {i} is not a finite number"
+                        "point {index}: component {i} is not a finite 32-bit float (NaN, infinite, or beyond ±3.4e38)"
                     )));
                 }
                 let mut vector = p.vector;
+                check_magnitude(c.metric, &vector, &format!("point {index}"))?;
                 if c.metric == Metric::Cosine && !index::distance::normalize(&mut vector) {
                     return Err(CollectionError::InvalidVector(format!(
                         "point {index}: a zero vector has no direction under cosine"
@@ -983,9 +984,7 @@ impl Collection {
             cursor = Some(last.0.clone());
             for (id, loc, seg) in chunk {
                 match self.read_slot(&seg, loc.off, false)? {
-                    Some((e, _)) if filter.matches(e.payload.as_ref()) => {
-                        cands.push((id, loc))
-                    }
+                    Some((e, _)) if filter.matches(e.payload.as_ref()) => cands.push((id, loc)),
                     // Replaced meanwhile: its new slot is looked at below.
                     None => cands.push((id, loc)),
                     Some(_) => {}
@@ -1304,7 +1303,10 @@ impl Collection {
                 let Some((e, vector)) = self.read_point(&id, seg, loc.off, true)? else {
                     continue;
                 };
-                if !filter.as_ref().is_none_or(|f| f.matches(e.payload.as_ref())) {
+                if !filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(e.payload.as_ref()))
+                {
                     continue;
                 }
                 if out.len() == limit {
@@ -1352,7 +1354,7 @@ impl Collection {
         }
         if query.iter().any(|x| !x.is_finite()) {
             return Err(CollectionError::InvalidVector(
-                "query has a component that is not a finite number".into(),
+                "the query has a component that is not a finite 32-bit float (NaN, infinite, or beyond ±3.4e38)".into(),
             ));
         }
         let filter = filter
@@ -1361,6 +1363,7 @@ impl Collection {
             .map_err(CollectionError::InvalidFilter)?;
         let filter = filter.as_ref();
         let mut q = query.to_vec();
+        check_magnitude(c.metric, &q, "the query")?;
         if c.metric == Metric::Cosine && !index::distance::normalize(&mut q) {
             return Err(CollectionError::InvalidVector(
                 "a zero query vector has no direction under cosine".into(),
@@ -1398,9 +1401,8 @@ impl Collection {
                     let d = m.data.read();
                     let accept = |off: u32| {
                         !d.deleted[off as usize]
-                            && filter.is_none_or(|f| {
-                                f.matches(d.extras[off as usize].payload.as_ref())
-                            })
+                            && filter
+                                .is_none_or(|f| f.matches(d.extras[off as usize].payload.as_ref()))
                     };
                     for (off, sc) in
                         index::exact_scan(c.metric, &d.vectors, c.dimension, &q, k, &accept)
@@ -1570,6 +1572,29 @@ impl Drop for Collection {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Refuses vectors whose scores could overflow f32 under `dot` and
+/// `euclidean` (norm above `distance::MAX_NORM`); cosine normalises any
+/// finite non-zero vector exactly, so it has no bound. Errors:
+/// `InvalidVector` naming `what` and the norm.
+fn check_magnitude(metric: Metric, v: &[f32], what: &str) -> Result<()> {
+    if metric == Metric::Cosine {
+        return Ok(());
+    }
+    let n = index::distance::norm_f64(v);
+    if n > index::distance::MAX_NORM {
+        return Err(CollectionError::InvalidVector(format!(
+            "{what}: the vector's length is {n:e}, above the limit of {:e} for the {} metric: \
+             scores of such vectors overflow 32-bit floats; scale the vectors down",
+            index::distance::MAX_NORM,
+            match metric {
+                Metric::Dot => "dot",
+                _ => "euclidean",
+            }
+        )));
+    }
+    Ok(())
 }
 
 /// What applying one op asks of the background worker.

@@ -126,13 +126,29 @@ pub fn l2_sq(a: &[f32], b: &[f32]) -> f32 {
 
 /// Scales `v` to unit length; false when it has zero (or non-finite) norm.
 pub fn normalize(v: &mut [f32]) -> bool {
-    let n = dot(v, v).sqrt();
+    // The norm in f64: |x|² of an f32 vector overflows f32 from |x| ≈ 1.8e19
+    // and underflows for subnormal components; in f64 it does neither.
+    let n = norm_f64(v);
     if !(n.is_finite() && n > 0.0) {
         return false;
     }
-    v.iter_mut().for_each(|x| *x /= n);
+    v.iter_mut().for_each(|x| *x = (*x as f64 / n) as f32);
     true
 }
+
+/// The Euclidean norm of `v`, accumulated in f64 (exact enough for any
+/// finite f32 input: no overflow, no underflow).
+pub fn norm_f64(v: &[f32]) -> f64 {
+    v.iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Largest norm a stored or query vector may have under `dot` and
+/// `euclidean`: with |a|, |b| ≤ 1e18, |a·b| ≤ 1e36 and |a − b|² ≤ 4e36,
+/// both below f32::MAX (3.4e38), so every score stays finite.
+pub const MAX_NORM: f64 = 1e18;
 
 #[cfg(test)]
 mod tests {

@@ -6,5 +6,6 @@ mod filter_numbers;
 mod http;
 mod integrity;
 mod limits;
+mod magnitudes;
 mod recall;
 mod storage;
