@@ -10,18 +10,65 @@ use axum::response::{IntoResponse, Response};
 
 /// `axum::Json` whose rejections become `ErrorBody`:
 /// syntax error → 400 `invalid_json`, schema mismatch → 422 `invalid_request`,
-/// missing JSON content type → 415, body over the limit → 413.
+/// a body that is not a JSON object (every request body of both services is
+/// one) → 422, missing JSON content type → 415, body over the limit → 413.
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ErrorBody;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        let json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            })
+            .unwrap_or(false);
+        if !json_type {
+            return Err(ErrorBody::new(
+                ErrorCode::UnsupportedMediaType,
+                "expected `Content-Type: application/json`",
+            ));
+        }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ErrorBody::new(
+                    ErrorCode::PayloadTooLarge,
+                    "request body is over the size limit",
+                ))
+            }
+            Err(e) => return Err(ErrorBody::new(ErrorCode::InvalidRequest, e.body_text())),
+        };
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if let Some(&c) = first {
+            if c != b'{' && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                let kind = match c {
+                    b'[' => "an array",
+                    b'"' => "a string",
+                    b'n' => "null",
+                    b't' | b'f' => "a boolean",
+                    _ => "a number",
+                };
+                return Err(ErrorBody::new(
+                    ErrorCode::InvalidRequest,
+                    format!("the request body must be a JSON object; got {kind}"),
+                ));
+            }
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(rej) => Err(json_rejection(rej)),
         }
@@ -236,4 +283,70 @@ pub fn with_spec_docs_and_auth<S: Clone + Send + Sync + 'static>(
         require_bearer(key.clone(), req, next)
     }))
     .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+    .layer(axum::middleware::from_fn(json_errors))
+}
+
+/// Middleware: every error answer carries the JSON error body. Answers
+/// made by the framework or a layer (405 for a wrong method, 413 from the
+/// body limit, 408 from a timeout, ...) come with an empty or plain-text
+/// body; they get `{"error": {"code", "message"}}` with their status and
+/// headers (`Allow` on a 405) kept.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    use axum::http::StatusCode as S;
+    let (code, message) = match status {
+        S::METHOD_NOT_ALLOWED => {
+            let allow = resp
+                .headers()
+                .get(axum::http::header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .map(|a| format!("; allowed: {a}"))
+                .unwrap_or_default();
+            (
+                ErrorCode::MethodNotAllowed,
+                format!("{method} is not allowed on {path}{allow}"),
+            )
+        }
+        S::NOT_FOUND => (ErrorCode::NotFound, "no such route".to_string()),
+        S::PAYLOAD_TOO_LARGE => (
+            ErrorCode::PayloadTooLarge,
+            "request body is over the size limit".to_string(),
+        ),
+        S::UNSUPPORTED_MEDIA_TYPE => (
+            ErrorCode::UnsupportedMediaType,
+            "expected `Content-Type: application/json`".to_string(),
+        ),
+        S::UNAUTHORIZED => (ErrorCode::Unauthorized, "unauthorized".to_string()),
+        S::TOO_MANY_REQUESTS => (ErrorCode::Overloaded, "too many requests".to_string()),
+        s if s.is_client_error() => (
+            ErrorCode::InvalidRequest,
+            format!("{}", s.canonical_reason().unwrap_or("bad request")).to_lowercase(),
+        ),
+        s => (
+            ErrorCode::Internal,
+            format!("{}", s.canonical_reason().unwrap_or("server error")).to_lowercase(),
+        ),
+    };
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&ErrorBody::new(code, message)).expect("JSON");
+    Response::from_parts(parts, axum::body::Body::from(body))
 }

@@ -9,11 +9,49 @@ use utoipa::ToSchema;
 
 /// External point id: an unsigned integer or a string (such as a UUID).
 /// Ordered integers first, then strings; scroll pages follow this order.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum PointId {
     Num(u64),
     Str(String),
+}
+
+impl<'de> Deserialize<'de> for PointId {
+    /// Reads an unsigned 64-bit integer or a string; anything else is
+    /// refused with a message that says what a point id is.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PointId;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a point id: an unsigned integer (0 to 18446744073709551615) or a string",
+                )
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<PointId, E> {
+                Ok(PointId::Num(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<PointId, E> {
+                u64::try_from(v).map(PointId::Num).map_err(|_| {
+                    E::custom(format!(
+                        "a point id is an unsigned integer or a string; got the negative number {v}"
+                    ))
+                })
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<PointId, E> {
+                Err(E::custom(format!(
+                    "a point id is an unsigned integer or a string; got the number {v}"
+                )))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PointId, E> {
+                Ok(PointId::Str(v.to_string()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<PointId, E> {
+                Ok(PointId::Str(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl std::fmt::Display for PointId {
@@ -64,8 +102,10 @@ pub const MAX_FILTER_KEY_BYTES: usize = 256;
 /// Numbers compare exactly: integers as integers (also beyond 2^53, up to
 /// the 64-bit bounds), an integer against a float by their exact values
 /// (`9007199254740993 > 9007199254740992.0`), floats as IEEE doubles.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+///
+/// Only a JSON object is a filter: an array (`[]`, `[null]`) is refused,
+/// never read as an empty filter that matches everything.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, ToSchema)]
 pub struct Filter {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub must: Vec<Condition>,
@@ -75,15 +115,114 @@ pub struct Filter {
     pub must_not: Vec<Condition>,
 }
 
-/// One entry of `must`, `should` or `must_not`: a field condition or a
-/// nested filter (at most 16 levels deep).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// How a filter is read: the same fields, refusing unknown ones.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterFields {
+    #[serde(default)]
+    must: Vec<Condition>,
+    #[serde(default)]
+    should: Vec<Condition>,
+    #[serde(default)]
+    must_not: Vec<Condition>,
+}
+
+/// The JSON kind of a value, for messages.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+impl<'de> Deserialize<'de> for Filter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        if !v.is_object() {
+            return Err(D::Error::custom(format!(
+                "a filter is an object with `must`, `should` and/or `must_not` lists; got {}",
+                json_kind(&v)
+            )));
+        }
+        let f = FilterFields::deserialize(v).map_err(|e| {
+            D::Error::custom(format!(
+                "{e} (a filter has `must`, `should` and `must_not`)"
+            ))
+        })?;
+        Ok(Filter {
+            must: f.must,
+            should: f.should,
+            must_not: f.must_not,
+        })
+    }
+}
+
+/// One entry of `must`, `should` or `must_not`: a field condition
+/// (`{"key", "match" | "range"}`) or a nested filter (at most 16 levels
+/// deep). Anything else (an array, a string, an object with unknown
+/// fields) is refused with a message naming what is wrong.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum Condition {
     Field(FieldCondition),
     /// A nested filter (recursive).
     #[schema(no_recursion)]
     Filter(Filter),
+}
+
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        let Some(obj) = v.as_object() else {
+            return Err(D::Error::custom(format!(
+                "a condition is an object: {{\"key\": ..., \"match\" or \"range\": ...}} or a \
+                 nested filter {{\"must\" / \"should\" / \"must_not\": [...]}}; got {}",
+                json_kind(&v)
+            )));
+        };
+        let field_like = ["key", "match", "range"]
+            .iter()
+            .any(|k| obj.contains_key(*k));
+        let filter_like = ["must", "should", "must_not"]
+            .iter()
+            .any(|k| obj.contains_key(*k));
+        if field_like && !filter_like {
+            let key = obj
+                .get("key")
+                .and_then(|k| k.as_str())
+                .map(|k| format!(" on `{k}`"))
+                .unwrap_or_default();
+            FieldCondition::deserialize(v)
+                .map(Condition::Field)
+                .map_err(|e| {
+                    D::Error::custom(format!(
+                        "condition{key}: {e} (a field condition has `key` and one of `match` or \
+                     `range`; `range` takes `gt`, `gte`, `lt`, `lte` numbers)"
+                    ))
+                })
+        } else if filter_like && !field_like {
+            Filter::deserialize(v)
+                .map(Condition::Filter)
+                .map_err(|e| D::Error::custom(format!("nested filter: {e}")))
+        } else if field_like {
+            Err(D::Error::custom(
+                "a condition is either a field condition (`key` with `match` or `range`) or a \
+                 nested filter (`must` / `should` / `must_not`), not both",
+            ))
+        } else {
+            let keys: Vec<&str> = obj.keys().map(|k| k.as_str()).collect();
+            Err(D::Error::custom(format!(
+                "unknown condition with fields {keys:?}: a field condition has `key` and \
+                 `match` or `range`; a nested filter has `must`, `should` or `must_not`"
+            )))
+        }
+    }
 }
 
 /// A condition on one payload key (at most 256 bytes). `key` may be dotted
