@@ -334,11 +334,11 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         S::TOO_MANY_REQUESTS => (ErrorCode::Overloaded, "too many requests".to_string()),
         s if s.is_client_error() => (
             ErrorCode::InvalidRequest,
-            format!("{}", s.canonical_reason().unwrap_or("bad request")).to_lowercase(),
+            s.canonical_reason().unwrap_or("bad request").to_lowercase(),
         ),
         s => (
             ErrorCode::Internal,
-            format!("{}", s.canonical_reason().unwrap_or("server error")).to_lowercase(),
+            s.canonical_reason().unwrap_or("server error").to_lowercase(),
         ),
     };
     let (mut parts, _) = resp.into_parts();
