@@ -759,7 +759,7 @@ mod serve_tests {
         // ...and `serve` returns with no connection left, listener closed.
         let done = srv.done.take().unwrap();
         srv.rt
-            .block_on(tokio::time::timeout(Duration::from_secs(5), done))
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), done).await })
             .expect("serve returned after draining")
             .unwrap();
         assert!(t0.elapsed() < Duration::from_secs(5));
