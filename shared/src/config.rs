@@ -635,14 +635,14 @@ mod tests {
             let err = Config::load_from(None, env(&[(var, "0")])).unwrap_err();
             assert!(err.to_string().contains(key), "{var}: {err}");
         }
-        let err = Config::load_from(None, env(&[("INDEXING__HTTP__MAX_CONNECTIONS", "-1")]))
-            .unwrap_err();
+        let err =
+            Config::load_from(None, env(&[("INDEXING__HTTP__MAX_CONNECTIONS", "-1")])).unwrap_err();
         assert!(
             err.to_string().contains("indexing.http.max_connections"),
             "{err}"
         );
-        let err = Config::load_from(None, env(&[("INDEXING__HTTP__HEADER_TIMEOUT", "1")]))
-            .unwrap_err();
+        let err =
+            Config::load_from(None, env(&[("INDEXING__HTTP__HEADER_TIMEOUT", "1")])).unwrap_err();
         assert!(err.to_string().contains("header_timeout"), "{err}");
     }
 

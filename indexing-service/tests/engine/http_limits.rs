@@ -152,7 +152,10 @@ fn get(path: &str) -> String {
 fn assert_closed_between(s: &mut TcpStream, t0: Instant, limit: Duration, what: &str) -> String {
     let (got, closed) = read_to_close(s, limit + MARGIN);
     let took = t0.elapsed();
-    assert!(closed, "{what}: still open after {took:?} (limit {limit:?})");
+    assert!(
+        closed,
+        "{what}: still open after {took:?} (limit {limit:?})"
+    );
     assert!(
         took >= limit.mul_f64(0.8),
         "{what}: closed after {took:?}, before the limit {limit:?}: something else closed it"
