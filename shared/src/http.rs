@@ -335,7 +335,10 @@ impl std::error::Error for BodyReadTimeout {}
 /// within `limits` until `shutdown` resolves. Then it closes the listener,
 /// closes idle connections, lets each in-flight request finish (its
 /// connection closes after the response) and returns once every connection
-/// is closed; bound that wait from outside if it must be bounded.
+/// is closed. A connection still sending a request head at that moment may
+/// finish it and be answered, so it holds the drain for at most
+/// `header_read_timeout`; bound the whole wait from outside if it must be
+/// bounded.
 ///
 /// Accept errors never end the loop: per-connection ones are skipped, others
 /// (such as running out of file descriptors) are logged and retried after
