@@ -55,9 +55,12 @@ pub fn app(state: AppState) -> axum::Router {
     api::router(state)
 }
 
-/// Serves until SIGTERM/SIGINT. A model that fails to load stops the service.
+/// Serves until SIGTERM/SIGINT within the connection limits of
+/// `config.http` (see `shared::http::serve`). A model that fails to load
+/// stops the service.
 pub async fn run(config: EmbeddingConfig) -> anyhow::Result<()> {
     let addr = format!("{}:{}", config.host, config.port);
+    let limits = shared::http::ServerLimits::from(&config.http);
     let shutdown_timeout = Duration::from_secs(config.shutdown_timeout_secs);
     let state = AppState::new(config);
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -69,11 +72,11 @@ pub async fn run(config: EmbeddingConfig) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || st.load_blocking())
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+    let server = shared::http::serve(listener, app(state.clone()), limits, async move {
         shared::http::shutdown_signal().await;
         let _ = stop_tx.send(());
     });
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(server);
     match loader.await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(e.context("model failed to load")),
@@ -81,7 +84,7 @@ pub async fn run(config: EmbeddingConfig) -> anyhow::Result<()> {
     }
     let mut server = server;
     tokio::select! {
-        r = &mut server => { r??; }
+        r = &mut server => { r?; }
         _ = async { let _ = stop_rx.await; tokio::time::sleep(shutdown_timeout).await } => {
             tracing::warn!("shutdown timeout of {shutdown_timeout:?} reached with requests in flight");
         }

@@ -461,3 +461,88 @@ fn unsupported_architecture_is_named() {
     assert!(err.contains("GPT2LMHeadModel"), "{err}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The real router behind the shared serving loop, with small connection
+/// limits: a stalled request head is dropped after the header timeout, and
+/// a stalled body gets 408 `request_timeout` after the body timeout. No model
+/// is needed: the body is read before the handler looks for one.
+#[test]
+fn slow_clients_are_cut_off_by_the_served_router() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let limits = [
+        ("EMBEDDING__HTTP__HEADER_READ_TIMEOUT_MS", "400"),
+        ("EMBEDDING__HTTP__BODY_READ_TIMEOUT_MS", "400"),
+        ("EMBEDDING__HTTP__IDLE_TIMEOUT_MS", "60000"),
+    ];
+    let c = Config::load_from(
+        None,
+        limits.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+    .unwrap()
+    .embedding;
+    let server_limits = shared::http::ServerLimits::from(&c.http);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(shared::http::serve(
+        listener,
+        app(AppState::new(c)),
+        server_limits,
+        std::future::pending(),
+    ));
+    let limit = Duration::from_millis(400);
+    let margin = Duration::from_millis(1500);
+    // Reads until the server closes the connection; (what came, when).
+    let until_closed = |s: &mut std::net::TcpStream, t0: Instant| {
+        s.set_read_timeout(Some(limit + margin)).unwrap();
+        let mut got = Vec::new();
+        let closed = loop {
+            let mut buf = [0u8; 1024];
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break false
+                }
+                Err(_) => break true,
+            }
+        };
+        let took = t0.elapsed();
+        assert!(closed, "still open after {took:?}");
+        assert!(took >= limit.mul_f64(0.8), "closed early, after {took:?}");
+        String::from_utf8_lossy(&got).into_owned()
+    };
+
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let t0 = Instant::now();
+    s.write_all(b"POST /embed HTTP/1.1\r\nHost: test\r\nContent-Ty")
+        .unwrap();
+    let got = until_closed(&mut s, t0);
+    assert!(!got.contains(" 200 "), "{got}");
+
+    for path in ["/embed", "/v1/embeddings", "/tokenize"] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let t0 = Instant::now();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"inputs\":"
+        )
+        .unwrap();
+        let got = until_closed(&mut s, t0);
+        assert!(got.starts_with("HTTP/1.1 408"), "{path}: {got}");
+        let body: Value = serde_json::from_str(got.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["error"]["code"], "request_timeout", "{path}: {body}");
+    }
+}

@@ -44,18 +44,25 @@ pub fn state(config: IndexingConfig) -> anyhow::Result<api::AppState> {
     })
 }
 
-/// Serves until SIGTERM/SIGINT: stops accepting, drains in-flight requests,
-/// then closes every collection (workers stopped, WALs synced).
+/// Serves until SIGTERM/SIGINT within the connection limits of
+/// `config.http` (see `shared::http::serve`): stops accepting, drains
+/// in-flight requests, then closes every collection (workers stopped, WALs
+/// synced). Errors: the data directory cannot be opened or the port bound.
 pub async fn run(config: IndexingConfig) -> anyhow::Result<()> {
     let addr = format!("{}:{}", config.host, config.port);
+    let limits = shared::http::ServerLimits::from(&config.http);
     let st = tokio::task::spawn_blocking(move || state(config)).await??;
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind {addr}: {e}"))?;
     tracing::info!("listening on {addr}");
-    axum::serve(listener, app(st.clone()))
-        .with_graceful_shutdown(shared::http::shutdown_signal())
-        .await?;
+    shared::http::serve(
+        listener,
+        app(st.clone()),
+        limits,
+        shared::http::shutdown_signal(),
+    )
+    .await;
     let storage = st.storage.clone();
     tokio::task::spawn_blocking(move || storage.close()).await?;
     tracing::info!("stopped");

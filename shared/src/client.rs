@@ -113,7 +113,10 @@ impl EmbeddingClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the servers' default header read timeout (10 s), which also
+            // closes idle keep-alive connections: a pooled connection is dropped
+            // here before the server would close it under a new request.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
         let base = base_url.trim_end_matches('/').to_string();

@@ -87,6 +87,7 @@ pub struct EmbeddingConfig {
     pub warmup: bool,
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_timeout_secs: u64,
+    pub http: HttpServerConfig,
 }
 
 impl Default for EmbeddingConfig {
@@ -107,6 +108,7 @@ impl Default for EmbeddingConfig {
             inference_threads: 0,
             warmup: true,
             shutdown_timeout_secs: 30,
+            http: HttpServerConfig::default(),
         }
     }
 }
@@ -217,6 +219,7 @@ pub struct IndexingConfig {
     pub default_collection: String,
     pub wal: WalConfig,
     pub flush_threshold: FlushThreshold,
+    pub http: HttpServerConfig,
 }
 
 impl Default for IndexingConfig {
@@ -234,7 +237,68 @@ impl Default for IndexingConfig {
             default_collection: "documents".into(),
             wal: WalConfig::default(),
             flush_threshold: FlushThreshold::default(),
+            http: HttpServerConfig::default(),
         }
+    }
+}
+
+/// `embedding.http:` / `indexing.http:` — limits on client connections, so
+/// slow or idle clients cannot hold the server's connections and tasks.
+/// Each limit closes the connection when it passes (a slow body also gets
+/// 408 `request_timeout`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpServerConfig {
+    /// Milliseconds for a whole request head (request line and headers),
+    /// counted from when the server starts waiting for it: on accept and
+    /// after each response. So it is also the longest a keep-alive
+    /// connection stays open between requests. Lower sheds slow clients
+    /// sooner; clients on very slow links need more.
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds for a whole request body, counted from when its head
+    /// arrived (one deadline, however the bytes trickle). Past it the request
+    /// gets 408 `request_timeout` and the connection is closed. Large uploads
+    /// over slow links need more.
+    pub body_read_timeout_ms: u64,
+    /// Milliseconds a connection may have no request in flight and move no
+    /// bytes in either direction (a client that stops reading its response,
+    /// or stalls mid-request) before it is closed. A connection waiting for
+    /// its next request is closed by `header_read_timeout_ms` when that is
+    /// shorter.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once. Past it new connections wait in the
+    /// kernel's accept backlog (no task, no buffers) until one closes. Each
+    /// open connection costs a task and buffers (tens of KiB).
+    pub max_connections: usize,
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl HttpServerConfig {
+    /// Checks the section found at `section` (`embedding.http`); Errors:
+    /// `ConfigError::Invalid` naming the key when a value is 0.
+    fn validate(&self, section: &str) -> Result<(), ConfigError> {
+        let checks = [
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("body_read_timeout_ms", self.body_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+        ];
+        for (key, value) in checks {
+            if value == 0 {
+                return Err(invalid(&format!("{section}.{key}"), "must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -396,7 +460,9 @@ impl Config {
                 "must not be empty (omit it to disable auth)",
             ));
         }
+        e.http.validate("embedding.http")?;
         let i = &self.indexing;
+        i.http.validate("indexing.http")?;
         if !(i.embedding_service_url.starts_with("http://")
             || i.embedding_service_url.starts_with("https://"))
         {
@@ -521,6 +587,63 @@ mod tests {
             err.to_string().contains("embedding.max_batch_tokens"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn http_limits_have_defaults_env_overrides_and_named_errors() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        for h in [&c.embedding.http, &c.indexing.http] {
+            assert_eq!(h.header_read_timeout_ms, 10_000);
+            assert_eq!(h.body_read_timeout_ms, 30_000);
+            assert_eq!(h.idle_timeout_ms, 60_000);
+            assert_eq!(h.max_connections, 1024);
+        }
+        let c = Config::load_from(
+            None,
+            env(&[
+                ("INDEXING__HTTP__HEADER_READ_TIMEOUT_MS", "250"),
+                ("INDEXING__HTTP__MAX_CONNECTIONS", "8"),
+                ("EMBEDDING__HTTP__BODY_READ_TIMEOUT_MS", "500"),
+                ("EMBEDDING__HTTP__IDLE_TIMEOUT_MS", "700"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.indexing.http.header_read_timeout_ms, 250);
+        assert_eq!(c.indexing.http.max_connections, 8);
+        assert_eq!(c.indexing.http.body_read_timeout_ms, 30_000);
+        assert_eq!(c.embedding.http.body_read_timeout_ms, 500);
+        assert_eq!(c.embedding.http.idle_timeout_ms, 700);
+        assert_eq!(c.embedding.http.header_read_timeout_ms, 10_000);
+        for (var, key) in [
+            (
+                "INDEXING__HTTP__HEADER_READ_TIMEOUT_MS",
+                "indexing.http.header_read_timeout_ms",
+            ),
+            (
+                "INDEXING__HTTP__BODY_READ_TIMEOUT_MS",
+                "indexing.http.body_read_timeout_ms",
+            ),
+            (
+                "EMBEDDING__HTTP__IDLE_TIMEOUT_MS",
+                "embedding.http.idle_timeout_ms",
+            ),
+            (
+                "EMBEDDING__HTTP__MAX_CONNECTIONS",
+                "embedding.http.max_connections",
+            ),
+        ] {
+            let err = Config::load_from(None, env(&[(var, "0")])).unwrap_err();
+            assert!(err.to_string().contains(key), "{var}: {err}");
+        }
+        let err =
+            Config::load_from(None, env(&[("INDEXING__HTTP__MAX_CONNECTIONS", "-1")])).unwrap_err();
+        assert!(
+            err.to_string().contains("indexing.http.max_connections"),
+            "{err}"
+        );
+        let err =
+            Config::load_from(None, env(&[("INDEXING__HTTP__HEADER_TIMEOUT", "1")])).unwrap_err();
+        assert!(err.to_string().contains("header_timeout"), "{err}");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     NotFound,
     /// Wrong HTTP method for the route (405).
     MethodNotAllowed,
+    /// The request body did not arrive within the body read timeout (408).
+    RequestTimeout,
     /// The resource already exists (409).
     AlreadyExists,
     /// The body is larger than the configured limit (413).
@@ -71,6 +73,7 @@ impl ErrorCode {
             Unauthorized => StatusCode::UNAUTHORIZED,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             AlreadyExists => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -94,6 +97,7 @@ impl ErrorCode {
             Unauthorized => "unauthorized",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
+            RequestTimeout => "request_timeout",
             AlreadyExists => "already_exists",
             PayloadTooLarge => "payload_too_large",
             UnsupportedMediaType => "unsupported_media_type",

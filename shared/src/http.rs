@@ -1,5 +1,16 @@
-//! HTTP plumbing both services use: a JSON extractor whose rejections are our
-//! error body, a bearer-token check, and fallbacks that answer in JSON.
+//! HTTP plumbing both services use: the serving loop with its limits against
+//! slow and idle clients, a JSON extractor whose rejections are our error
+//! body, a bearer-token check, and fallbacks that answer in JSON.
+//!
+//! [`serve`] holds these invariants: at most `max_connections` connections
+//! are open (past it, new ones wait in the kernel's accept backlog and cost
+//! no task); a request head that has not fully arrived within
+//! `header_read_timeout` of the server starting to wait for it is dropped
+//! with its connection; a body still arriving `body_read_timeout` after its
+//! head fails the read (408 through [`ApiJson`]); a connection with nothing
+//! in flight and no bytes moving for `idle_timeout` is closed; on shutdown
+//! the listener closes, idle connections close, and in-flight requests are
+//! answered before `serve` returns.
 
 use crate::error::{ErrorBody, ErrorCode};
 use axum::extract::rejection::JsonRejection;
@@ -44,13 +55,7 @@ where
         }
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(b) => b,
-            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ErrorBody::new(
-                    ErrorCode::PayloadTooLarge,
-                    "request body is over the size limit",
-                ))
-            }
-            Err(e) => return Err(ErrorBody::new(ErrorCode::InvalidRequest, e.body_text())),
+            Err(e) => return Err(bytes_rejection(&e)),
         };
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if let Some(&c) = first {
@@ -95,18 +100,38 @@ pub fn json_rejection(rej: JsonRejection) -> ErrorBody {
             ErrorCode::UnsupportedMediaType,
             "expected `Content-Type: application/json`",
         ),
-        JsonRejection::BytesRejection(e) => {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ErrorBody::new(
-                    ErrorCode::PayloadTooLarge,
-                    "request body is over the size limit",
-                )
-            } else {
-                ErrorBody::new(ErrorCode::InvalidRequest, e.body_text())
-            }
-        }
+        JsonRejection::BytesRejection(e) => bytes_rejection(&e),
         other => ErrorBody::new(ErrorCode::InvalidRequest, other.body_text()),
     }
+}
+
+/// The first error of type `E` in `err`'s source chain, `err` included.
+/// A failed body read: 408 when the body read timeout cut it, 413 over the
+/// body limit, 422 otherwise.
+fn bytes_rejection(e: &axum::extract::rejection::BytesRejection) -> ErrorBody {
+    if let Some(t) = find_source::<BodyReadTimeout>(e) {
+        ErrorBody::new(ErrorCode::RequestTimeout, t.to_string())
+    } else if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ErrorBody::new(
+            ErrorCode::PayloadTooLarge,
+            "request body is over the size limit",
+        )
+    } else {
+        ErrorBody::new(ErrorCode::InvalidRequest, e.body_text())
+    }
+}
+
+fn find_source<'a, E: std::error::Error + 'static>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// JSON 404 for unknown routes.
@@ -331,6 +356,10 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
             "expected `Content-Type: application/json`".to_string(),
         ),
         S::UNAUTHORIZED => (ErrorCode::Unauthorized, "unauthorized".to_string()),
+        S::REQUEST_TIMEOUT => (
+            ErrorCode::RequestTimeout,
+            "the request was not received in time".to_string(),
+        ),
         S::TOO_MANY_REQUESTS => (ErrorCode::Overloaded, "too many requests".to_string()),
         s if s.is_client_error() => (
             ErrorCode::InvalidRequest,
@@ -338,7 +367,9 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         ),
         s => (
             ErrorCode::Internal,
-            s.canonical_reason().unwrap_or("server error").to_lowercase(),
+            s.canonical_reason()
+                .unwrap_or("server error")
+                .to_lowercase(),
         ),
     };
     let (mut parts, _) = resp.into_parts();
@@ -349,4 +380,551 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     );
     let body = serde_json::to_vec(&ErrorBody::new(code, message)).expect("JSON");
     Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+// ---------------------------------------------------------------------------
+// The serving loop.
+
+use crate::config::HttpServerConfig;
+use axum::body::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Limits [`serve`] puts on client connections (see the module docs for
+/// what each one guarantees). Built from a service's `http:` config section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time for a whole request head (request line and headers), counted
+    /// from when the server starts waiting for it: on accept and after each
+    /// response. So it also bounds how long a keep-alive connection may sit
+    /// idle between requests.
+    pub header_read_timeout: Duration,
+    /// Time for a whole request body, counted from when its head arrived.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight and no bytes moving in either
+    /// direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections open at once (at least 1); more wait in the accept backlog.
+    pub max_connections: usize,
+}
+
+impl From<&HttpServerConfig> for ServerLimits {
+    fn from(c: &HttpServerConfig) -> Self {
+        Self {
+            header_read_timeout: Duration::from_millis(c.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(c.body_read_timeout_ms),
+            idle_timeout: Duration::from_millis(c.idle_timeout_ms),
+            max_connections: c.max_connections,
+        }
+    }
+}
+
+impl Default for ServerLimits {
+    /// The defaults of [`HttpServerConfig`].
+    fn default() -> Self {
+        Self::from(&HttpServerConfig::default())
+    }
+}
+
+/// The error a request body's read fails with once `body_read_timeout` has
+/// passed since its head arrived; [`ApiJson`] turns it into 408
+/// `request_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyReadTimeout {
+    /// The limit that passed.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Display for BodyReadTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body did not arrive within {:?} of the request head",
+            self.timeout
+        )
+    }
+}
+
+impl std::error::Error for BodyReadTimeout {}
+
+/// Serves `router` over HTTP/1.1 (keep-alive, no upgrades) on `listener`
+/// within `limits` until `shutdown` resolves. Then it closes the listener,
+/// closes idle connections, lets each in-flight request finish (its
+/// connection closes after the response) and returns once every connection
+/// is closed. A connection still sending a request head at that moment may
+/// finish it and be answered, so it holds the drain for at most
+/// `header_read_timeout`; bound the whole wait from outside if it must be
+/// bounded.
+///
+/// Accept errors never end the loop: per-connection ones are skipped, others
+/// (such as running out of file descriptors) are logged and retried after
+/// 1 s. `limits.max_connections` must be at least 1 (0 would serve nothing).
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        // The permit comes first: past the cap nothing is accepted, so extra
+        // connections wait in the kernel's backlog and cost no task.
+        let permit = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let accepted = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                tokio::spawn(serve_connection(
+                    stream,
+                    router.clone(),
+                    limits,
+                    stop_rx.clone(),
+                    permit,
+                ));
+            }
+            Err(e) if is_connection_error(&e) => {}
+            Err(e) => {
+                tracing::error!("accept failed: {e}; retrying in 1 s");
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    drop(stop_rx);
+    let open = limits.max_connections - permits.available_permits();
+    tracing::info!("stopped accepting; draining {open} open connection(s)");
+    let _ = stop_tx.send(true);
+    // Resolves once every connection task has dropped its receiver.
+    stop_tx.closed().await;
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+/// One connection: hyper's HTTP/1 state machine with the header read timeout,
+/// the request bodies under their deadline, and an idle watch beside it.
+async fn serve_connection(
+    stream: TcpStream,
+    router: axum::Router,
+    limits: ServerLimits,
+    mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    use tower::ServiceExt;
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(Activity::new());
+    let io = TokioIo::new(Tracked {
+        inner: stream,
+        activity: activity.clone(),
+    });
+    let in_service = activity.clone();
+    let service = hyper::service::service_fn(move |req: axum::http::Request<Incoming>| {
+        let guard = InFlight::start(in_service.clone());
+        let deadline = Instant::now() + limits.body_read_timeout;
+        let req = req.map(|body| {
+            axum::body::Body::new(DeadlineBody {
+                inner: body,
+                deadline,
+                timeout: limits.body_read_timeout,
+                sleep: None,
+            })
+        });
+        let response = router.clone().oneshot(req);
+        async move {
+            let r = response.await;
+            drop(guard);
+            r
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let mut conn = pin!(builder.serve_connection(io, service));
+    let mut idle = pin!(idle_watch(&activity, limits.idle_timeout));
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!("connection ended: {e}");
+                }
+                break;
+            }
+            _ = stop.wait_for(|stop| *stop), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut idle => {
+                tracing::debug!("closing a connection idle for {:?}", limits.idle_timeout);
+                break;
+            }
+        }
+    }
+}
+
+/// When a connection last moved bytes, and how many requests it has in
+/// flight. Touched from the connection's own task only.
+struct Activity {
+    base: Instant,
+    /// Microseconds after `base` of the last read, write or request end.
+    last_us: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            last_us: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let us = self.base.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        self.last_us.store(us, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_micros(self.last_us.load(Ordering::Relaxed))
+    }
+}
+
+/// Counts a request in flight from its head until its handler answered.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(a: Arc<Activity>) -> Self {
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        a.touch();
+        Self(a)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// Resolves once the connection has had no request in flight and moved no
+/// bytes for `idle`.
+async fn idle_watch(a: &Activity, idle: Duration) {
+    loop {
+        let now = Instant::now();
+        let deadline = if a.in_flight.load(Ordering::Relaxed) > 0 {
+            now + idle
+        } else {
+            a.last() + idle
+        };
+        if deadline <= now {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
+    }
+}
+
+/// The socket, recording in `activity` every read or write that moves bytes.
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body that fails with [`BodyReadTimeout`] once `deadline` has
+/// passed: one deadline for the whole body, so a client that trickles bytes
+/// cannot stretch it.
+struct DeadlineBody {
+    inner: Incoming,
+    deadline: Instant,
+    timeout: Duration,
+    /// Armed on the first poll.
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl HttpBody for DeadlineBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.inner.is_end_stream() {
+            return Poll::Ready(None);
+        }
+        let deadline = this.deadline;
+        let sleep = this
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyReadTimeout {
+                timeout: this.timeout,
+            }))));
+        }
+        Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|r| r.map_err(BoxError::from)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod serve_tests {
+    //! The serving loop on its own: shutdown drains, and the idle watch
+    //! leaves long handlers alone. The limits against slow clients are tested
+    //! through the services' real routers (indexing-service's `engine` test
+    //! binary, embedding-service's `api` tests).
+
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+
+    const SLOW: Duration = Duration::from_millis(500);
+
+    fn router() -> axum::Router {
+        use axum::routing::get;
+        axum::Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(SLOW).await;
+                    "done"
+                }),
+            )
+    }
+
+    struct Running {
+        addr: SocketAddr,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        done: Option<tokio::task::JoinHandle<()>>,
+        rt: tokio::runtime::Runtime,
+    }
+
+    fn start(limits: ServerLimits) -> Running {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let done = rt.spawn(serve(listener, router(), limits, async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            stop: Some(stop),
+            done: Some(done),
+            rt,
+        }
+    }
+
+    fn send(addr: SocketAddr, path: &str) -> TcpStream {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+        s
+    }
+
+    /// Reads one response with a `Content-Length` body: (status, body).
+    fn response(s: &mut TcpStream, within: Duration) -> (u16, String) {
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+                    let body = String::from_utf8_lossy(&got[end + 4..end + 4 + len]);
+                    return (status, body.into_owned());
+                }
+            }
+            let n = s.read(&mut buf).expect("a response in time");
+            assert!(n > 0, "closed before a full response");
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// Whether the server closes `s` within `within` (EOF or reset).
+    fn closes_within(s: &mut TcpStream, within: Duration) -> bool {
+        s.set_read_timeout(Some(within)).unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return false
+                }
+                Err(_) => return true,
+            }
+        }
+    }
+
+    #[test]
+    fn shutdown_answers_in_flight_requests_and_closes_idle_connections() {
+        let mut srv = start(ServerLimits::default());
+        let mut idle = send(srv.addr, "/health");
+        assert_eq!(response(&mut idle, Duration::from_secs(5)).0, 200);
+        let mut busy = send(srv.addr, "/slow");
+        std::thread::sleep(Duration::from_millis(100));
+
+        let t0 = std::time::Instant::now();
+        srv.stop.take().unwrap().send(()).unwrap();
+        // The idle keep-alive connection is closed at once, not after the
+        // 10 s header timeout...
+        assert!(closes_within(&mut idle, Duration::from_secs(2)));
+        // ...the request in flight is answered, then its connection closes...
+        assert_eq!(
+            response(&mut busy, Duration::from_secs(5)),
+            (200, "done".to_string())
+        );
+        assert!(closes_within(&mut busy, Duration::from_secs(2)));
+        // ...and `serve` returns with no connection left, listener closed.
+        let done = srv.done.take().unwrap();
+        srv.rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), done).await })
+            .expect("serve returned after draining")
+            .unwrap();
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert!(TcpStream::connect(srv.addr).is_err());
+    }
+
+    #[test]
+    fn a_handler_slower_than_the_idle_timeout_is_answered() {
+        let srv = start(ServerLimits {
+            idle_timeout: Duration::from_millis(100),
+            ..ServerLimits::default()
+        });
+        let mut s = send(srv.addr, "/slow");
+        assert_eq!(
+            response(&mut s, Duration::from_secs(5)),
+            (200, "done".to_string())
+        );
+        // Quiet after the answer: now the idle timeout applies.
+        assert!(closes_within(&mut s, Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn limits_come_from_the_config_section() {
+        let c = HttpServerConfig {
+            header_read_timeout_ms: 1,
+            body_read_timeout_ms: 2,
+            idle_timeout_ms: 3,
+            max_connections: 4,
+        };
+        assert_eq!(
+            ServerLimits::from(&c),
+            ServerLimits {
+                header_read_timeout: Duration::from_millis(1),
+                body_read_timeout: Duration::from_millis(2),
+                idle_timeout: Duration::from_millis(3),
+                max_connections: 4,
+            }
+        );
+    }
 }

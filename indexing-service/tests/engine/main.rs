@@ -5,6 +5,7 @@ mod contract;
 mod faults;
 mod filter_numbers;
 mod http;
+mod http_limits;
 mod integrity;
 mod limits;
 mod magnitudes;
