@@ -4,10 +4,9 @@
 //! back, and a full disk.
 
 use crate::http::{app_on, call, rt};
+use crate::storage::pt;
 use axum::http::{Method, StatusCode};
-use indexing_service::collection::{
-    CollectionConfig, CollectionError, FlushThreshold, NewPoint, Storage,
-};
+use indexing_service::collection::{CollectionConfig, CollectionError, Storage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -21,21 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn config(name: &str, dim: usize, flush: usize) -> CollectionConfig {
-    let mut c = CollectionConfig::new(name, dim, Metric::Dot);
-    c.flush_threshold = FlushThreshold {
-        vectors: flush,
-        bytes: 1 << 30,
-    };
-    c
-}
-
-fn pt(id: u64, v: Vec<f32>, payload: Value) -> NewPoint {
-    NewPoint {
-        id: Some(PointId::Num(id)),
-        vector: v,
-        payload: Some(payload),
-        content: None,
-    }
+    crate::storage::config(name, dim, Metric::Dot, flush)
 }
 
 fn leftovers(data_dir: &Path) -> Vec<String> {

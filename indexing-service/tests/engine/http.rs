@@ -32,11 +32,22 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
+    let body = body.map(|b| serde_json::to_string(&b).unwrap());
+    call_raw(app, method, path, body).await
+}
+
+/// Sends one request with a raw body (as `application/json` when given).
+pub async fn call_raw(
+    app: &Router,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(path);
     let body = match body {
         Some(b) => {
             req = req.header("content-type", "application/json");
-            Body::from(serde_json::to_vec(&b).unwrap())
+            Body::from(b)
         }
         None => Body::empty(),
     };

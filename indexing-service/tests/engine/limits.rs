@@ -5,8 +5,7 @@
 //! open and search without crashing. The router is driven in-process; the
 //! embedding service is an unused address (only vector routes succeed).
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use indexing_service::collection::{CollectionConfig, FlushThreshold, NewPoint, Storage};
 use indexing_service::index::segment_index::{
     IndexKind, IndexSettings, IvfSettings, Quantization, SearchParams,
@@ -18,7 +17,6 @@ use shared::config::{FsyncMode, IndexingConfig};
 use shared::wire::indexing::{Metric, PointId};
 use shared::wire::limits;
 use std::path::Path;
-use tower::ServiceExt;
 
 fn api_at(dir: &Path) -> axum::Router {
     let cfg = IndexingConfig {
@@ -36,31 +34,8 @@ fn api_at(dir: &Path) -> axum::Router {
     indexing_service::app(indexing_service::state(cfg).unwrap())
 }
 
-async fn call_raw(
-    app: &axum::Router,
-    method: Method,
-    uri: &str,
-    body: String,
-) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .unwrap();
-    let resp = app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
-}
-
 async fn call(app: &axum::Router, method: Method, uri: &str, body: Value) -> (StatusCode, Value) {
-    call_raw(app, method, uri, body.to_string()).await
+    crate::http::call_raw(app, method, uri, Some(body.to_string())).await
 }
 
 async fn post(app: &axum::Router, uri: &str, body: Value) -> (StatusCode, Value) {
@@ -165,7 +140,7 @@ async fn search_sizes_are_bounded_on_both_search_routes() {
         // Beyond what the number type holds, or negative: still a 422.
         for raw in ["18446744073709551616", "-1", "1e30"] {
             let body = base.to_string().replace('}', &format!(", \"ef\": {raw}}}"));
-            let r = call_raw(&app, Method::POST, uri, body).await;
+            let r = crate::http::call_raw(&app, Method::POST, uri, Some(body)).await;
             assert_eq!(r.0, StatusCode::UNPROCESSABLE_ENTITY, "ef {raw}: {}", r.1);
         }
     }

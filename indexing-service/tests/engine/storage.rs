@@ -25,7 +25,8 @@ fn seed(default: u64) -> u64 {
     s
 }
 
-fn config(name: &str, dim: usize, metric: Metric, flush: usize) -> CollectionConfig {
+/// A collection config with a flush threshold of `flush` vectors.
+pub fn config(name: &str, dim: usize, metric: Metric, flush: usize) -> CollectionConfig {
     let mut c = CollectionConfig::new(name, dim, metric);
     c.flush_threshold = FlushThreshold {
         vectors: flush,
@@ -34,7 +35,8 @@ fn config(name: &str, dim: usize, metric: Metric, flush: usize) -> CollectionCon
     c
 }
 
-fn pt(id: u64, v: Vec<f32>, payload: Value) -> NewPoint {
+/// A point with an integer id and a payload.
+pub fn pt(id: u64, v: Vec<f32>, payload: Value) -> NewPoint {
     NewPoint {
         id: Some(PointId::Num(id)),
         vector: v,
