@@ -75,9 +75,7 @@ pub(super) fn collection_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::segment_index::{
-        HnswSettings, IndexKind, IvfSettings, Quantization,
-    };
+    use crate::index::segment_index::{HnswSettings, IndexKind, IvfSettings, Quantization};
     use shared::config::{FsyncMode, WalConfig};
     use shared::wire::indexing::{FlushThresholdInput, Metric};
 
@@ -158,7 +156,13 @@ mod tests {
         assert_eq!(cfg.index.quantization, quantization);
         assert_eq!(cfg.fsync, FsyncMode::Never);
         assert_eq!(cfg.fsync_interval_ms, 1234, "no per-collection override");
-        assert_eq!(cfg.flush_threshold, FlushThreshold { vectors: 5, bytes: 6 });
+        assert_eq!(
+            cfg.flush_threshold,
+            FlushThreshold {
+                vectors: 5,
+                bytes: 6
+            }
+        );
 
         // One threshold given: the other from the service config.
         for (t, want) in [
