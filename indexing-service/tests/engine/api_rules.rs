@@ -158,7 +158,7 @@ fn app_with(cfg: IndexingConfig) -> (Router, AppState) {
 /// limit, not the count, closes a call.
 fn text(i: usize) -> String {
     match i % 10 {
-        0 => format!("document {i} {}", "long words ".repeat(40)),
+        0..=2 => format!("document {i} {}", "long words ".repeat(80)),
         3 => format!("caf\u{e9} \u{1f600} \"quoted\" \\ {i}"),
         7 => format!("line\nbreak\t{i}"),
         _ => format!("document {i}"),
@@ -239,7 +239,9 @@ async fn five_thousand_documents_in_one_embed_are_split_and_stored_in_order() {
         n,
         "each text embedded once"
     );
-    assert!(calls >= n.div_ceil(FAKE_MAX_BATCH), "{calls} calls");
+    // Three long texts in every ten: the body limit closes some calls
+    // before the count limit does.
+    assert!(calls > n.div_ceil(FAKE_MAX_BATCH), "{calls} calls");
     assert!(seen.max_body.load(Ordering::SeqCst) <= FAKE_BODY_LIMIT);
     let in_flight = seen.max_in_flight.load(Ordering::SeqCst);
     eprintln!("{n} documents: {calls} embedding calls, at most {in_flight} at once");
