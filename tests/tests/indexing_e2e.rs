@@ -402,7 +402,7 @@ fn store_search_update_delete_restart_and_outage() {
 /// its own text (checked at chunk boundaries against the embedding service
 /// directly); the time it took is printed. `E2E_BULK_DOCUMENTS` sets
 /// another count (e.g. 1000 on a slow machine: 5,000 took 150 s on two
-/// busy cores, about 40 s on two idle ones would be expected).
+/// cores shared with other builds).
 #[test]
 fn five_thousand_glosses_in_one_embed() {
     let data = std::env::temp_dir().join(format!("e2e-bulk-{}", std::process::id()));
