@@ -212,6 +212,7 @@ async fn info(State(s): State<AppState>) -> Result<Json<InfoResponse>, ErrorBody
         max_batch_tokens: c.max_batch_tokens,
         max_client_batch_size: c.max_client_batch_size,
         max_concurrent_requests: c.max_concurrent_requests,
+        body_limit_bytes: Some(c.body_limit_bytes),
         version: env!("CARGO_PKG_VERSION").into(),
     }))
 }

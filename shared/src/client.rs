@@ -8,6 +8,13 @@
 //! (re-resolved every few seconds), and calls go round-robin over them, so
 //! `docker compose up --scale embedding-service=3` spreads the load; a retry
 //! moves on to the next address.
+//!
+//! Many texts: [`EmbeddingClient::embed_all`] splits them into calls that
+//! respect the service's limits as its `/info` states them (texts per call:
+//! `max_client_batch_size`; request body: `body_limit_bytes`), read once
+//! and cached. At most `max_in_flight` calls run at once; the vectors come
+//! back in input order, and either every call succeeded or the whole call
+//! fails (the caller writes nothing).
 
 use crate::error::{ErrorBody, ErrorCode};
 use crate::wire::embedding::{EmbedRequest, InfoResponse, Inputs};
@@ -24,6 +31,111 @@ pub enum ClientError {
     /// The service answered something we could not read.
     #[error("unexpected response from the embedding service: {0}")]
     Protocol(String),
+    /// One text alone makes a request body over the service's limit, so no
+    /// split can send it. `index` is the text's position in the input.
+    #[error(
+        "input {index} is {bytes} bytes as JSON, over the embedding service's \
+         limit of {limit} bytes per request"
+    )]
+    TooLarge {
+        index: usize,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+/// Body limit assumed when the service's `/info` does not state one (the
+/// embedding service's default, 4 MiB).
+pub const DEFAULT_BODY_LIMIT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Calls of one [`EmbeddingClient::embed_all`] in flight at once (default).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+
+/// What one call to the embedding service may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Texts per call (the service's `max_client_batch_size`), at least 1.
+    pub max_texts: usize,
+    /// Bytes of one request body (the service's `body_limit_bytes`).
+    pub max_body_bytes: usize,
+}
+
+impl CallLimits {
+    /// The limits an `/info` answer states; a missing body limit is
+    /// [`DEFAULT_BODY_LIMIT_BYTES`].
+    pub fn from_info(info: &InfoResponse) -> Self {
+        Self {
+            max_texts: info.max_client_batch_size.max(1),
+            max_body_bytes: info.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT_BYTES),
+        }
+    }
+}
+
+/// The `/embed` request body for `texts`, as sent.
+fn embed_request(texts: Vec<String>) -> EmbedRequest {
+    EmbedRequest {
+        inputs: Inputs::Many(texts),
+        normalize: None,
+        truncate: Some(true),
+        dimensions: None,
+    }
+}
+
+/// Counts the bytes serde_json writes.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_len<T: serde::Serialize + ?Sized>(v: &T) -> usize {
+    let mut n = ByteCount(0);
+    serde_json::to_writer(&mut n, v).expect("serializing to a counter cannot fail");
+    n.0
+}
+
+/// Splits `texts` into consecutive ranges whose `/embed` request bodies
+/// hold at most `limits.max_texts` texts and `limits.max_body_bytes` bytes
+/// (exactly as serialized). Returns the ranges in order, covering every
+/// text; none when `texts` is empty. Errors: [`ClientError::TooLarge`] for
+/// the first text whose request alone is over the byte limit.
+pub fn split_for_limits(
+    texts: &[String],
+    limits: CallLimits,
+) -> Result<Vec<std::ops::Range<usize>>, ClientError> {
+    // `{"inputs":[],...}`: everything but the texts and their commas.
+    let overhead = json_len(&embed_request(Vec::new()));
+    let max_texts = limits.max_texts.max(1);
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0usize, overhead);
+    for (i, t) in texts.iter().enumerate() {
+        let len = json_len(t.as_str());
+        if overhead + len > limits.max_body_bytes {
+            return Err(ClientError::TooLarge {
+                index: i,
+                bytes: overhead + len,
+                limit: limits.max_body_bytes,
+            });
+        }
+        let comma = usize::from(i > start);
+        if i > start && (i - start == max_texts || bytes + comma + len > limits.max_body_bytes) {
+            out.push(start..i);
+            start = i;
+            bytes = overhead + len;
+        } else {
+            bytes += comma + len;
+        }
+    }
+    if start < texts.len() {
+        out.push(start..texts.len());
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +145,10 @@ pub struct EmbeddingClient {
     api_key: Option<String>,
     retries: u32,
     targets: std::sync::Arc<Targets>,
+    /// The service's call limits, read from `/info` on first use; cleared
+    /// when the service refuses a call as too big (it may have changed).
+    limits: std::sync::Arc<std::sync::Mutex<Option<CallLimits>>>,
+    max_in_flight: usize,
 }
 
 /// The addresses behind the base URL's host, re-resolved now and then.
@@ -128,18 +244,104 @@ impl EmbeddingClient {
             api_key,
             retries,
             targets: std::sync::Arc::new(targets),
+            limits: Default::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         })
     }
 
-    /// Embeds texts in one call; vectors come back in input order.
+    /// The same client with at most `n` (at least 1) calls of one
+    /// [`Self::embed_all`] in flight at once.
+    pub fn with_max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// The service's call limits: cached, else read from its `/info`.
+    /// Errors: as [`Self::info`].
+    pub async fn call_limits(&self) -> Result<CallLimits, ClientError> {
+        if let Some(l) = *self.limits.lock().unwrap() {
+            return Ok(l);
+        }
+        let l = CallLimits::from_info(&self.info().await?);
+        *self.limits.lock().unwrap() = Some(l);
+        Ok(l)
+    }
+
+    /// Embeds any number of texts: split by [`split_for_limits`] into calls
+    /// the service accepts, at most `max_in_flight` (default 4) at once.
+    /// Returns one vector per text, in input order. Errors: the first
+    /// failing call's error (the calls still running are dropped, and
+    /// nothing is returned); [`ClientError::TooLarge`] before any call when
+    /// one text cannot fit a request; as [`Self::info`] when the limits are
+    /// not cached yet and `/info` fails.
+    pub async fn embed_all(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ClientError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limits = self.call_limits().await?;
+        let ranges = split_for_limits(&texts, limits)?;
+        let result = if ranges.len() == 1 {
+            self.embed(texts).await
+        } else {
+            self.embed_chunks(texts, ranges).await
+        };
+        if let Err(ClientError::Rejected {
+            code: ErrorCode::TooManyInputs | ErrorCode::PayloadTooLarge,
+            ..
+        }) = &result
+        {
+            // The service's limits shrank since they were read.
+            *self.limits.lock().unwrap() = None;
+        }
+        result
+    }
+
+    /// One call per range, a bounded number at once; results in order.
+    async fn embed_chunks(
+        &self,
+        texts: Vec<String>,
+        ranges: Vec<std::ops::Range<usize>>,
+    ) -> Result<Vec<Vec<f32>>, ClientError> {
+        let n = texts.len();
+        let mut rest = texts.into_iter();
+        let mut pending = ranges
+            .iter()
+            .map(|r| rest.by_ref().take(r.len()).collect::<Vec<String>>())
+            .enumerate();
+        let mut done: Vec<Option<Vec<Vec<f32>>>> = vec![None; ranges.len()];
+        // Dropping the set (on an error) aborts the calls still running.
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            while running.len() < self.max_in_flight {
+                let Some((i, chunk)) = pending.next() else {
+                    break;
+                };
+                let me = self.clone();
+                running.spawn(async move { (i, me.embed(chunk).await) });
+            }
+            match running.join_next().await {
+                None => break,
+                Some(Ok((i, Ok(v)))) => done[i] = Some(v),
+                Some(Ok((_, Err(e)))) => return Err(e),
+                Some(Err(e)) => {
+                    return Err(ClientError::Protocol(format!("embedding call failed: {e}")))
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(n);
+        for v in done {
+            out.extend(v.expect("every chunk finished"));
+        }
+        Ok(out)
+    }
+
+    /// Embeds texts in one call; vectors come back in input order. The
+    /// caller keeps within the service's limits (see [`Self::embed_all`]).
+    /// Errors: `Rejected` on a 4xx but 429, `Unavailable` after retries,
+    /// `Protocol` when the answer does not hold one vector per text.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ClientError> {
         let n = texts.len();
-        let body = EmbedRequest {
-            inputs: Inputs::Many(texts),
-            normalize: None,
-            truncate: Some(true),
-            dimensions: None,
-        };
+        let body = embed_request(texts);
         let out: Vec<Vec<f32>> = self.post_json("/embed", &body).await?;
         if out.len() != n {
             return Err(ClientError::Protocol(format!(
@@ -150,6 +352,8 @@ impl EmbeddingClient {
         Ok(out)
     }
 
+    /// The service's `/info` (not cached). Errors: `Unavailable` when it
+    /// cannot be reached after retries, `Rejected` on a 4xx but 429.
     pub async fn info(&self) -> Result<InfoResponse, ClientError> {
         self.send(|base| self.http.get(format!("{base}/info")))
             .await
@@ -228,5 +432,99 @@ mod tests {
         let t = Targets::parse("http://embed/prefix/").unwrap();
         assert_eq!((t.port, t.path.as_str()), (80, "/prefix"));
         assert!(Targets::parse("not a url").is_none());
+    }
+
+    /// The exact body the client sends for `texts`.
+    fn body_len(texts: &[String]) -> usize {
+        serde_json::to_vec(&embed_request(texts.to_vec()))
+            .unwrap()
+            .len()
+    }
+
+    fn check_split(texts: &[String], limits: CallLimits) -> Vec<std::ops::Range<usize>> {
+        let ranges = split_for_limits(texts, limits).unwrap();
+        let mut next = 0;
+        for r in &ranges {
+            assert_eq!(r.start, next, "ranges are consecutive");
+            assert!(!r.is_empty());
+            assert!(r.len() <= limits.max_texts, "{r:?} over {limits:?}");
+            let n = body_len(&texts[r.clone()]);
+            assert!(n <= limits.max_body_bytes, "{r:?}: {n} bytes");
+            // Greedy: the next text would not have fitted.
+            if r.end < texts.len() {
+                let grown = body_len(&texts[r.start..r.end + 1]);
+                assert!(
+                    r.len() == limits.max_texts || grown > limits.max_body_bytes,
+                    "{r:?} could have taken one more"
+                );
+            }
+            next = r.end;
+        }
+        assert_eq!(next, texts.len(), "every text is in a range");
+        ranges
+    }
+
+    #[test]
+    fn split_respects_count_and_exact_body_bytes() {
+        let texts: Vec<String> = (0..1000)
+            .map(|i| match i % 5 {
+                0 => format!("plain text {i}"),
+                1 => format!("quotes \"{i}\" and \\ backslashes\n"),
+                2 => "\u{1}\u{1f}control".repeat(i % 7),
+                3 => "caf\u{e9} \u{1f600} \u{4e2d}\u{6587}".repeat(i % 11),
+                _ => String::new(),
+            })
+            .collect();
+        let by_count = CallLimits {
+            max_texts: 7,
+            max_body_bytes: usize::MAX,
+        };
+        let r = check_split(&texts, by_count);
+        assert_eq!(r.len(), 1000usize.div_ceil(7));
+        for max_body_bytes in [400, 1000, 4096] {
+            check_split(
+                &texts,
+                CallLimits {
+                    max_texts: 256,
+                    max_body_bytes,
+                },
+            );
+        }
+        // A body exactly at the limit is one call.
+        let exact = body_len(&texts[..10]);
+        let r = check_split(
+            &texts[..10],
+            CallLimits {
+                max_texts: 256,
+                max_body_bytes: exact,
+            },
+        );
+        assert_eq!(r, vec![0..10]);
+        let r = check_split(
+            &texts[..10],
+            CallLimits {
+                max_texts: 256,
+                max_body_bytes: exact - 1,
+            },
+        );
+        assert_eq!(r.len(), 2);
+        assert!(split_for_limits(&[], by_count).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_text_too_big_for_any_request_is_named() {
+        let texts = vec!["a".to_string(), "b".repeat(500), "c".to_string()];
+        let limits = CallLimits {
+            max_texts: 10,
+            max_body_bytes: 300,
+        };
+        match split_for_limits(&texts, limits) {
+            Err(ClientError::TooLarge {
+                index: 1,
+                bytes,
+                limit: 300,
+            }) => assert_eq!(bytes, body_len(&texts[1..2])),
+            other => panic!("{other:?}"),
+        }
     }
 }

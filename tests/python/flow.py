@@ -32,6 +32,11 @@ docs = [
     {"id": 3, "content": "a domestic animal that barks", "metadata": {"pos": "n", "year": 2005}},
     {"id": "7b0c5a8e-0d1c-4a51-9d2e-3f1f2b0c9a11", "content": "a large body of salt water", "metadata": {"pos": "n", "year": 1990}},
 ]
+# Only the default collection is created implicitly: make "pyflow" first.
+made = create_collection.sync(client=client, body=CreateCollectionRequest.from_dict({"name": "pyflow"}))
+check(made.dimension == 384, "create a collection with the model's dimension")
+miss = embed_documents.sync(client=client, body=EmbedDocumentsRequest.from_dict({"documents": docs, "collection": "pyflwo"}))
+check(isinstance(miss, ErrorBody) and miss.error.code.value == "not_found", "an unknown collection is a 404")
 r = embed_documents.sync(client=client, body=EmbedDocumentsRequest.from_dict({"documents": docs, "collection": "pyflow"}))
 check(len(r.ids) == 4 and r.collection == "pyflow", "store documents by text")
 

@@ -3,6 +3,8 @@
 //! delete, restart the indexing service (SIGTERM and SIGKILL) and find every
 //! acknowledged write; stop the embedding service mid-run and get 503
 //! `embedding_unavailable` quickly with nothing written, then recover.
+//! And 5,000 documents in one `POST /embed`, split by the indexing service
+//! into calls the embedding service accepts.
 
 use e2e_tests::{free_port, workspace_root, Proc};
 use reqwest::blocking::Client;
@@ -60,23 +62,26 @@ fn embedding(port: u16) -> Proc {
 }
 
 fn indexing(port: u16, emb_port: u16, data: &std::path::Path) -> Proc {
+    indexing_with(port, emb_port, data, &[])
+}
+
+/// The indexing service with `extra` environment (later keys win).
+fn indexing_with(port: u16, emb_port: u16, data: &std::path::Path, extra: &[(&str, &str)]) -> Proc {
     let p = port.to_string();
     let url = format!("http://127.0.0.1:{emb_port}");
     let d = data.to_string_lossy().to_string();
-    let mut i = Proc::spawn(
-        "indexing-service",
-        port,
-        &[
-            ("INDEXING__PORT", &p),
-            ("INDEXING__HOST", "127.0.0.1"),
-            ("INDEXING__DATA_DIR", &d),
-            ("EMBEDDING_SERVICE_URL", &url),
-            ("INDEXING__EMBEDDING_TIMEOUT_MS", "15000"),
-            ("INDEXING__EMBEDDING_RETRIES", "1"),
-            // Small segments so sealing and indexing happen during the test.
-            ("INDEXING__FLUSH_THRESHOLD__VECTORS", "1000"),
-        ],
-    );
+    let mut env = vec![
+        ("INDEXING__PORT", p.as_str()),
+        ("INDEXING__HOST", "127.0.0.1"),
+        ("INDEXING__DATA_DIR", &d),
+        ("EMBEDDING_SERVICE_URL", &url),
+        ("INDEXING__EMBEDDING_TIMEOUT_MS", "15000"),
+        ("INDEXING__EMBEDDING_RETRIES", "1"),
+        // Small segments so sealing and indexing happen during the test.
+        ("INDEXING__FLUSH_THRESHOLD__VECTORS", "1000"),
+    ];
+    env.extend_from_slice(extra);
+    let mut i = Proc::spawn("indexing-service", port, &env);
     i.wait_healthy(Duration::from_secs(60));
     i
 }
@@ -387,6 +392,94 @@ fn store_search_update_delete_restart_and_outage() {
     assert!(m.contains("index_points") && m.contains("index_embedding_call_duration_seconds"));
     idx.signal("TERM");
     idx.wait_exit(Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// 5,000 documents in one `POST /embed` (the 3,000 fixture glosses, then
+/// 2,000 of them again as "lemma: gloss"): more than the embedding
+/// service's `max_client_batch_size` (256) and split by the indexing
+/// service into calls it accepts. All are stored, each with the vector of
+/// its own text (checked at chunk boundaries against the embedding service
+/// directly); the time it took is printed. `E2E_BULK_DOCUMENTS` sets
+/// another count (e.g. 1000 on a slow machine: 5,000 took 150 s on two
+/// cores shared with other builds).
+#[test]
+fn five_thousand_glosses_in_one_embed() {
+    let data = std::env::temp_dir().join(format!("e2e-bulk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (ep, ip) = (free_port(), free_port());
+    let _emb = embedding(ep);
+    // Calls wait their turn in the embedding service's queue: a longer
+    // per-call timeout than the other tests need on a slow machine.
+    let idx = indexing_with(
+        ip,
+        ep,
+        &data,
+        &[("INDEXING__EMBEDDING_TIMEOUT_MS", "120000")],
+    );
+    let base = idx.url.clone();
+    let c = Client::builder()
+        .timeout(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let rows = glosses();
+    let n: usize = std::env::var("E2E_BULK_DOCUMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000);
+    let content = |i: usize| {
+        let g = &rows[i % rows.len()];
+        if i < rows.len() {
+            g.gloss.clone()
+        } else {
+            format!("{}: {}", g.lemma, g.gloss)
+        }
+    };
+    let docs: Vec<Value> = (0..n)
+        .map(|i| json!({"id": i, "content": content(i), "metadata": {"synset": rows[i % rows.len()].synset}}))
+        .collect();
+    let t0 = Instant::now();
+    let (s, v) = post(&c, &format!("{base}/embed"), json!({ "documents": docs }));
+    let took = t0.elapsed();
+    assert_eq!(s, 200, "{v}");
+    eprintln!(
+        "{n} documents in one POST /embed: {:.1} s ({:.0} documents/s)",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64()
+    );
+    let ids: Vec<u64> = serde_json::from_value(v["ids"].clone()).unwrap();
+    assert_eq!(ids, (0..n as u64).collect::<Vec<_>>());
+    assert_eq!(count(&c, &base), n as u64);
+    // Each stored vector is its own text's (order kept across calls).
+    let probe: Vec<usize> = [0usize, 255, 256, 257, 1023, 1024, 2999, 3000, 4095, n - 1]
+        .into_iter()
+        .filter(|&i| i < n)
+        .collect();
+    let (s, v) = post(
+        &c,
+        &format!("{base}/collections/documents/points"),
+        json!({"ids": probe, "with_vector": true}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), probe.len());
+    let texts: Vec<String> = probe.iter().map(|&i| content(i)).collect();
+    let (s, direct) = post(
+        &c,
+        &format!("http://127.0.0.1:{ep}/embed"),
+        json!({ "inputs": texts }),
+    );
+    assert_eq!(s, 200, "{direct}");
+    for ((p, &i), want) in points.iter().zip(&probe).zip(direct.as_array().unwrap()) {
+        assert_eq!(p["id"], i);
+        assert_eq!(p["content"], content(i));
+        let got: Vec<f64> = serde_json::from_value(p["vector"].clone()).unwrap();
+        let want: Vec<f64> = serde_json::from_value(want.clone()).unwrap();
+        let dot: f64 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let cos = dot / (norm(&got) * norm(&want));
+        assert!(cos > 0.999, "point {i}: cosine {cos} with its own text");
+    }
     let _ = std::fs::remove_dir_all(&data);
 }
 

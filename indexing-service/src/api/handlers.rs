@@ -6,10 +6,11 @@
 //! and the bound. The schema attributes on the wire types state the same
 //! numbers (a test compares the generated document with the constants).
 
+use super::new_collection::{collection_config, defaults_for, requested_index};
+use super::point_path::{PointIdQuery, PointPath};
 use super::{ApiError, AppState};
 use crate::collection::{
-    Collection, CollectionConfig, CollectionInfo, FlushThreshold, NewPoint, ScoredPoint,
-    StoredPoint,
+    Collection, CollectionError, CollectionInfo, NewPoint, ScoredPoint, StoredPoint,
 };
 use crate::index::segment_index::{
     HnswSettings, IndexKind, IndexSettings, IvfSettings, Quantization, SearchParams,
@@ -60,10 +61,18 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Invalid(ErrorCode::Internal, format!("worker failed: {e}")))?
 }
 
-/// One batched call to the embedding service.
-async fn embed(s: &AppState, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ApiError> {
+/// Embeds texts through the embedding service, in as many calls as its
+/// limits need (all succeed or nothing is returned); vectors in input
+/// order. `field(i)` names the request field of text `i` in errors.
+/// Errors: 413 `payload_too_large` naming the field when one text cannot
+/// fit a call; the embedding service's rejection; 503 when unreachable.
+async fn embed(
+    s: &AppState,
+    texts: Vec<String>,
+    field: impl Fn(usize) -> String,
+) -> Result<Vec<Vec<f32>>, ApiError> {
     let t0 = Instant::now();
-    let r = s.embedder.embed(texts).await;
+    let r = s.embedder.embed_all(texts).await;
     let outcome = if r.is_ok() { "ok" } else { "error" };
     s.metrics
         .embed_calls
@@ -74,41 +83,65 @@ async fn embed(s: &AppState, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ApiErr
             shared::client::ClientError::Unavailable(_) => "unavailable",
             shared::client::ClientError::Rejected { .. } => "rejected",
             shared::client::ClientError::Protocol(_) => "protocol",
+            shared::client::ClientError::TooLarge { .. } => "too_large",
         };
         s.metrics.embed_errors.with_label_values(&[kind]).inc();
     }
-    Ok(r?)
+    match r {
+        Err(shared::client::ClientError::TooLarge {
+            index,
+            bytes,
+            limit,
+        }) => Err(ApiError::Invalid(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "`{}` is {bytes} bytes as JSON, over the embedding service's limit of \
+                 {limit} bytes per request",
+                field(index)
+            ),
+        )),
+        r => Ok(r?),
+    }
 }
 
-/// The named collection; the default one (or any named by `/embed`) is
-/// created on first use with the embedding model's dimension.
-async fn collection(
-    s: &AppState,
-    name: Option<String>,
-    create: bool,
-) -> Result<Arc<Collection>, ApiError> {
-    let is_default = name.is_none();
+/// The collection `/embed` or `/search` names (none: the service's
+/// `default_collection`), looked up without creating anything.
+enum Target {
+    Existing(Arc<Collection>),
+    /// The default collection, not made yet: created once the request has
+    /// succeeded up to the write (see [`create_default`]).
+    MissingDefault(String),
+}
+
+/// Resolves `name`. Errors: 404 `not_found` for an unknown name other than
+/// the default collection's (also before anything is embedded); 422 for an
+/// invalid name; 503 for a damaged collection.
+fn target(s: &AppState, name: Option<String>) -> Result<Target, ApiError> {
     let name = name.unwrap_or_else(|| s.config.default_collection.clone());
     match s.storage.get(&name) {
-        Ok(c) => Ok(c),
-        Err(crate::collection::CollectionError::NotFound(_)) if create || is_default => {
-            let dim = s.embedder.info().await?.dimension;
-            let st = s.storage.clone();
-            let fsync = s.config.wal.fsync;
-            let flush = s.config.flush_threshold.clone();
-            blocking(move || {
-                let mut cfg = CollectionConfig::new(&name, dim, Metric::Cosine);
-                cfg.fsync = fsync;
-                cfg.flush_threshold = flush;
-                match st.create(cfg) {
-                    Err(crate::collection::CollectionError::AlreadyExists(_)) => Ok(st.get(&name)?),
-                    r => Ok(r?),
-                }
-            })
-            .await
+        Ok(c) => Ok(Target::Existing(c)),
+        Err(CollectionError::NotFound(_)) if name == s.config.default_collection => {
+            Ok(Target::MissingDefault(name))
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Creates the default collection `name` with `dimension` (the model's) and
+/// the settings of [`collection_config`]; one created meanwhile by another
+/// request is returned as is. Errors: storage errors.
+async fn create_default(
+    s: &AppState,
+    name: String,
+    dimension: usize,
+) -> Result<Arc<Collection>, ApiError> {
+    let cfg = collection_config(&s.config, &defaults_for(&name), dimension);
+    let st = s.storage.clone();
+    blocking(move || match st.create(cfg) {
+        Err(CollectionError::AlreadyExists(_)) => Ok(st.get(&name)?),
+        r => Ok(r?),
+    })
+    .await
 }
 
 fn payload_value(
@@ -133,13 +166,6 @@ fn point_out(p: StoredPoint, with_vector: bool) -> PointOutput {
         content: p.content,
         metadata: payload_value(p.payload),
         vector: with_vector.then_some(p.vector),
-    }
-}
-
-fn parse_id(s: &str) -> PointId {
-    match s.parse::<u64>() {
-        Ok(n) if !s.starts_with('+') => PointId::Num(n),
-        _ => PointId::Str(s.to_string()),
     }
 }
 
@@ -192,6 +218,11 @@ fn check_embed(docs: &[Document]) -> Result<(), ApiError> {
 /// Points per upsert. Errors: 422 naming `points` and the bound.
 fn check_upsert(req: &UpsertPointsRequest) -> Result<(), ApiError> {
     check_len("points", req.points.len(), limits::MAX_UPSERT_POINTS).map_err(ApiError::invalid)
+}
+
+/// Ids per retrieve. Errors: 422 naming `ids` and the bound.
+fn check_get(req: &GetPointsRequest) -> Result<(), ApiError> {
+    check_len("ids", req.ids.len(), limits::MAX_GET_IDS).map_err(ApiError::invalid)
 }
 
 /// Ids per delete. Errors: 422 naming `ids` and the bound.
@@ -251,42 +282,39 @@ fn check_create(req: &CreateCollectionRequest) -> Result<(), ApiError> {
         .map_err(ApiError::invalid)
 }
 
-/// The index settings a create request asks for (defaults where absent).
-fn requested_index(req: &CreateCollectionRequest) -> IndexSettings {
-    let mut index = IndexSettings::default();
-    if let Some(k) = req.index {
-        index.kind = k;
+/// The query vector of a search: `vector`, or `query` embedded (both are
+/// taken out of `req`). Errors: 422 when both or neither are given;
+/// embedding errors.
+async fn query_vector(s: &AppState, req: &mut SearchRequest) -> Result<Vec<f32>, ApiError> {
+    match (req.vector.take(), req.query.take()) {
+        (Some(v), None) => Ok(v),
+        (None, Some(q)) => Ok(embed(s, vec![q], |_| "query".into()).await?.remove(0)),
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "give `query` (text) or `vector`, not both",
+        )),
+        (None, None) => Err(ApiError::invalid("give `query` (text) or `vector`")),
     }
-    if let Some(h) = req.hnsw {
-        index.hnsw = h;
-    }
-    if let Some(i) = req.ivf {
-        index.ivf = i;
-    }
-    if let Some(q) = req.quantization {
-        index.quantization = q;
-    }
-    index
 }
 
 /// One search; the caller has run `check_search` on `req`.
 async fn run_search(
     s: &AppState,
     c: Arc<Collection>,
-    req: SearchRequest,
+    mut req: SearchRequest,
 ) -> Result<SearchResponse, ApiError> {
     let t0 = Instant::now();
+    let vector = query_vector(s, &mut req).await?;
+    search_vector(c, vector, req, t0).await
+}
+
+/// One search for `vector` (the query resolved), timed from `t0`.
+async fn search_vector(
+    c: Arc<Collection>,
+    vector: Vec<f32>,
+    req: SearchRequest,
+    t0: Instant,
+) -> Result<SearchResponse, ApiError> {
     let k = req.top_k.unwrap_or(DEFAULT_TOP_K);
-    let vector = match (req.vector, req.query) {
-        (Some(v), None) => v,
-        (None, Some(q)) => embed(s, vec![q]).await?.remove(0),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                "give `query` (text) or `vector`, not both",
-            ))
-        }
-        (None, None) => return Err(ApiError::invalid("give `query` (text) or `vector`")),
-    };
     let params = SearchParams {
         ef: req.ef,
         nprobe: req.nprobe,
@@ -301,7 +329,11 @@ async fn run_search(
     })
 }
 
-/// Store documents by text: embeds them (one batched call), then writes.
+/// Store documents by text: embeds them, then writes them in one operation.
+/// Many documents are embedded in as many calls as the embedding service's
+/// limits need; a failed call writes nothing. `collection` defaults to the
+/// service's `default_collection`, created on first use (only once the
+/// embedding succeeded); any other name must exist (404).
 #[utoipa::path(post, path = "/embed", tag = "documents", request_body = EmbedDocumentsRequest,
     responses(
         (status = 200, body = EmbedDocumentsResponse),
@@ -313,6 +345,7 @@ async fn embed_documents(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<EmbedDocumentsRequest>,
 ) -> Res<EmbedDocumentsResponse> {
+    let single = req.content.is_some();
     let docs = match (req.content, req.documents) {
         (Some(content), None) => vec![Document {
             content,
@@ -334,9 +367,20 @@ async fn embed_documents(
         }
     };
     check_embed(&docs)?;
-    let c = collection(&s, req.collection, true).await?;
+    let target = target(&s, req.collection)?;
     let texts: Vec<String> = docs.iter().map(|d| d.content.clone()).collect();
-    let vectors = embed(&s, texts).await?;
+    let field = |i: usize| match i {
+        _ if single => "content".to_string(),
+        i => format!("documents[{i}].content"),
+    };
+    let vectors = embed(&s, texts, field).await?;
+    let c = match target {
+        Target::Existing(c) => c,
+        Target::MissingDefault(name) => {
+            let dim = vectors.first().map_or(0, Vec::len);
+            create_default(&s, name, dim).await?
+        }
+    };
     let points: Vec<NewPoint> = docs
         .into_iter()
         .zip(vectors)
@@ -355,7 +399,9 @@ async fn embed_documents(
     }))
 }
 
-/// Search by text (`query`) or `vector`, best first.
+/// Search by text (`query`) or `vector`, best first. `collection` defaults
+/// to the service's `default_collection` (created on first use, empty);
+/// any other name must exist (404).
 #[utoipa::path(post, path = "/search", tag = "documents", request_body = SearchRequest,
     responses(
         (status = 200, body = SearchResponse),
@@ -368,8 +414,32 @@ async fn search(
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Res<SearchResponse> {
     check_search(&req, "")?;
-    let c = collection(&s, req.collection.clone(), false).await?;
-    Ok(Json(run_search(&s, c, req).await?))
+    let name = match target(&s, req.collection.clone())? {
+        Target::Existing(c) => return Ok(Json(run_search(&s, c, req).await?)),
+        Target::MissingDefault(name) => name,
+    };
+    // The default collection, not made yet: make it only for a search
+    // that would succeed on it (a text query embedded, a vector of the
+    // model's dimension).
+    let t0 = Instant::now();
+    let mut req = req;
+    let by_text = req.query.is_some();
+    let vector = query_vector(&s, &mut req).await?;
+    let dim = if by_text {
+        vector.len()
+    } else {
+        s.embedder.info().await.map_err(ApiError::from)?.dimension
+    };
+    if vector.len() != dim {
+        return Err(ApiError::from(CollectionError::DimensionMismatch {
+            index: 0,
+            expected: dim,
+            got: vector.len(),
+        })
+        .into());
+    }
+    let c = create_default(&s, name, dim).await?;
+    Ok(Json(search_vector(c, vector, req, t0).await?))
 }
 
 /// `POST /collections`
@@ -458,19 +528,7 @@ async fn create_collection(
         Some(d) => d,
         None => s.embedder.info().await.map_err(ApiError::from)?.dimension,
     };
-    let mut cfg = CollectionConfig::new(&req.name, dim, req.metric.unwrap_or_default());
-    cfg.index = requested_index(&req);
-    cfg.fsync = req.fsync.unwrap_or(s.config.wal.fsync);
-    cfg.fsync_interval_ms = s.config.wal.fsync_interval_ms;
-    let t = req.flush_threshold;
-    cfg.flush_threshold = FlushThreshold {
-        vectors: t
-            .and_then(|t| t.vectors)
-            .unwrap_or(s.config.flush_threshold.vectors),
-        bytes: t
-            .and_then(|t| t.bytes)
-            .unwrap_or(s.config.flush_threshold.bytes),
-    };
+    let cfg = collection_config(&s.config, &req, dim);
     let st = s.storage.clone();
     let c = blocking(move || Ok(st.create(cfg)?)).await?;
     Ok((StatusCode::CREATED, Json(describe(&c))))
@@ -509,7 +567,7 @@ async fn delete_collection(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Insert or replace points; points with `content` and no `vector` are embedded (one batched call).
+/// Insert or replace points; points with `content` and no `vector` are embedded (in as many calls as the embedding service's limits need; a failed call writes nothing).
 #[utoipa::path(put, path = "/collections/{name}/points", tag = "points", params(("name" = String, Path)), request_body = UpsertPointsRequest,
     responses(
         (status = 200, body = UpsertPointsResponse),
@@ -538,7 +596,9 @@ async fn upsert_points(
     }
     let mut vectors: Vec<Option<Vec<f32>>> = req.points.iter().map(|p| p.vector.clone()).collect();
     if !to_embed.is_empty() {
-        let embedded = embed(&s, to_embed.iter().map(|(_, t)| t.clone()).collect()).await?;
+        let texts = to_embed.iter().map(|(_, t)| t.clone()).collect();
+        let field = |k: usize| format!("points[{}].content", to_embed[k].0);
+        let embedded = embed(&s, texts, field).await?;
         for ((i, _), v) in to_embed.into_iter().zip(embedded) {
             vectors[i] = Some(v);
         }
@@ -558,15 +618,25 @@ async fn upsert_points(
     Ok(Json(UpsertPointsResponse { ids, operation }))
 }
 
-/// One point (404 when absent).
-#[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path)),
+/// How `{id}` in a point path is read (the OpenAPI description of the
+/// parameter; the rule is `PointId::from_path`).
+const ID_PATH_DOC: &str = "Point id. The canonical decimal form of an unsigned 64-bit integer \
+(digits only, no sign, no leading zeros, at most 18446744073709551615) is an integer id; \
+anything else (`007`, `+7`, `-1`, `18446744073709551616`, a UUID) is a string id. \
+Percent-encode reserved characters (`a%2Fb` is the string `a/b`). With `?id_type=string` \
+any segment is a string id (`/points/424242?id_type=string` is the string \"424242\"); \
+with `?id_type=integer` it must be an integer. Or use the body routes \
+(`POST /collections/{name}/points` with `ids`, `POST .../points/delete`), which take any id as JSON.";
+
+/// One point, with its vector (404 when absent). An all-digit string id
+/// needs `?id_type=string`; see the `id` parameter.
+#[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path, description = ID_PATH_DOC), PointIdQuery),
     responses((status = 200, body = PointOutput), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn get_point(
     State(s): State<AppState>,
-    Path((name, id)): Path<(String, String)>,
+    PointPath { name, id }: PointPath,
 ) -> Res<PointOutput> {
     let c = s.storage.get(&name).map_err(ApiError::from)?;
-    let id = parse_id(&id);
     let p = blocking(move || {
         let mut v = c.get(std::slice::from_ref(&id))?;
         v.pop().ok_or(ApiError::Collection(
@@ -577,8 +647,8 @@ async fn get_point(
     Ok(Json(point_out(p, true)))
 }
 
-/// Set (or with `merge`, merge into) a point's metadata; the vector is untouched.
-#[utoipa::path(patch, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path)), request_body = PatchPointRequest,
+/// Set (or with `merge`, merge into) a point's metadata; the vector is untouched. See the `id` parameter for how the id is read.
+#[utoipa::path(patch, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path, description = ID_PATH_DOC), PointIdQuery), request_body = PatchPointRequest,
     responses(
         (status = 200, body = PointOutput),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -587,11 +657,10 @@ async fn get_point(
     ))]
 async fn patch_point(
     State(s): State<AppState>,
-    Path((name, id)): Path<(String, String)>,
+    PointPath { name, id }: PointPath,
     ApiJson(req): ApiJson<PatchPointRequest>,
 ) -> Res<PointOutput> {
     let c = s.storage.get(&name).map_err(ApiError::from)?;
-    let id = parse_id(&id);
     let p = blocking(move || {
         c.set_payload(
             std::slice::from_ref(&id),
@@ -608,17 +677,39 @@ async fn patch_point(
     Ok(Json(point_out(p, false)))
 }
 
-/// Delete one point.
-#[utoipa::path(delete, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path)),
+/// Delete one point. See the `id` parameter for how the id is read.
+#[utoipa::path(delete, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path, description = ID_PATH_DOC), PointIdQuery),
     responses((status = 200, body = DeletePointsResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_point(
     State(s): State<AppState>,
-    Path((name, id)): Path<(String, String)>,
+    PointPath { name, id }: PointPath,
 ) -> Res<DeletePointsResponse> {
     let c = s.storage.get(&name).map_err(ApiError::from)?;
-    let id = parse_id(&id);
     let deleted = blocking(move || Ok(c.delete(vec![id])?)).await?;
     Ok(Json(DeletePointsResponse { deleted }))
+}
+
+/// Points by id (integer or string ids as JSON), in the order asked;
+/// absent ids are left out.
+#[utoipa::path(post, path = "/collections/{name}/points", tag = "points", params(("name" = String, Path)), request_body = GetPointsRequest,
+    responses(
+        (status = 200, body = GetPointsResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn get_points(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<GetPointsRequest>,
+) -> Res<GetPointsResponse> {
+    check_get(&req)?;
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let wv = req.with_vector.unwrap_or(false);
+    let points = blocking(move || Ok(c.get(&req.ids)?)).await?;
+    Ok(Json(GetPointsResponse {
+        points: points.into_iter().map(|p| point_out(p, wv)).collect(),
+    }))
 }
 
 /// Delete points by ids or by filter.
@@ -818,7 +909,7 @@ fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(search))
         .routes(routes!(create_collection, list_collections))
         .routes(routes!(get_collection, delete_collection))
-        .routes(routes!(upsert_points))
+        .routes(routes!(upsert_points, get_points))
         .routes(routes!(get_point, patch_point, delete_point))
         .routes(routes!(delete_points))
         .routes(routes!(scroll_points))

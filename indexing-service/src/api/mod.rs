@@ -9,6 +9,8 @@
 
 mod handlers;
 pub mod metrics;
+mod new_collection;
+mod point_path;
 
 use crate::collection::{CollectionError, Storage};
 use crate::storage::StorageError;
@@ -88,6 +90,7 @@ impl From<ApiError> for ErrorBody {
             },
             ApiError::Embedding(c) => match c {
                 ClientError::Rejected { code, .. } => *code,
+                ClientError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
                 ClientError::Unavailable(_) | ClientError::Protocol(_) => {
                     tracing::warn!("embedding call failed: {e}");
                     ErrorCode::EmbeddingUnavailable

@@ -467,7 +467,7 @@ async fn embed_document_count_is_bounded() {
         json!({"documents": docs(limits::MAX_EMBED_DOCUMENTS + 1)}),
     )
     .await;
-    assert_rejected(&r, "documents", &["1000", "1001"]);
+    assert_rejected(&r, "documents", &["10000", "10001"]);
     let r = post(&app, "/embed", json!({ "documents": [] })).await;
     assert_eq!(r.0, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.1["error"]["code"], "empty_input");
@@ -705,6 +705,7 @@ fn openapi_states_the_same_bounds() {
     items("BatchSearchRequest", "searches", MAX_BATCH_SEARCHES);
     items("UpsertPointsRequest", "points", MAX_UPSERT_POINTS);
     items("DeletePointsRequest", "ids", MAX_DELETE_IDS);
+    items("GetPointsRequest", "ids", MAX_GET_IDS);
     items("EmbedDocumentsRequest", "documents", MAX_EMBED_DOCUMENTS);
     // Quantization: a oneOf of tagged variants; both carry `oversampling`,
     // PQ also `subvectors`.

@@ -1,6 +1,7 @@
 //! indexing-service integration tests (one binary): the storage engine and
 //! the vector index, through the collection API and the in-process router.
 
+mod api_rules;
 mod contract;
 mod faults;
 mod filter_numbers;

@@ -201,6 +201,10 @@ pub struct InfoResponse {
     pub max_batch_tokens: usize,
     pub max_client_batch_size: usize,
     pub max_concurrent_requests: usize,
+    /// Largest request body in bytes (413 beyond it); absent from services
+    /// older than this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_limit_bytes: Option<usize>,
     pub version: String,
 }
 

@@ -63,6 +63,59 @@ impl std::fmt::Display for PointId {
     }
 }
 
+/// How a point id in a URL path (`/collections/{name}/points/{id}`) is
+/// read, chosen by the query parameter `id_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IdType {
+    /// The canonical decimal form of a u64 (`0`, `7`, `18446744073709551615`:
+    /// ASCII digits, no sign, no leading zero) is an integer id; anything
+    /// else (`007`, `+7`, `-1`, `18446744073709551616`, a UUID) is a string id.
+    #[default]
+    Auto,
+    /// Always a string id, e.g. the string `"424242"`.
+    String,
+    /// Always an integer id; the segment must be a canonical u64.
+    Integer,
+}
+
+impl PointId {
+    /// Reads a point id from a (percent-decoded) URL path segment under
+    /// `id_type` (see [`IdType`]). Returns the id; Errors: a message naming
+    /// `id` when the segment is empty or longer than
+    /// [`super::limits::MAX_STRING_ID_BYTES`] bytes as a string id, or not a
+    /// canonical u64 under [`IdType::Integer`].
+    pub fn from_path(segment: &str, id_type: IdType) -> Result<PointId, String> {
+        let canonical = !segment.is_empty()
+            && segment.bytes().all(|b| b.is_ascii_digit())
+            && (segment == "0" || !segment.starts_with('0'));
+        let num = if canonical {
+            segment.parse::<u64>().ok()
+        } else {
+            None
+        };
+        match (id_type, num) {
+            (IdType::Auto | IdType::Integer, Some(n)) => Ok(PointId::Num(n)),
+            (IdType::Integer, None) => Err(format!(
+                "`id` must be an unsigned integer written without sign or leading zeros \
+                 (0 to {}) when `id_type` is integer, got `{segment}`",
+                u64::MAX
+            )),
+            (IdType::Auto | IdType::String, _) => {
+                let max = super::limits::MAX_STRING_ID_BYTES;
+                if segment.is_empty() || segment.len() > max {
+                    Err(format!(
+                        "`id` as a string id must be 1 to {max} bytes, got {}",
+                        segment.len()
+                    ))
+                } else {
+                    Ok(PointId::Str(segment.to_string()))
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
@@ -297,7 +350,9 @@ pub struct Document {
 }
 
 /// `POST /embed`: one document (`content`, `metadata`, `id`) or many
-/// (`documents`), into `collection` (default `documents`).
+/// (`documents`), into `collection` (default: the service's
+/// `default_collection`, `documents`, created on first use; any other name
+/// must exist: 404 otherwise).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbedDocumentsRequest {
@@ -308,9 +363,10 @@ pub struct EmbedDocumentsRequest {
     pub metadata: Option<serde_json::Value>,
     #[serde(default)]
     pub id: Option<PointId>,
-    /// Many documents, 1 to 1000.
+    /// Many documents, 1 to 10000 (sent to the embedding service in as
+    /// many calls as its limits need; all are stored, or none).
     #[serde(default)]
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(min_items = 1, max_items = 10000)]
     pub documents: Option<Vec<Document>>,
     #[serde(default)]
     pub collection: Option<String>,
@@ -337,7 +393,9 @@ pub struct SearchRequest {
     pub top_k: Option<usize>,
     #[serde(default)]
     pub filter: Option<Filter>,
-    /// Ignored on `/collections/{name}/search`.
+    /// On `/search`: the collection (default: the service's
+    /// `default_collection`, created on first use; any other name must
+    /// exist: 404 otherwise). Ignored on `/collections/{name}/search`.
     #[serde(default)]
     pub collection: Option<String>,
     /// HNSW beam width for this query: 1 to 4096 (default: the
@@ -453,6 +511,24 @@ pub struct DeletePointsRequest {
     pub filter: Option<Filter>,
 }
 
+/// `POST /collections/{name}/points`: the points with these ids (any id,
+/// integer or string, as JSON), in the order asked; absent ids are left out.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetPointsRequest {
+    /// At most 10000 ids.
+    #[schema(max_items = 10000)]
+    pub ids: Vec<PointId>,
+    /// Include each point's vector (default false).
+    #[serde(default)]
+    pub with_vector: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GetPointsResponse {
+    pub points: Vec<PointOutput>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeletePointsResponse {
     pub deleted: usize,
@@ -505,4 +581,68 @@ pub struct FlushThresholdInput {
     /// 17179869184 (16 GiB).
     #[schema(minimum = 1, maximum = 17179869184u64)]
     pub bytes: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auto(s: &str) -> Result<PointId, String> {
+        PointId::from_path(s, IdType::Auto)
+    }
+
+    #[test]
+    fn path_ids_are_integers_only_in_canonical_decimal_form() {
+        let num = |n: u64| Ok(PointId::Num(n));
+        let st = |s: &str| Ok(PointId::Str(s.to_string()));
+        assert_eq!(auto("0"), num(0));
+        assert_eq!(auto("7"), num(7));
+        assert_eq!(auto("424242"), num(424_242));
+        assert_eq!(auto("18446744073709551615"), num(u64::MAX));
+        // Everything else is a string id, never silently a number.
+        for s in [
+            "007",
+            "00",
+            "+7",
+            "-7",
+            "-0",
+            " 7",
+            "7 ",
+            "7.0",
+            "1e3",
+            "0x10",
+            "18446744073709551616",
+            "99999999999999999999999",
+            "٣",
+            "a/b",
+            "caf\u{e9}",
+            "7b0c5a8e-0d1c-4a51-9d2e-3f1f2b0c9a11",
+        ] {
+            assert_eq!(auto(s), st(s), "{s:?}");
+        }
+        assert!(auto("").unwrap_err().contains("`id`"));
+        assert!(auto(&"x".repeat(257)).is_err());
+        assert_eq!(auto(&"x".repeat(256)), st(&"x".repeat(256)));
+    }
+
+    #[test]
+    fn id_type_forces_string_or_integer() {
+        for s in ["7", "424242", "18446744073709551615", "007", "x"] {
+            assert_eq!(
+                PointId::from_path(s, IdType::String),
+                Ok(PointId::Str(s.to_string()))
+            );
+        }
+        assert_eq!(
+            PointId::from_path("7", IdType::Integer),
+            Ok(PointId::Num(7))
+        );
+        for s in ["007", "+7", "-1", "18446744073709551616", "x", ""] {
+            let e = PointId::from_path(s, IdType::Integer).unwrap_err();
+            assert!(e.contains("`id`") && e.contains("integer"), "{s:?}: {e}");
+        }
+        assert!(PointId::from_path("", IdType::String).is_err());
+        let t: IdType = serde_json::from_str("\"string\"").unwrap();
+        assert_eq!(t, IdType::String);
+    }
 }

@@ -62,9 +62,18 @@ pub const MAX_DELETE_IDS: usize = 10_000;
 /// Points in one upsert (`points`), at most 10000.
 pub const MAX_UPSERT_POINTS: usize = 10_000;
 
-/// Documents in one `POST /embed` (`documents`), 1..=1000. The embedding
-/// service may refuse fewer (its `max_client_batch_size`).
-pub const MAX_EMBED_DOCUMENTS: usize = 1_000;
+/// Ids in one `POST /collections/{name}/points` (retrieve by `ids`), at
+/// most 10000 (the same bound as a delete by ids).
+pub const MAX_GET_IDS: usize = MAX_DELETE_IDS;
+
+/// Longest string point id, in bytes (UTF-8); string ids are 1..=256 bytes.
+pub const MAX_STRING_ID_BYTES: usize = 256;
+
+/// Documents in one `POST /embed` (`documents`), 1..=10000. The indexing
+/// service splits them into calls that fit the embedding service's
+/// `max_client_batch_size` and body limit, so that service's limits do not
+/// bound this one.
+pub const MAX_EMBED_DOCUMENTS: usize = 10_000;
 
 /// Searches in one batch (`searches`), at most 100.
 pub const MAX_BATCH_SEARCHES: usize = 100;

@@ -1,0 +1,73 @@
+//! Point ids in URL paths: `/collections/{name}/points/{id}[?id_type=...]`.
+//!
+//! One rule, so a path names exactly one point: after percent-decoding, a
+//! segment in the canonical decimal form of a u64 (ASCII digits, no sign,
+//! no leading zero, at most 18446744073709551615) is an integer id; any
+//! other segment is a string id (`007`, `+7`, `-1`, `18446744073709551616`,
+//! a UUID, `a%2Fb` = `a/b`). `?id_type=string` reads any segment as a string
+//! id (the string `"424242"`), `?id_type=integer` insists on an integer.
+//! The rule itself is `PointId::from_path` in `shared::wire::indexing`.
+
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::request::Parts;
+use serde::Deserialize;
+use shared::wire::indexing::{IdType, PointId};
+use shared::{ErrorBody, ErrorCode};
+use utoipa::IntoParams;
+
+/// Query parameters of the routes with a point id in the path.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PointIdQuery {
+    /// How `{id}` is read: `auto` (default: the canonical decimal form of a
+    /// u64 (no sign, no leading zeros, at most 18446744073709551615) is an
+    /// integer id, anything else a string id), `string` (always a string
+    /// id, e.g. the string "424242"), `integer` (always an integer id).
+    #[serde(default)]
+    #[param(inline)]
+    pub id_type: Option<IdType>,
+}
+
+/// The collection name and the point id of a point route. Rejections: 422
+/// `invalid_request` naming `id` or `id_type` (a segment that is not UTF-8
+/// after percent-decoding, an unknown `id_type` or query parameter, an id
+/// the rule refuses).
+#[derive(Debug)]
+pub struct PointPath {
+    pub name: String,
+    pub id: PointId,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PointPath {
+    type Rejection = ErrorBody;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((name, segment)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ErrorBody::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "the collection name and point `id` in the path must be UTF-8 \
+                         after percent-decoding: {}",
+                        e.body_text()
+                    ),
+                )
+            })?;
+        let Query(q) = Query::<PointIdQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ErrorBody::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "the only query parameter is `id_type` (auto, string or integer): {}",
+                        e.body_text()
+                    ),
+                )
+            })?;
+        let id = PointId::from_path(&segment, q.id_type.unwrap_or_default())
+            .map_err(|m| ErrorBody::new(ErrorCode::InvalidRequest, m))?;
+        Ok(PointPath { name, id })
+    }
+}
