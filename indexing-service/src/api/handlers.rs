@@ -794,6 +794,23 @@ async fn search_collection(
     Ok(Json(run_search(&s, c, req).await?))
 }
 
+/// Search one collection by text or vector, at Qdrant's path (the same
+/// request and answer as `/collections/{name}/search`).
+#[utoipa::path(post, path = "/collections/{name}/points/search", tag = "points", params(("name" = String, Path)), request_body = SearchRequest,
+    responses(
+        (status = 200, body = SearchResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+async fn search_points(
+    state: State<AppState>,
+    name: Path<String>,
+    req: ApiJson<SearchRequest>,
+) -> Res<SearchResponse> {
+    search_collection(state, name, req).await
+}
+
 /// Several searches in one call, answered in order.
 #[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "points", params(("name" = String, Path)), request_body = BatchSearchRequest,
     responses(
@@ -915,6 +932,7 @@ fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(scroll_points))
         .routes(routes!(count_points))
         .routes(routes!(search_collection))
+        .routes(routes!(search_points))
         .routes(routes!(search_batch))
         .routes(routes!(health))
         .routes(routes!(ready))

@@ -182,6 +182,24 @@ fn every_error_status_has_the_json_body() {
             assert_eq!(b["error"]["code"], "method_not_allowed", "{m} {path}: {b}");
             assert!(message(&b).contains(path), "{b}");
         }
+        // Qdrant's search path is a search, not a point id.
+        let (s, b) = call(
+            &app,
+            Method::PUT,
+            "/collections/c/points",
+            Some(json!({"points": [{"id": 1, "vector": [1.0, 0.0]}]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections/c/points/search",
+            Some(json!({"vector": [1.0, 0.0], "top_k": 1})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["results"][0]["id"], 1, "{b}");
         // Unknown route: JSON 404.
         let (s, b) = call(&app, Method::GET, "/nope", None).await;
         assert_eq!(
