@@ -10,10 +10,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use shared::config::EmbeddingConfig;
 use shared::http::ApiJson;
 use shared::wire::embedding::*;
 use shared::{ErrorBody, ErrorCode};
 use std::sync::Arc;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -76,7 +79,8 @@ fn options(
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Empty list, non-string input, too many inputs, text too long with truncate=false, bad dimensions", body = ErrorBody),
         (status = 429, description = "Too many requests in flight", body = ErrorBody),
-        (status = 503, description = "Model not loaded yet", body = ErrorBody),
+        (status = 500, description = "Tokenizer or forward pass failed", body = ErrorBody),
+        (status = 503, description = "Model not loaded yet, or shutting down", body = ErrorBody),
     ))]
 async fn embed(
     State(s): State<AppState>,
@@ -98,7 +102,7 @@ async fn embed(
         (status = 200, body = EmbedBatchResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn embed_batch(
     State(s): State<AppState>,
@@ -129,7 +133,7 @@ async fn embed_batch(
         (status = 200, body = OpenAiEmbeddingsResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn openai_embeddings(
     State(s): State<AppState>,
@@ -175,7 +179,7 @@ async fn openai_embeddings(
         (status = 200, body = Vec<Vec<Token>>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn tokenize(
     State(s): State<AppState>,
@@ -218,7 +222,12 @@ async fn info(State(s): State<AppState>) -> Result<Json<InfoResponse>, ErrorBody
 
 /// 200 once the model is loaded and warmed up, 503 before.
 #[utoipa::path(get, path = "/health", tag = "service",
-    responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
+    responses(
+        (status = 200, description = "Model loaded and warmed up", body = HealthResponse,
+            example = json!({"status": "ok"})),
+        (status = 503, description = "Model still loading", body = HealthResponse,
+            example = json!({"status": "loading"})),
+    ))]
 async fn health(State(s): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
     if s.runtime.get().is_some() {
         (
@@ -274,9 +283,18 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
     resp
 }
 
-/// The router, with the OpenAPI spec at `/openapi.json` and Swagger UI at `/docs`.
-pub fn router(state: AppState) -> axum::Router {
-    let (api, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Error examples of this service's spec, by status (the common ones are in
+/// `shared::openapi`).
+const ERROR_EXAMPLES: shared::openapi::ErrorExamples<'static> = &[
+    (422, ErrorCode::EmptyInput, "inputs must not be empty"),
+    (503, ErrorCode::ModelNotReady, "the model is still loading"),
+];
+
+/// The routes and the spec they were registered with, finished: error
+/// examples per status, and the list bounds that depend on `config`
+/// (`max_client_batch_size` as `maxItems` of `Inputs` and of `texts`).
+fn routes_with_spec(config: &EmbeddingConfig) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(embed))
         .routes(routes!(embed_batch))
         .routes(routes!(openai_embeddings))
@@ -285,6 +303,39 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(health))
         .routes(routes!(metrics))
         .split_for_parts();
+    shared::openapi::finish_error_responses(&mut spec, ERROR_EXAMPLES);
+    set_batch_limit(&mut spec, config.max_client_batch_size);
+    (api, spec)
+}
+
+/// States `max_client_batch_size` in the schemas of the input lists.
+fn set_batch_limit(spec: &mut utoipa::openapi::OpenApi, max: usize) {
+    let Some(components) = spec.components.as_mut() else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("Inputs") {
+        for item in one_of.items.iter_mut() {
+            if let RefOr::T(Schema::Array(a)) = item {
+                a.max_items = Some(max);
+            }
+        }
+    }
+    if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut("EmbedBatchRequest") {
+        if let Some(RefOr::T(Schema::Array(a))) = o.properties.get_mut("texts") {
+            a.max_items = Some(max);
+        }
+    }
+}
+
+/// The OpenAPI document the service serves at `/openapi.json` under
+/// `config` (no model needed).
+pub fn openapi(config: &EmbeddingConfig) -> utoipa::openapi::OpenApi {
+    routes_with_spec(config).1
+}
+
+/// The router, with the OpenAPI spec at `/openapi.json` and Swagger UI at `/docs`.
+pub fn router(state: AppState) -> axum::Router {
+    let (api, spec) = routes_with_spec(&state.config);
     shared::http::with_spec_docs_and_auth(
         api,
         spec,

@@ -9,6 +9,7 @@
 
 mod handlers;
 pub mod metrics;
+mod spec;
 
 use crate::collection::{CollectionError, Storage};
 use crate::storage::StorageError;
