@@ -149,6 +149,109 @@ pub fn statuses(spec: &OpenApi) -> Vec<(String, &'static str, Vec<u16>)> {
     out
 }
 
+/// Reading a spec as JSON (`serde_json::to_value` of the document, or
+/// `/openapi.json`): what the spec tests and the end-to-end example runs use.
+pub mod json {
+    use serde_json::Value;
+
+    /// The methods an operation can sit under, in the order they are listed.
+    pub const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
+
+    /// `v`, or what its `$ref` (`#/components/schemas/Name`) points at.
+    pub fn resolve<'a>(spec: &'a Value, v: &'a Value) -> &'a Value {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => {
+                let name = r.rsplit('/').next().unwrap_or_default();
+                &spec["components"]["schemas"][name]
+            }
+            None => v,
+        }
+    }
+
+    /// Every operation: `(method, path, operation)`, sorted by path.
+    pub fn operations(spec: &Value) -> Vec<(&'static str, String, &Value)> {
+        let mut out = Vec::new();
+        if let Some(paths) = spec["paths"].as_object() {
+            for (path, item) in paths {
+                for m in METHODS {
+                    if let Some(op) = item.get(m) {
+                        out.push((m, path.clone(), op));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The name of the schema of an operation's JSON request body, if it
+    /// has one and it is a `$ref`.
+    pub fn request_schema_name(op: &Value) -> Option<String> {
+        op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .map(|r| r.rsplit('/').next().unwrap_or_default().to_string())
+    }
+
+    /// The body Swagger UI fills in for an operation: the content's
+    /// `example`, else its schema's `example` (after `$ref`). `None` when
+    /// the operation takes no body or no example is given.
+    pub fn request_example(spec: &Value, op: &Value) -> Option<Value> {
+        let content = op.get("requestBody")?.get("content")?.get("application/json")?;
+        if let Some(e) = content.get("example") {
+            return Some(e.clone());
+        }
+        resolve(spec, &content["schema"]).get("example").cloned()
+    }
+
+    /// `path` with each `{param}` replaced by that parameter's `example`;
+    /// `None` when a path parameter has none.
+    pub fn example_path(path: &str, op: &Value) -> Option<String> {
+        let mut out = path.to_string();
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            if p["in"] == "path" {
+                let name = p["name"].as_str()?;
+                let example = p["example"].as_str()?;
+                out = out.replace(&format!("{{{name}}}"), example);
+            }
+        }
+        (!out.contains('{')).then_some(out)
+    }
+
+    /// Faults of the error examples: every response whose body is an
+    /// `ErrorBody` must carry an example whose code answers with that
+    /// response's status. Returns one line per fault (empty when none).
+    pub fn error_example_faults(spec: &Value) -> Vec<String> {
+        let mut faults = Vec::new();
+        for (method, path, op) in operations(spec) {
+            let Some(responses) = op["responses"].as_object() else {
+                continue;
+            };
+            for (status, resp) in responses {
+                let content = &resp["content"]["application/json"];
+                if content["schema"]["$ref"] != "#/components/schemas/ErrorBody" {
+                    continue;
+                }
+                let at = format!("{method} {path} {status}");
+                let code = content["example"]["error"]["code"].clone();
+                match serde_json::from_value::<crate::ErrorCode>(code.clone()) {
+                    Ok(c) if c.status().as_str() == status => {}
+                    Ok(c) => faults.push(format!("{at}: example code {c} answers {}", c.status())),
+                    Err(_) => faults.push(format!("{at}: no error example (code {code})")),
+                }
+                if content["example"]["error"]["message"]
+                    .as_str()
+                    .is_none_or(str::is_empty)
+                {
+                    faults.push(format!("{at}: example without a message"));
+                }
+                if resp["description"].as_str().is_none_or(str::is_empty) {
+                    faults.push(format!("{at}: no description"));
+                }
+            }
+        }
+        faults
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
