@@ -293,7 +293,9 @@ const ERROR_EXAMPLES: shared::openapi::ErrorExamples<'static> = &[
 /// The routes and the spec they were registered with, finished: error
 /// examples per status, and the list bounds that depend on `config`
 /// (`max_client_batch_size` as `maxItems` of `Inputs` and of `texts`).
-fn routes_with_spec(config: &EmbeddingConfig) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+fn routes_with_spec(
+    config: &EmbeddingConfig,
+) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(embed))
         .routes(routes!(embed_batch))
@@ -380,7 +382,10 @@ mod tests {
             assert_ne!(s["type"], "object", "{schema}.{f}: {s}");
             let arms = s["oneOf"].as_array().unwrap_or_else(|| panic!("{s}"));
             assert_eq!(arms.len(), 2, "{s}");
-            assert_eq!(arms[0], json!({"type": "string", "description": "One text."}));
+            assert_eq!(
+                arms[0],
+                json!({"type": "string", "description": "One text."})
+            );
             assert_eq!(arms[1]["type"], "array");
             assert_eq!(arms[1]["items"], json!({"type": "string"}));
             // Empty lists are refused; the configured batch size bounds them.
@@ -388,7 +393,10 @@ mod tests {
             assert_eq!(arms[1]["maxItems"], 7, "{s}");
         }
         let texts = field(&spec, "EmbedBatchRequest", "texts");
-        assert_eq!((&texts["minItems"], &texts["maxItems"]), (&json!(1), &json!(7)));
+        assert_eq!(
+            (&texts["minItems"], &texts["maxItems"]),
+            (&json!(1), &json!(7))
+        );
     }
 
     #[test]
@@ -403,7 +411,14 @@ mod tests {
         assert_eq!(arms[1]["contentEncoding"], "base64");
         let f = field(&spec, "OpenAiEmbeddingsRequest", "encoding_format");
         let f = match f.get("oneOf") {
-            Some(arms) => resolve(&spec, arms.as_array().unwrap().iter().find(|a| a["type"] != "null").unwrap()),
+            Some(arms) => resolve(
+                &spec,
+                arms.as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["type"] != "null")
+                    .unwrap(),
+            ),
             None => f,
         };
         assert_eq!(f["enum"], json!(["float", "base64"]), "{f}");
@@ -412,7 +427,11 @@ mod tests {
     #[test]
     fn dimensions_start_at_one() {
         let spec = spec_with(256);
-        for schema in ["EmbedRequest", "EmbedBatchRequest", "OpenAiEmbeddingsRequest"] {
+        for schema in [
+            "EmbedRequest",
+            "EmbedBatchRequest",
+            "OpenAiEmbeddingsRequest",
+        ] {
             assert_eq!(field(&spec, schema, "dimensions")["minimum"], 1, "{schema}");
         }
     }

@@ -195,7 +195,10 @@ pub mod json {
     /// `example`, else its schema's `example` (after `$ref`). `None` when
     /// the operation takes no body or no example is given.
     pub fn request_example(spec: &Value, op: &Value) -> Option<Value> {
-        let content = op.get("requestBody")?.get("content")?.get("application/json")?;
+        let content = op
+            .get("requestBody")?
+            .get("content")?
+            .get("application/json")?;
         if let Some(e) = content.get("example") {
             return Some(e.clone());
         }

@@ -34,9 +34,37 @@ const ERROR_EXAMPLES: shared::openapi::ErrorExamples<'static> = &[
     ),
 ];
 
-/// Puts the error examples and default descriptions into `spec`.
+/// Puts the error examples and default descriptions into `spec`, and
+/// makes nested settings plain references (see [`plain_nested_refs`]).
 pub(super) fn finish(spec: &mut utoipa::openapi::OpenApi) {
     shared::openapi::finish_error_responses(spec, ERROR_EXAMPLES);
+    plain_nested_refs(spec);
+}
+
+/// A struct with `#[serde(default)]` (such as `IndexSettings`, read back
+/// from `collection.json`) gets properties of the form `{"oneOf": [{"$ref":
+/// X}], "default": {...}}`; generated clients cannot build a model with a
+/// default, and dropped the whole `CollectionDescription`. Such a property
+/// becomes `{"$ref": X}`: the service always sends every field, and the
+/// defaults are those of `X`'s own fields.
+fn plain_nested_refs(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::RefOr;
+    let Some(components) = spec.components.as_mut() else {
+        return;
+    };
+    for schema in components.schemas.values_mut() {
+        let RefOr::T(Schema::Object(object)) = schema else {
+            continue;
+        };
+        for prop in object.properties.values_mut() {
+            if let RefOr::T(Schema::OneOf(one_of)) = prop {
+                if one_of.items.len() == 1 && matches!(one_of.items[0], RefOr::Ref(_)) {
+                    *prop = one_of.items.remove(0);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -78,7 +106,10 @@ mod tests {
         let arms = id["oneOf"].as_array().unwrap_or_else(|| panic!("{id}"));
         assert_eq!(arms.len(), 2, "{id}");
         assert_eq!(arms[0]["type"], "integer");
-        assert_eq!(arms[0]["format"], "uint64", "not int64: ids go up to 2^64-1");
+        assert_eq!(
+            arms[0]["format"], "uint64",
+            "not int64: ids go up to 2^64-1"
+        );
         assert_eq!(arms[0]["minimum"], 0);
         assert_eq!(arms[0]["maximum"], json!(u64::MAX));
         assert_eq!(arms[1]["type"], "string");
@@ -110,10 +141,16 @@ mod tests {
         assert_eq!(arms.len(), 2);
         let (ids, filter) = (&arms[0], &arms[1]);
         assert_eq!(ids["required"], json!(["ids"]));
-        assert_eq!(ids["properties"]["ids"]["maxItems"], json!(shared::wire::limits::MAX_DELETE_IDS));
+        assert_eq!(
+            ids["properties"]["ids"]["maxItems"],
+            json!(shared::wire::limits::MAX_DELETE_IDS)
+        );
         assert_eq!(ids["properties"]["filter"], json!({"type": "null"}));
         assert_eq!(filter["required"], json!(["filter"]));
-        assert_eq!(filter["properties"]["filter"]["$ref"], "#/components/schemas/Filter");
+        assert_eq!(
+            filter["properties"]["filter"]["$ref"],
+            "#/components/schemas/Filter"
+        );
         assert_eq!(filter["properties"]["ids"], json!({"type": "null"}));
         for arm in arms {
             assert_eq!(arm["additionalProperties"], false);
@@ -126,9 +163,20 @@ mod tests {
         let m = field(&spec, "FieldCondition", "match");
         let arms = m["oneOf"].as_array().unwrap_or_else(|| panic!("{m}"));
         let types: Vec<&Value> = arms.iter().map(|a| &a["type"]).collect();
-        assert_eq!(types, [&json!("string"), &json!("number"), &json!("boolean"), &json!("object")]);
+        assert_eq!(
+            types,
+            [
+                &json!("string"),
+                &json!("number"),
+                &json!("boolean"),
+                &json!("object")
+            ]
+        );
         assert_eq!(arms[3]["required"], json!(["any"]));
-        assert_eq!(arms[3]["properties"]["any"]["maxItems"], json!(MAX_MATCH_ANY));
+        assert_eq!(
+            arms[3]["properties"]["any"]["maxItems"],
+            json!(MAX_MATCH_ANY)
+        );
     }
 
     #[test]
@@ -139,13 +187,20 @@ mod tests {
             ("EmbedDocumentsRequest", "collection"),
             ("SearchRequest", "collection"),
         ] {
-            assert_eq!(field(&spec, s, f)["pattern"], COLLECTION_NAME_PATTERN, "{s}.{f}");
+            assert_eq!(
+                field(&spec, s, f)["pattern"],
+                COLLECTION_NAME_PATTERN,
+                "{s}.{f}"
+            );
         }
         let mut params = 0;
         for (method, path, op) in operations(&spec) {
             for p in op["parameters"].as_array().into_iter().flatten() {
                 if p["name"] == "name" {
-                    assert_eq!(p["schema"]["pattern"], COLLECTION_NAME_PATTERN, "{method} {path}");
+                    assert_eq!(
+                        p["schema"]["pattern"], COLLECTION_NAME_PATTERN,
+                        "{method} {path}"
+                    );
                     params += 1;
                 }
             }
@@ -160,7 +215,11 @@ mod tests {
             ("dot.ted", false),
             ("é", false),
         ] {
-            assert_eq!(crate::collection::validate_name(name).is_ok(), ok, "{name:?}");
+            assert_eq!(
+                crate::collection::validate_name(name).is_ok(),
+                ok,
+                "{name:?}"
+            );
         }
         let longest = "x".repeat(64);
         assert!(crate::collection::validate_name(&longest).is_ok());
@@ -178,13 +237,26 @@ mod tests {
                     t => vec![t.clone()],
                 };
                 let bare = types.contains(&json!("object")) && p.get("properties").is_none();
-                assert!(!bare || f == "metadata", "{name}.{f} is an untyped object: {p}");
+                assert!(
+                    !bare || f == "metadata",
+                    "{name}.{f} is an untyped object: {p}"
+                );
             }
         }
         assert_eq!(
             schema(&spec, "CollectionDescription")["properties"]["index"]["$ref"],
             "#/components/schemas/IndexSettings"
         );
+        // Nested settings are plain references (no `oneOf` of one with a
+        // `default`, which generated clients cannot build).
+        let index = schema(&spec, "IndexSettings");
+        for f in ["hnsw", "ivf", "quantization"] {
+            let p = &index["properties"][f];
+            assert!(
+                p["$ref"].is_string() && p.get("default").is_none(),
+                "IndexSettings.{f}: {p}"
+            );
+        }
     }
 
     #[test]
@@ -197,18 +269,58 @@ mod tests {
         let by_name = vec![200, 401, 404, 422, 500, 503];
         let expected: Vec<(String, &str, Vec<u16>)> = vec![
             ("/collections".into(), "get", vec![200, 401, 500]),
-            ("/collections".into(), "post", vec![201, 400, 401, 409, 413, 415, 422, 500, 503]),
+            (
+                "/collections".into(),
+                "post",
+                vec![201, 400, 401, 409, 413, 415, 422, 500, 503],
+            ),
             ("/collections/{name}".into(), "get", by_name.clone()),
-            ("/collections/{name}".into(), "delete", vec![204, 401, 404, 422, 500, 503]),
+            (
+                "/collections/{name}".into(),
+                "delete",
+                vec![204, 401, 404, 422, 500, 503],
+            ),
             ("/collections/{name}/points".into(), "put", body_404.clone()),
-            ("/collections/{name}/points/count".into(), "post", body_404.clone()),
-            ("/collections/{name}/points/delete".into(), "post", body_404.clone()),
-            ("/collections/{name}/points/scroll".into(), "post", body_404.clone()),
-            ("/collections/{name}/points/{id}".into(), "get", by_name.clone()),
-            ("/collections/{name}/points/{id}".into(), "delete", by_name.clone()),
-            ("/collections/{name}/points/{id}".into(), "patch", body_404.clone()),
-            ("/collections/{name}/search".into(), "post", body_404.clone()),
-            ("/collections/{name}/search/batch".into(), "post", body_404.clone()),
+            (
+                "/collections/{name}/points/count".into(),
+                "post",
+                body_404.clone(),
+            ),
+            (
+                "/collections/{name}/points/delete".into(),
+                "post",
+                body_404.clone(),
+            ),
+            (
+                "/collections/{name}/points/scroll".into(),
+                "post",
+                body_404.clone(),
+            ),
+            (
+                "/collections/{name}/points/{id}".into(),
+                "get",
+                by_name.clone(),
+            ),
+            (
+                "/collections/{name}/points/{id}".into(),
+                "delete",
+                by_name.clone(),
+            ),
+            (
+                "/collections/{name}/points/{id}".into(),
+                "patch",
+                body_404.clone(),
+            ),
+            (
+                "/collections/{name}/search".into(),
+                "post",
+                body_404.clone(),
+            ),
+            (
+                "/collections/{name}/search/batch".into(),
+                "post",
+                body_404.clone(),
+            ),
             ("/embed".into(), "post", body_404.clone()),
             ("/health".into(), "get", vec![200]),
             ("/metrics".into(), "get", vec![200, 401]),
@@ -224,8 +336,8 @@ mod tests {
         let faults = shared::openapi::json::error_example_faults(&spec);
         assert!(faults.is_empty(), "{faults:#?}");
         let ex = |path: &str, m: &str, s: &str| {
-            spec["paths"][path][m]["responses"][s]["content"]["application/json"]["example"]["error"]
-                ["code"]
+            spec["paths"][path][m]["responses"][s]["content"]["application/json"]["example"]
+                ["error"]["code"]
                 .clone()
         };
         assert_eq!(ex("/collections/{name}", "get", "404"), "not_found");
@@ -245,7 +357,10 @@ mod tests {
         }
         let mut bodies = 0;
         for (method, path, op) in operations(&spec) {
-            assert!(example_path(&path, op).is_some(), "{method} {path}: a path parameter lacks an example");
+            assert!(
+                example_path(&path, op).is_some(),
+                "{method} {path}: a path parameter lacks an example"
+            );
             let Some(name) = request_schema_name(op) else {
                 continue;
             };
