@@ -20,7 +20,7 @@ pub const COMMON_ERROR_EXAMPLES: ErrorExamples<'static> = &[
     (
         400,
         ErrorCode::InvalidJson,
-        "expected `,` or `}` at line 1 column 12",
+        "Failed to parse the request body as JSON: key must be a string at line 1 column 2",
     ),
     (
         401,
@@ -40,7 +40,7 @@ pub const COMMON_ERROR_EXAMPLES: ErrorExamples<'static> = &[
     (
         429,
         ErrorCode::Overloaded,
-        "too many requests in flight (512); retry later",
+        "too many requests in flight (max_concurrent_requests = 512); retry later",
     ),
     (
         500,
