@@ -10,10 +10,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
+use shared::config::EmbeddingConfig;
 use shared::http::ApiJson;
 use shared::wire::embedding::*;
 use shared::{ErrorBody, ErrorCode};
 use std::sync::Arc;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -76,7 +79,8 @@ fn options(
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Empty list, non-string input, too many inputs, text too long with truncate=false, bad dimensions", body = ErrorBody),
         (status = 429, description = "Too many requests in flight", body = ErrorBody),
-        (status = 503, description = "Model not loaded yet", body = ErrorBody),
+        (status = 500, description = "Tokenizer or forward pass failed", body = ErrorBody),
+        (status = 503, description = "Model not loaded yet, or shutting down", body = ErrorBody),
     ))]
 async fn embed(
     State(s): State<AppState>,
@@ -98,7 +102,7 @@ async fn embed(
         (status = 200, body = EmbedBatchResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn embed_batch(
     State(s): State<AppState>,
@@ -129,7 +133,7 @@ async fn embed_batch(
         (status = 200, body = OpenAiEmbeddingsResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn openai_embeddings(
     State(s): State<AppState>,
@@ -175,7 +179,7 @@ async fn openai_embeddings(
         (status = 200, body = Vec<Vec<Token>>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn tokenize(
     State(s): State<AppState>,
@@ -219,7 +223,12 @@ async fn info(State(s): State<AppState>) -> Result<Json<InfoResponse>, ErrorBody
 
 /// 200 once the model is loaded and warmed up, 503 before.
 #[utoipa::path(get, path = "/health", tag = "service",
-    responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
+    responses(
+        (status = 200, description = "Model loaded and warmed up", body = HealthResponse,
+            example = json!({"status": "ok"})),
+        (status = 503, description = "Model still loading", body = HealthResponse,
+            example = json!({"status": "loading"})),
+    ))]
 async fn health(State(s): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
     if s.runtime.get().is_some() {
         (
@@ -275,9 +284,20 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
     resp
 }
 
-/// The router, with the OpenAPI spec at `/openapi.json` and Swagger UI at `/docs`.
-pub fn router(state: AppState) -> axum::Router {
-    let (api, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Error examples of this service's spec, by status (the common ones are in
+/// `shared::openapi`).
+const ERROR_EXAMPLES: shared::openapi::ErrorExamples<'static> = &[
+    (422, ErrorCode::EmptyInput, "inputs must not be empty"),
+    (503, ErrorCode::ModelNotReady, "the model is still loading"),
+];
+
+/// The routes and the spec they were registered with, finished: error
+/// examples per status, and the list bounds that depend on `config`
+/// (`max_client_batch_size` as `maxItems` of `Inputs` and of `texts`).
+fn routes_with_spec(
+    config: &EmbeddingConfig,
+) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(embed))
         .routes(routes!(embed_batch))
         .routes(routes!(openai_embeddings))
@@ -286,6 +306,39 @@ pub fn router(state: AppState) -> axum::Router {
         .routes(routes!(health))
         .routes(routes!(metrics))
         .split_for_parts();
+    shared::openapi::finish_error_responses(&mut spec, ERROR_EXAMPLES);
+    set_batch_limit(&mut spec, config.max_client_batch_size);
+    (api, spec)
+}
+
+/// States `max_client_batch_size` in the schemas of the input lists.
+fn set_batch_limit(spec: &mut utoipa::openapi::OpenApi, max: usize) {
+    let Some(components) = spec.components.as_mut() else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("Inputs") {
+        for item in one_of.items.iter_mut() {
+            if let RefOr::T(Schema::Array(a)) = item {
+                a.max_items = Some(max);
+            }
+        }
+    }
+    if let Some(RefOr::T(Schema::Object(o))) = components.schemas.get_mut("EmbedBatchRequest") {
+        if let Some(RefOr::T(Schema::Array(a))) = o.properties.get_mut("texts") {
+            a.max_items = Some(max);
+        }
+    }
+}
+
+/// The OpenAPI document the service serves at `/openapi.json` under
+/// `config` (no model needed).
+pub fn openapi(config: &EmbeddingConfig) -> utoipa::openapi::OpenApi {
+    routes_with_spec(config).1
+}
+
+/// The router, with the OpenAPI spec at `/openapi.json` and Swagger UI at `/docs`.
+pub fn router(state: AppState) -> axum::Router {
+    let (api, spec) = routes_with_spec(&state.config);
     shared::http::with_spec_docs_and_auth(
         api,
         spec,
@@ -295,4 +348,163 @@ pub fn router(state: AppState) -> axum::Router {
     )
     .layer(axum::middleware::from_fn_with_state(state.clone(), track))
     .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use shared::openapi::json::{operations, request_example, request_schema_name, resolve};
+
+    fn spec_with(max_batch: usize) -> Value {
+        let cfg = EmbeddingConfig {
+            max_client_batch_size: max_batch,
+            ..EmbeddingConfig::default()
+        };
+        serde_json::to_value(openapi(&cfg)).unwrap()
+    }
+
+    /// The schema of `schema.field`, through a `$ref`.
+    fn field<'a>(spec: &'a Value, schema: &str, field: &str) -> &'a Value {
+        let p = &spec["components"]["schemas"][schema]["properties"][field];
+        assert!(!p.is_null(), "no {schema}.{field}");
+        resolve(spec, p)
+    }
+
+    #[test]
+    fn input_lists_are_a_string_or_array_union() {
+        let spec = spec_with(7);
+        for (schema, f) in [
+            ("EmbedRequest", "inputs"),
+            ("TokenizeRequest", "inputs"),
+            ("OpenAiEmbeddingsRequest", "input"),
+        ] {
+            let s = field(&spec, schema, f);
+            assert_ne!(s["type"], "object", "{schema}.{f}: {s}");
+            let arms = s["oneOf"].as_array().unwrap_or_else(|| panic!("{s}"));
+            assert_eq!(arms.len(), 2, "{s}");
+            assert_eq!(
+                arms[0],
+                json!({"type": "string", "description": "One text."})
+            );
+            assert_eq!(arms[1]["type"], "array");
+            assert_eq!(arms[1]["items"], json!({"type": "string"}));
+            // Empty lists are refused; the configured batch size bounds them.
+            assert_eq!(arms[1]["minItems"], 1, "{s}");
+            assert_eq!(arms[1]["maxItems"], 7, "{s}");
+        }
+        let texts = field(&spec, "EmbedBatchRequest", "texts");
+        assert_eq!(
+            (&texts["minItems"], &texts["maxItems"]),
+            (&json!(1), &json!(7))
+        );
+    }
+
+    #[test]
+    fn openai_embedding_is_a_float_array_or_base64_string() {
+        let spec = spec_with(256);
+        let e = field(&spec, "OpenAiEmbedding", "embedding");
+        let arms = e["oneOf"].as_array().unwrap_or_else(|| panic!("{e}"));
+        assert_eq!(arms.len(), 2, "{e}");
+        assert_eq!(arms[0]["type"], "array");
+        assert_eq!(arms[0]["items"]["type"], "number");
+        assert_eq!(arms[1]["type"], "string");
+        assert_eq!(arms[1]["contentEncoding"], "base64");
+        let f = field(&spec, "OpenAiEmbeddingsRequest", "encoding_format");
+        let f = match f.get("oneOf") {
+            Some(arms) => resolve(
+                &spec,
+                arms.as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["type"] != "null")
+                    .unwrap(),
+            ),
+            None => f,
+        };
+        assert_eq!(f["enum"], json!(["float", "base64"]), "{f}");
+    }
+
+    #[test]
+    fn dimensions_start_at_one() {
+        let spec = spec_with(256);
+        for schema in [
+            "EmbedRequest",
+            "EmbedBatchRequest",
+            "OpenAiEmbeddingsRequest",
+        ] {
+            assert_eq!(field(&spec, schema, "dimensions")["minimum"], 1, "{schema}");
+        }
+    }
+
+    /// No property of any schema is a bare `object`: each says what it holds.
+    #[test]
+    fn no_field_is_an_untyped_object() {
+        let spec = spec_with(256);
+        for (name, schema) in spec["components"]["schemas"].as_object().unwrap() {
+            for (f, p) in schema["properties"].as_object().into_iter().flatten() {
+                let bare = p["type"] == "object" && p.get("properties").is_none();
+                assert!(!bare, "{name}.{f} is an untyped object: {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_route_lists_the_statuses_it_can_answer() {
+        let spec = openapi(&EmbeddingConfig::default());
+        let body = [200, 400, 401, 413, 415, 422, 429, 500, 503];
+        let expected: Vec<(String, &str, Vec<u16>)> = vec![
+            ("/embed".into(), "post", body.to_vec()),
+            ("/embed/batch".into(), "post", body.to_vec()),
+            ("/health".into(), "get", vec![200, 503]),
+            ("/info".into(), "get", vec![200, 401, 503]),
+            ("/metrics".into(), "get", vec![200, 401]),
+            ("/tokenize".into(), "post", body.to_vec()),
+            ("/v1/embeddings".into(), "post", body.to_vec()),
+        ];
+        assert_eq!(shared::openapi::statuses(&spec), expected);
+    }
+
+    #[test]
+    fn error_examples_match_their_status() {
+        let spec = spec_with(256);
+        let faults = shared::openapi::json::error_example_faults(&spec);
+        assert!(faults.is_empty(), "{faults:#?}");
+        assert_eq!(
+            spec["paths"]["/embed"]["post"]["responses"]["503"]["content"]["application/json"]
+                ["example"]["error"]["code"],
+            "model_not_ready"
+        );
+    }
+
+    /// Each request body's example is one the handler accepts (the end-to-end
+    /// test sends them to the running service).
+    #[test]
+    fn request_examples_parse_as_their_types() {
+        let spec = spec_with(256);
+        let mut seen = 0;
+        for (method, path, op) in operations(&spec) {
+            let Some(name) = request_schema_name(op) else {
+                continue;
+            };
+            let example = request_example(&spec, op)
+                .unwrap_or_else(|| panic!("{method} {path}: no request example"));
+            let parsed = match name.as_str() {
+                "EmbedRequest" => serde_json::from_value::<EmbedRequest>(example.clone()).map(drop),
+                "EmbedBatchRequest" => {
+                    serde_json::from_value::<EmbedBatchRequest>(example.clone()).map(drop)
+                }
+                "OpenAiEmbeddingsRequest" => {
+                    serde_json::from_value::<OpenAiEmbeddingsRequest>(example.clone()).map(drop)
+                }
+                "TokenizeRequest" => {
+                    serde_json::from_value::<TokenizeRequest>(example.clone()).map(drop)
+                }
+                other => panic!("{method} {path}: unexpected body {other}"),
+            };
+            parsed.unwrap_or_else(|e| panic!("{method} {path}: {example}: {e}"));
+            seen += 1;
+        }
+        assert_eq!(seen, 4);
+    }
 }

@@ -19,6 +19,9 @@ enum Command {
     FetchModel,
     /// Print the effective configuration (secrets redacted) and exit.
     PrintConfig,
+    /// Print the OpenAPI document the service serves at `/openapi.json`
+    /// under the effective configuration, and exit.
+    PrintOpenapi,
     /// Exit 0 when the local service answers 200 on /health (for container
     /// health checks; needs no tools in the image).
     Healthcheck,
@@ -52,6 +55,13 @@ fn main() -> anyhow::Result<()> {
         ),
         Command::PrintConfig => {
             println!("{}", serde_yaml::to_string(&config.redacted())?);
+            Ok(())
+        }
+        Command::PrintOpenapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&embedding_service::api::openapi(&config.embedding))?
+            );
             Ok(())
         }
         Command::FetchModel => {

@@ -118,3 +118,57 @@ impl Drop for Proc {
         let _ = self.child.wait();
     }
 }
+
+/// Sends every operation of `spec` as Swagger UI's "Try it out" would with
+/// nothing edited: path parameters and request body from the spec's
+/// examples. `order` lists every operation once, as `(method, path)`, in
+/// the order to send them (the spec must hold exactly these). Returns one
+/// line per operation that did not answer 2xx (empty when all did).
+pub fn send_examples(base: &str, spec: &serde_json::Value, order: &[(&str, &str)]) -> Vec<String> {
+    use shared::openapi::json::{example_path, operations, request_example};
+    let ops = operations(spec);
+    let mut listed: Vec<(String, String)> = order
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    listed.sort();
+    let mut in_spec: Vec<(String, String)> = ops
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.clone()))
+        .collect();
+    in_spec.sort();
+    assert_eq!(
+        listed, in_spec,
+        "the order must list every operation of the spec"
+    );
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    for (method, path) in order {
+        let (_, _, op) = ops
+            .iter()
+            .find(|(m, p, _)| m == method && p == path)
+            .unwrap();
+        let url = format!(
+            "{base}{}",
+            example_path(path, op).unwrap_or_else(|| panic!("{method} {path}: no path example"))
+        );
+        let mut req = http.request(method.to_uppercase().parse().unwrap(), &url);
+        if op.get("requestBody").is_some() {
+            let body = request_example(spec, op)
+                .unwrap_or_else(|| panic!("{method} {path}: no request example"));
+            req = req.json(&body);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status();
+        if !status.is_success() {
+            failures.push(format!(
+                "{method} {path} ({url}): {status} {}",
+                resp.text().unwrap_or_default()
+            ));
+        }
+    }
+    failures
+}

@@ -2,7 +2,7 @@
 //! errors, a model that cannot load, and graceful shutdown with work in
 //! flight.
 
-use e2e_tests::{free_port, Proc};
+use e2e_tests::{free_port, send_examples, workspace_root, Proc};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -116,4 +116,78 @@ fn unsupported_architecture_stops_the_service() {
     let err = svc.stderr();
     assert!(err.contains("MambaForCausalLM"), "{err}");
     std::fs::remove_dir_all(dir).ok();
+}
+
+fn start() -> Proc {
+    let port = free_port();
+    let p = port.to_string();
+    let mut svc = Proc::spawn(
+        "embedding-service",
+        port,
+        &[("EMBEDDING__PORT", &p), ("EMBEDDING__HOST", "127.0.0.1")],
+    );
+    svc.wait_healthy(Duration::from_secs(120));
+    svc
+}
+
+/// Swagger UI's examples, sent as they are, succeed on every route.
+#[test]
+fn swagger_examples_succeed_as_they_are() {
+    let svc = start();
+    let spec: Value = reqwest::blocking::get(format!("{}/openapi.json", svc.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    let failures = send_examples(
+        &svc.url,
+        &spec,
+        &[
+            ("get", "/health"),
+            ("get", "/info"),
+            ("post", "/embed"),
+            ("post", "/embed/batch"),
+            ("post", "/v1/embeddings"),
+            ("post", "/tokenize"),
+            ("get", "/metrics"),
+        ],
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Every route through a Python client generated from `/openapi.json`
+/// (scripts/test.sh generates it and sets `E2E_PYTHON` / `E2E_PYCLIENT`).
+#[test]
+fn generated_python_client_calls_every_route() {
+    let (Ok(py), Ok(pkg)) = (std::env::var("E2E_PYTHON"), std::env::var("E2E_PYCLIENT")) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this through scripts/test.sh"
+        );
+        eprintln!("skipped: run through scripts/test.sh, which generates the Python client");
+        return;
+    };
+    let svc = start();
+    // The spec the client was generated from is the one the service serves.
+    let served: Value = reqwest::blocking::get(format!("{}/openapi.json", svc.url))
+        .unwrap()
+        .json()
+        .unwrap();
+    let generated: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("target/openapi-embedding.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(served, generated);
+    let out = std::process::Command::new(py)
+        .arg(workspace_root().join("tests/python/embedding_flow.py"))
+        .arg(&svc.url)
+        .env("PYTHONPATH", pkg)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python flow failed:\n{text}");
+    assert!(text.contains("all checks passed"), "{text}");
 }

@@ -6,7 +6,7 @@
 //! And 5,000 documents in one `POST /embed`, split by the indexing service
 //! into calls the embedding service accepts.
 
-use e2e_tests::{free_port, workspace_root, Proc};
+use e2e_tests::{free_port, send_examples, workspace_root, Proc};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -525,6 +525,50 @@ fn generated_python_client_runs_the_flow() {
     );
     assert!(out.status.success(), "python flow failed:\n{text}");
     assert!(text.contains("all checks passed"), "{text}");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Swagger UI's examples, sent as they are to a fresh stack (no collection
+/// yet), succeed on every route: `/search` names no collection and makes
+/// the default one, which the collection routes' examples then use.
+#[test]
+fn swagger_examples_succeed_on_a_fresh_stack() {
+    let data = std::env::temp_dir().join(format!("e2e-examples-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let (ep, ip) = (free_port(), free_port());
+    let _emb = embedding(ep);
+    let idx = indexing(ip, ep, &data);
+    let spec: Value = Client::new()
+        .get(format!("{}/openapi.json", idx.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let failures = send_examples(
+        &idx.url,
+        &spec,
+        &[
+            ("get", "/health"),
+            ("get", "/ready"),
+            ("post", "/search"),
+            ("post", "/embed"),
+            ("post", "/collections"),
+            ("get", "/collections"),
+            ("get", "/collections/{name}"),
+            ("put", "/collections/{name}/points"),
+            ("get", "/collections/{name}/points/{id}"),
+            ("patch", "/collections/{name}/points/{id}"),
+            ("post", "/collections/{name}/search"),
+            ("post", "/collections/{name}/search/batch"),
+            ("post", "/collections/{name}/points/scroll"),
+            ("post", "/collections/{name}/points/count"),
+            ("delete", "/collections/{name}/points/{id}"),
+            ("post", "/collections/{name}/points/delete"),
+            ("get", "/metrics"),
+            ("delete", "/collections/{name}"),
+        ],
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
     let _ = std::fs::remove_dir_all(&data);
 }
 

@@ -339,7 +339,8 @@ async fn search_vector(
         (status = 200, body = EmbedDocumentsResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, description = "Embedding service unavailable; nothing was written", body = ErrorBody),
+        (status = 500, body = ErrorBody),
+        (status = 503, description = "Embedding service unavailable, storage refusing writes, or the collection damaged; nothing was written", body = ErrorBody),
     ))]
 async fn embed_documents(
     State(s): State<AppState>,
@@ -407,7 +408,7 @@ async fn embed_documents(
         (status = 200, body = SearchResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn search(
     State(s): State<AppState>,
@@ -445,7 +446,10 @@ async fn search(
 /// `POST /collections`
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "my_collection", "dimension": 4, "metric": "cosine"}))]
 pub struct CreateCollectionRequest {
+    /// 1 to 64 of `A-Z a-z 0-9 _ -`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     /// 1 to 65536. Default: the embedding model's dimension.
     #[serde(default)]
@@ -473,7 +477,6 @@ pub struct CollectionDescription {
     pub dimension: usize,
     pub metric: Metric,
     /// Index settings (kind, hnsw, ivf, quantization, min_points, exact_scan_below).
-    #[schema(value_type = Object)]
     pub index: IndexSettings,
     pub flush_threshold_vectors: usize,
     pub points: usize,
@@ -517,7 +520,7 @@ fn describe(c: &Collection) -> CollectionDescription {
         (status = 201, body = CollectionDescription),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn create_collection(
     State(s): State<AppState>,
@@ -536,7 +539,7 @@ async fn create_collection(
 
 /// List collections.
 #[utoipa::path(get, path = "/collections", tag = "collections",
-    responses((status = 200, body = Vec<CollectionDescription>), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Vec<CollectionDescription>), (status = 401, body = ErrorBody), (status = 500, body = ErrorBody)))]
 async fn list_collections(State(s): State<AppState>) -> Res<Vec<CollectionDescription>> {
     let st = s.storage.clone();
     Ok(Json(
@@ -545,8 +548,9 @@ async fn list_collections(State(s): State<AppState>) -> Res<Vec<CollectionDescri
 }
 
 /// A collection's settings, points, segments and index build state.
-#[utoipa::path(get, path = "/collections/{name}", tag = "collections", params(("name" = String, Path)),
-    responses((status = 200, body = CollectionDescription), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(get, path = "/collections/{name}", tag = "collections", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")),
+    responses((status = 200, body = CollectionDescription), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, description = "The collection is damaged", body = ErrorBody)))]
 async fn get_collection(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -556,8 +560,9 @@ async fn get_collection(
 }
 
 /// Delete a collection and its data.
-#[utoipa::path(delete, path = "/collections/{name}", tag = "collections", params(("name" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/collections/{name}", tag = "collections", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, description = "The disk refuses the removal", body = ErrorBody)))]
 async fn delete_collection(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -568,12 +573,12 @@ async fn delete_collection(
 }
 
 /// Insert or replace points; points with `content` and no `vector` are embedded (in as many calls as the embedding service's limits need; a failed call writes nothing).
-#[utoipa::path(put, path = "/collections/{name}/points", tag = "points", params(("name" = String, Path)), request_body = UpsertPointsRequest,
+#[utoipa::path(put, path = "/collections/{name}/points", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")), request_body = UpsertPointsRequest,
     responses(
         (status = 200, body = UpsertPointsResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn upsert_points(
     State(s): State<AppState>,
@@ -630,8 +635,9 @@ with `?id_type=integer` it must be an integer. Or use the body routes \
 
 /// One point, with its vector (404 when absent). An all-digit string id
 /// needs `?id_type=string`; see the `id` parameter.
-#[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path, description = ID_PATH_DOC), PointIdQuery),
-    responses((status = 200, body = PointOutput), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+#[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents"), ("id" = String, Path, description = ID_PATH_DOC, min_length = 1, example = "1"), PointIdQuery),
+    responses((status = 200, body = PointOutput), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, description = "The collection is damaged", body = ErrorBody)))]
 async fn get_point(
     State(s): State<AppState>,
     PointPath { name, id }: PointPath,
@@ -648,12 +654,12 @@ async fn get_point(
 }
 
 /// Set (or with `merge`, merge into) a point's metadata; the vector is untouched. See the `id` parameter for how the id is read.
-#[utoipa::path(patch, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path, description = ID_PATH_DOC), PointIdQuery), request_body = PatchPointRequest,
+#[utoipa::path(patch, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents"), ("id" = String, Path, description = ID_PATH_DOC, min_length = 1, example = "1"), PointIdQuery), request_body = PatchPointRequest,
     responses(
         (status = 200, body = PointOutput),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn patch_point(
     State(s): State<AppState>,
@@ -678,8 +684,9 @@ async fn patch_point(
 }
 
 /// Delete one point. See the `id` parameter for how the id is read.
-#[utoipa::path(delete, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path), ("id" = String, Path, description = ID_PATH_DOC), PointIdQuery),
-    responses((status = 200, body = DeletePointsResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[utoipa::path(delete, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents"), ("id" = String, Path, description = ID_PATH_DOC, min_length = 1, example = "1"), PointIdQuery),
+    responses((status = 200, body = DeletePointsResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn delete_point(
     State(s): State<AppState>,
     PointPath { name, id }: PointPath,
@@ -713,12 +720,12 @@ async fn get_points(
 }
 
 /// Delete points by ids or by filter.
-#[utoipa::path(post, path = "/collections/{name}/points/delete", tag = "points", params(("name" = String, Path)), request_body = DeletePointsRequest,
+#[utoipa::path(post, path = "/collections/{name}/points/delete", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")), request_body = DeletePointsRequest,
     responses(
         (status = 200, body = DeletePointsResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn delete_points(
     State(s): State<AppState>,
@@ -736,11 +743,12 @@ async fn delete_points(
 }
 
 /// Page through points in id order; stable under concurrent writes.
-#[utoipa::path(post, path = "/collections/{name}/points/scroll", tag = "points", params(("name" = String, Path)), request_body = ScrollRequest,
+#[utoipa::path(post, path = "/collections/{name}/points/scroll", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")), request_body = ScrollRequest,
     responses(
         (status = 200, body = ScrollResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, description = "The collection is damaged", body = ErrorBody),
     ))]
 async fn scroll_points(
     State(s): State<AppState>,
@@ -760,11 +768,12 @@ async fn scroll_points(
 }
 
 /// Count points (matching a filter).
-#[utoipa::path(post, path = "/collections/{name}/points/count", tag = "points", params(("name" = String, Path)), request_body = CountRequest,
+#[utoipa::path(post, path = "/collections/{name}/points/count", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")), request_body = CountRequest,
     responses(
         (status = 200, body = CountResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, description = "The collection is damaged", body = ErrorBody),
     ))]
 async fn count_points(
     State(s): State<AppState>,
@@ -777,12 +786,12 @@ async fn count_points(
 }
 
 /// Search one collection by text or vector.
-#[utoipa::path(post, path = "/collections/{name}/search", tag = "points", params(("name" = String, Path)), request_body = SearchRequest,
+#[utoipa::path(post, path = "/collections/{name}/search", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")), request_body = SearchRequest,
     responses(
         (status = 200, body = SearchResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn search_collection(
     State(s): State<AppState>,
@@ -812,12 +821,12 @@ async fn search_points(
 }
 
 /// Several searches in one call, answered in order.
-#[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "points", params(("name" = String, Path)), request_body = BatchSearchRequest,
+#[utoipa::path(post, path = "/collections/{name}/search/batch", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")), request_body = BatchSearchRequest,
     responses(
         (status = 200, body = BatchSearchResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn search_batch(
     State(s): State<AppState>,
@@ -841,7 +850,7 @@ struct Status {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, body = Status)))]
+#[utoipa::path(get, path = "/health", tag = "service", responses((status = 200, description = "Up", body = Status, example = json!({"status": "ok"}))))]
 async fn health() -> Json<Status> {
     Json(Status {
         status: "ok".into(),
@@ -850,7 +859,11 @@ async fn health() -> Json<Status> {
 }
 
 /// Data opened and the embedding service reachable.
-#[utoipa::path(get, path = "/ready", tag = "service", responses((status = 200, body = Status), (status = 503, body = Status)))]
+#[utoipa::path(get, path = "/ready", tag = "service", responses(
+    (status = 200, description = "Ready", body = Status, example = json!({"status": "ready"})),
+    (status = 503, description = "The embedding service cannot be reached", body = Status,
+        example = json!({"status": "embedding_unavailable", "detail": "embedding service unavailable: connection refused"})),
+))]
 async fn ready(State(s): State<AppState>) -> (StatusCode, Json<Status>) {
     match s.embedder.info().await {
         Ok(_) => (
@@ -921,7 +934,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(embed_documents))
         .routes(routes!(search))
         .routes(routes!(create_collection, list_collections))
@@ -937,7 +950,9 @@ fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
-        .split_for_parts()
+        .split_for_parts();
+    super::spec::finish(&mut spec);
+    (api, spec)
 }
 
 /// The router, with `/openapi.json` and Swagger UI at `/docs`.

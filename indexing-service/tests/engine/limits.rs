@@ -659,10 +659,11 @@ fn openapi_states_the_same_bounds() {
         assert_eq!(num(&p["minimum"]), min, "{schema}.{field} minimum: {p}");
         assert_eq!(num(&p["maximum"]), max, "{schema}.{field} maximum: {p}");
     };
-    let items = |schema: &str, field: &str, max: usize| {
-        let p = prop(&schemas[schema], field);
-        assert_eq!(p["maxItems"], json!(max), "{schema}.{field} maxItems: {p}");
+    let items_of = |schema: &Value, field: &str, max: usize| {
+        let p = prop(schema, field);
+        assert_eq!(p["maxItems"], json!(max), "{field} maxItems: {p}");
     };
+    let items = |schema: &str, field: &str, max: usize| items_of(&schemas[schema], field, max);
     use limits::*;
     let f = |x: usize| x as f64;
     range("SearchRequest", "top_k", f(MIN_TOP_K), f(MAX_TOP_K));
@@ -704,7 +705,10 @@ fn openapi_states_the_same_bounds() {
     );
     items("BatchSearchRequest", "searches", MAX_BATCH_SEARCHES);
     items("UpsertPointsRequest", "points", MAX_UPSERT_POINTS);
-    items("DeletePointsRequest", "ids", MAX_DELETE_IDS);
+    // Delete: a oneOf of by-ids and by-filter; the ids arm carries the bound.
+    let by_ids = &schemas["DeletePointsRequest"]["oneOf"][0];
+    assert_eq!(by_ids["required"], json!(["ids"]), "{by_ids}");
+    items_of(by_ids, "ids", MAX_DELETE_IDS);
     items("GetPointsRequest", "ids", MAX_GET_IDS);
     items("EmbedDocumentsRequest", "documents", MAX_EMBED_DOCUMENTS);
     // Quantization: a oneOf of tagged variants; both carry `oversampling`,

@@ -5,11 +5,25 @@
 //! are those of [`super::limits`], which the handlers check.
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
+
+/// What a collection name must match: 1 to 64 of `A-Z a-z 0-9 _ -`
+/// (anything else is a 422 `invalid_request`).
+pub const COLLECTION_NAME_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
+/// Longest string point id, in bytes (UTF-8); the shortest is 1.
+pub const MAX_STRING_ID_BYTES: usize = 256;
 
 /// External point id: an unsigned integer or a string (such as a UUID).
 /// Ordered integers first, then strings; scroll pages follow this order.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+///
+/// Schema: `oneOf` an integer 0 to 2^64-1 (format `uint64`: beyond the
+/// int64 range) and a string of 1 to 256 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(untagged)]
 pub enum PointId {
     Num(u64),
@@ -53,6 +67,35 @@ impl<'de> Deserialize<'de> for PointId {
         d.deserialize_any(V)
     }
 }
+
+impl utoipa::PartialSchema for PointId {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::Custom("uint64".into())))
+                    .minimum(Some(0usize))
+                    .maximum(Some(u64::MAX as usize))
+                    .description(Some("An unsigned 64-bit integer id.")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(MAX_STRING_ID_BYTES))
+                    .description(Some(
+                        "A string id (such as a UUID) of 1 to 256 bytes of UTF-8.",
+                    )),
+            )
+            .description(Some(
+                "Point id: an unsigned 64-bit integer or a string of 1 to 256 bytes.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PointId {}
 
 impl std::fmt::Display for PointId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -292,7 +335,6 @@ pub struct FieldCondition {
     /// (`1` equals `1.0`; `9007199254740993` does not equal
     /// `9007199254740992`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub r#match: Option<Match>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub range: Option<Range>,
@@ -300,12 +342,46 @@ pub struct FieldCondition {
 
 /// `"match": "news"` (a string, number or boolean) or `"match": {"any": [...]}`
 /// (at most [`MAX_MATCH_ANY`] strings, numbers or booleans).
+///
+/// Schema: `oneOf` a string, a number, a boolean, and `{"any": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Match {
     Any { any: Vec<serde_json::Value> },
     Value(serde_json::Value),
 }
+
+/// A string, number or boolean: the values `match` compares with.
+fn match_value() -> OneOfBuilder {
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+}
+
+impl utoipa::PartialSchema for Match {
+    fn schema() -> RefOr<Schema> {
+        match_value()
+            .item(
+                ObjectBuilder::new()
+                    .property(
+                        "any",
+                        ArrayBuilder::new()
+                            .items(match_value())
+                            .max_items(Some(MAX_MATCH_ANY)),
+                    )
+                    .required("any")
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                    .description(Some("Equal to one of at most 1,024 values.")),
+            )
+            .description(Some(
+                "Equal to a string, number or boolean, or to one of `any`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Match {}
 
 /// Numeric bounds on a payload number; every bound given must hold (none
 /// given: any number). Bounds keep integers exact (`serde_json::Number`:
@@ -355,6 +431,11 @@ pub struct Document {
 /// must exist: 404 otherwise).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "content": "a frankfurter served hot in a long bun",
+    "metadata": {"pos": "n", "year": 1900},
+    "id": 1
+}))]
 pub struct EmbedDocumentsRequest {
     #[serde(default)]
     pub content: Option<String>,
@@ -368,7 +449,10 @@ pub struct EmbedDocumentsRequest {
     #[serde(default)]
     #[schema(min_items = 1, max_items = 10000)]
     pub documents: Option<Vec<Document>>,
+    /// Collection to store into (1 to 64 of `A-Z a-z 0-9 _ -`), made on
+    /// first use with the model's dimension. Default: `documents`.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub collection: Option<String>,
 }
 
@@ -382,6 +466,7 @@ pub struct EmbedDocumentsResponse {
 /// or by `vector`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"query": "hot dog", "top_k": 3}))]
 pub struct SearchRequest {
     #[serde(default)]
     pub query: Option<String>,
@@ -393,10 +478,12 @@ pub struct SearchRequest {
     pub top_k: Option<usize>,
     #[serde(default)]
     pub filter: Option<Filter>,
-    /// On `/search`: the collection (default: the service's
-    /// `default_collection`, created on first use; any other name must
-    /// exist: 404 otherwise). Ignored on `/collections/{name}/search`.
+    /// On `/search`: the collection (1 to 64 of `A-Z a-z 0-9 _ -`;
+    /// default: the service's `default_collection`, created on first use;
+    /// any other name must exist: 404 otherwise). Ignored on
+    /// `/collections/{name}/search`.
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub collection: Option<String>,
     /// HNSW beam width for this query: 1 to 4096 (default: the
     /// collection's `hnsw.ef`; never below `top_k`).
@@ -436,6 +523,7 @@ pub struct SearchResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"searches": [{"query": "hot dog", "top_k": 3}, {"query": "a dog", "top_k": 1}]}))]
 pub struct BatchSearchRequest {
     /// At most 100 searches, answered in order.
     #[schema(max_items = 100)]
@@ -465,6 +553,10 @@ pub struct PointInput {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"points": [
+    {"id": 1, "content": "a frankfurter served hot in a long bun", "metadata": {"pos": "n"}},
+    {"id": 2, "content": "a domestic animal that barks", "metadata": {"pos": "n"}}
+]}))]
 pub struct UpsertPointsRequest {
     /// At most 10000 points.
     #[schema(max_items = 10000)]
@@ -492,6 +584,7 @@ pub struct PointOutput {
 /// merge it into the existing one with `merge: true`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"metadata": {"reviewed": true}, "merge": true}))]
 pub struct PatchPointRequest {
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
@@ -499,13 +592,16 @@ pub struct PatchPointRequest {
     pub merge: Option<bool>,
 }
 
-/// `POST /collections/{name}/points/delete`: by `ids` or by `filter`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+/// `POST /collections/{name}/points/delete`: by `ids` or by `filter`,
+/// exactly one of them (the other absent or null).
+///
+/// Schema: `oneOf` two objects, `DeleteByIds` (`ids` required, at most
+/// 10000) and `DeleteByFilter` (`filter` required).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeletePointsRequest {
     /// At most 10000 ids.
     #[serde(default)]
-    #[schema(max_items = 10000)]
     pub ids: Option<Vec<PointId>>,
     #[serde(default)]
     pub filter: Option<Filter>,
@@ -529,6 +625,51 @@ pub struct GetPointsResponse {
     pub points: Vec<PointOutput>,
 }
 
+impl utoipa::PartialSchema for DeletePointsRequest {
+    #[allow(deprecated)] // `example` is what Swagger UI fills the body with.
+    fn schema() -> RefOr<Schema> {
+        let null = || ObjectBuilder::new().schema_type(Type::Null);
+        let ids = ArrayBuilder::new()
+            .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "PointId",
+            )))
+            .max_items(Some(super::limits::MAX_DELETE_IDS))
+            .description(Some("The points to delete: at most 10000 ids."));
+        let filter = RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Filter"));
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .title(Some("DeleteByIds"))
+                    .property("ids", ids)
+                    .required("ids")
+                    .property("filter", null())
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .title(Some("DeleteByFilter"))
+                    .property("filter", filter)
+                    .required("filter")
+                    .property("ids", null())
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false))),
+            )
+            .description(Some(
+                "Delete by `ids` (at most 10000) or by `filter`: exactly one of them.",
+            ))
+            .example(Some(serde_json::json!({"ids": [2]})))
+            .into()
+    }
+}
+
+impl ToSchema for DeletePointsRequest {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        use utoipa::PartialSchema;
+        schemas.push(("PointId".into(), PointId::schema()));
+        schemas.push(("Filter".into(), Filter::schema()));
+        Filter::schemas(schemas);
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeletePointsResponse {
     pub deleted: usize,
@@ -536,6 +677,7 @@ pub struct DeletePointsResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"limit": 10}))]
 pub struct ScrollRequest {
     #[serde(default)]
     pub filter: Option<Filter>,
@@ -559,6 +701,7 @@ pub struct ScrollResponse {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"filter": {"must": [{"key": "pos", "match": "n"}]}}))]
 pub struct CountRequest {
     #[serde(default)]
     pub filter: Option<Filter>,
