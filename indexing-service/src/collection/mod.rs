@@ -983,9 +983,7 @@ impl Collection {
             cursor = Some(last.0.clone());
             for (id, loc, seg) in chunk {
                 match self.read_slot(&seg, loc.off, false)? {
-                    Some((e, _)) if filter.matches(e.payload.as_ref()) => {
-                        cands.push((id, loc))
-                    }
+                    Some((e, _)) if filter.matches(e.payload.as_ref()) => cands.push((id, loc)),
                     // Replaced meanwhile: its new slot is looked at below.
                     None => cands.push((id, loc)),
                     Some(_) => {}
@@ -1304,7 +1302,10 @@ impl Collection {
                 let Some((e, vector)) = self.read_point(&id, seg, loc.off, true)? else {
                     continue;
                 };
-                if !filter.as_ref().is_none_or(|f| f.matches(e.payload.as_ref())) {
+                if !filter
+                    .as_ref()
+                    .is_none_or(|f| f.matches(e.payload.as_ref()))
+                {
                     continue;
                 }
                 if out.len() == limit {
@@ -1398,9 +1399,8 @@ impl Collection {
                     let d = m.data.read();
                     let accept = |off: u32| {
                         !d.deleted[off as usize]
-                            && filter.is_none_or(|f| {
-                                f.matches(d.extras[off as usize].payload.as_ref())
-                            })
+                            && filter
+                                .is_none_or(|f| f.matches(d.extras[off as usize].payload.as_ref()))
                     };
                     for (off, sc) in
                         index::exact_scan(c.metric, &d.vectors, c.dimension, &q, k, &accept)

@@ -32,6 +32,7 @@ use super::{exact_scan, score, TopK};
 use serde::{Deserialize, Serialize};
 use shared::wire::indexing::Metric;
 use shared::wire::limits::{self, check_range};
+use std::cell::Cell;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
@@ -397,6 +398,15 @@ pub fn sq_rescored(k: usize, oversampling: f32, ef: usize) -> usize {
         .max(k)
 }
 
+/// How many PQ candidates are re-scored for the best `k` of `n` points:
+/// `oversampling × k` (oversampling held to its bounds), at least `k`, at
+/// most `n`.
+fn pq_rescored(k: usize, oversampling: f32, n: usize) -> usize {
+    ((k as f32 * clamp_oversampling(oversampling)).ceil() as usize)
+        .min(n)
+        .max(k)
+}
+
 /// Exact re-scoring of candidate offsets: the best `k` by `score`.
 pub fn rescore(
     metric: Metric,
@@ -431,13 +441,88 @@ fn clamp_oversampling(o: f32) -> f32 {
     }
 }
 
+/// Offsets sampled (evenly spread) to estimate a filter's selectivity in a
+/// segment.
+const SAMPLE: usize = 256;
+
+/// A filtered search scans the matching points exactly when the points
+/// nearer the query than the matches an index must gather are estimated to
+/// be more than this share of the segment: a traversal visits all of them
+/// (and their neighbours), each checked against the filter, which costs
+/// more than checking every point once and scoring the matches.
+pub const MAX_DETOUR: f64 = 0.5;
+
+/// Whether a filtered search over `n` points should scan the matching
+/// points exactly instead of using an index that gathers `need` accepted
+/// candidates (the beam `ef` of a graph, the candidate list of IVF).
+///
+/// From a spread sample of [`SAMPLE`] offsets: exact when the estimated
+/// share of matches is under `exact_scan_below`, when fewer than `2·ef`
+/// points are estimated to match, or when the matches lie away from the
+/// query: among the sampled points ranked by their exact score, the one
+/// standing for the `need`-th nearest match comes after more than
+/// [`MAX_DETOUR`] of the sample.
+#[allow(clippy::too_many_arguments)]
+fn prefer_exact(
+    settings: &IndexSettings,
+    metric: Metric,
+    vectors: &[f32],
+    dim: usize,
+    q: &[f32],
+    ef: usize,
+    need: usize,
+    accept: &dyn Fn(u32) -> bool,
+) -> bool {
+    let n = vectors.len() / dim.max(1);
+    let step = (n / SAMPLE).max(1);
+    let sample: Vec<(u32, bool)> = (0..n)
+        .step_by(step)
+        .map(|i| (i as u32, accept(i as u32)))
+        .collect();
+    let sampled = sample.len();
+    let hits = sample.iter().filter(|(_, a)| *a).count();
+    let est = hits as f64 / sampled as f64;
+    if est < settings.exact_scan_below as f64 || est * (n as f64) < 2.0 * ef as f64 {
+        return true;
+    }
+    // The `need` nearest matches stand for about `need · sampled / n`
+    // sampled ones; every point nearer than them is in the index's way.
+    let mut ranked: Vec<(f32, bool)> = sample
+        .iter()
+        .map(|&(i, a)| {
+            let v = &vectors[i as usize * dim..(i as usize + 1) * dim];
+            (score(metric, q, v), a)
+        })
+        .collect();
+    ranked.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    let m = (need as f64 * sampled as f64 / n as f64).ceil().max(1.0) as usize;
+    let Some(rank) = ranked
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, a))| *a)
+        .nth(m - 1)
+        .map(|(r, _)| r + 1)
+    else {
+        return true;
+    };
+    rank as f64 > MAX_DETOUR * sampled as f64
+}
+
 /// Searches one segment's vectors with its index (or exactly): the best
-/// `min(k, n)` accepted offsets, best first.
+/// `min(k, accepted)` accepted offsets, best first, scored higher-is-better.
 ///
 /// The beam is `params.ef`, else `settings.hnsw.ef`, held to
 /// `1..=limits::MAX_EF` (a persisted setting may exceed it), at least `k`
 /// and at most the segment's `n` points; candidate lists (`oversampling ×
 /// k`) are at most `n` too, so nothing allocated here outgrows the segment.
+///
+/// Filtered (`filtered`: `accept` evaluates a payload filter, so each call
+/// costs; it is evaluated at most once per offset and query): see
+/// [`prefer_exact`] for when the matching points are scanned exactly.
+/// Whatever the path, an index answer with fewer than `min(k, n)` offsets
+/// (the graph or the lists held fewer accepted points than exist, e.g.
+/// most of the segment deleted) is replaced by an exact scan, so the
+/// answer always holds `min(k, accepted points)` offsets.
 #[allow(clippy::too_many_arguments)]
 pub fn search_segment(
     index: Option<&SegmentIndex>,
@@ -465,16 +550,57 @@ pub fn search_segment(
         .clamp(limits::MIN_EF, limits::MAX_EF)
         .max(k)
         .min(n);
+    // A filter is evaluated once per offset however often the estimate,
+    // the traversal and a fallback scan ask (0 = not yet, 1 = yes, 2 = no).
+    let mut memo = if filtered { vec![0u8; n] } else { Vec::new() };
+    let memo = Cell::from_mut(memo.as_mut_slice()).as_slice_of_cells();
+    let cached = |i: u32| match memo[i as usize].get() {
+        1 => true,
+        2 => false,
+        _ => {
+            let a = accept(i);
+            memo[i as usize].set(if a { 1 } else { 2 });
+            a
+        }
+    };
+    let accept: &dyn Fn(u32) -> bool = if filtered { &cached } else { accept };
     if filtered {
-        // Estimate the share of matching points from a spread sample.
-        let step = (n / 256).max(1);
-        let sampled = (0..n).step_by(step).count();
-        let hits = (0..n).step_by(step).filter(|&i| accept(i as u32)).count();
-        let est = hits as f64 / sampled as f64;
-        if est < settings.exact_scan_below as f64 || est * (n as f64) < 2.0 * ef as f64 {
+        let need = match index {
+            SegmentIndex::Hnsw {
+                pq: Some((_, o)), ..
+            } => ef.max(pq_rescored(k, *o, n)),
+            SegmentIndex::Hnsw { .. } => ef,
+            SegmentIndex::IvfPq { oversampling, .. } => pq_rescored(k, *oversampling, n),
+        };
+        if prefer_exact(settings, metric, vectors, dim, q, ef, need, accept) {
             return exact_scan(metric, vectors, dim, q, k, accept);
         }
     }
+    let found = search_index(
+        index, settings, metric, vectors, dim, q, k, ef, params, filtered, accept,
+    );
+    if found.len() < k {
+        return exact_scan(metric, vectors, dim, q, k, accept);
+    }
+    found
+}
+
+/// The index part of [`search_segment`]: `k` and `ef` already bounded.
+#[allow(clippy::too_many_arguments)]
+fn search_index(
+    index: &SegmentIndex,
+    settings: &IndexSettings,
+    metric: Metric,
+    vectors: &[f32],
+    dim: usize,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    params: SearchParams,
+    filtered: bool,
+    accept: &dyn Fn(u32) -> bool,
+) -> Vec<(u32, f32)> {
+    let n = vectors.len() / dim.max(1);
     let dot = metric != Metric::Euclidean;
     match index {
         SegmentIndex::Hnsw {
@@ -512,9 +638,7 @@ pub fn search_segment(
             pq: Some((codes, over)),
             ..
         } => {
-            let kk = ((k as f32 * clamp_oversampling(*over)).ceil() as usize)
-                .min(n)
-                .max(k);
+            let kk = pq_rescored(k, *over, n);
             let table = Query::Table(codes.pq.table(q, dot));
             let cands = graph.search(
                 &PqSpace {
@@ -537,12 +661,10 @@ pub fn search_segment(
             )
         }
         SegmentIndex::IvfPq { ivf, oversampling } => {
-            let kk = ((k as f32 * clamp_oversampling(*oversampling)).ceil() as usize)
-                .min(n)
-                .max(k);
+            let kk = pq_rescored(k, *oversampling, n);
             // `Ivf::candidates` holds it to the segment's lists.
             let nprobe = params.nprobe.unwrap_or(settings.ivf.nprobe);
-            let cands = ivf.candidates(q, dot, nprobe, kk, accept);
+            let cands = ivf.candidates(q, dot, nprobe, kk, filtered, accept);
             rescore(
                 metric,
                 vectors,

@@ -3,6 +3,7 @@
 
 mod faults;
 mod filter_numbers;
+mod filtered;
 mod http;
 mod integrity;
 mod limits;
