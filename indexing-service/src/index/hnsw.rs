@@ -590,6 +590,10 @@ impl Hnsw {
     /// The best `min(k, n)` accepted nodes by the space's distance (lower
     /// first), exploring with beam width `ef` (at least `k`; at most the
     /// graph's `n` nodes, so any `ef` is safe to pass).
+    ///
+    /// `ef` bounds the accepted results, not the nodes explored: rejected
+    /// nodes are traversed (they only extend the candidate queue), and
+    /// until `ef` accepted nodes are held every neighbour is explored.
     pub fn search<S: Space>(
         &self,
         space: &S,
@@ -597,6 +601,25 @@ impl Hnsw {
         k: usize,
         ef: usize,
         accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
+        self.search_seeded(space, q, k, ef, accept, &[])
+    }
+
+    /// [`Self::search`] with extra level-0 entry points: `seeds` (node ids
+    /// below `n`; others are ignored) join the beam beside the node the
+    /// descent through the upper levels ends at. A filtered search seeds
+    /// it with known matches near the query, so that matches away from the
+    /// query's own neighbourhood (possibly several regions of the graph,
+    /// linked to it by few edges) are reached from inside, not only
+    /// through whichever edge the traversal meets first.
+    pub fn search_seeded<S: Space>(
+        &self,
+        space: &S,
+        q: &Query,
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u32) -> bool,
+        seeds: &[u32],
     ) -> Vec<(u32, f32)> {
         if self.n == 0 || k == 0 {
             return Vec::new();
@@ -630,10 +653,24 @@ impl Hnsw {
             let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> =
                 BinaryHeap::with_capacity(ef.saturating_mul(4).min(self.n));
             let mut res: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
-            vis.insert(cur.id);
-            cand.push(std::cmp::Reverse(cur));
-            if accept(cur.id) {
-                res.push(cur);
+            for c in
+                std::iter::once(cur).chain(seeds.iter().filter(|&&s| (s as usize) < self.n).map(
+                    |&s| Cand {
+                        d: space.dist_query(q, s),
+                        id: s,
+                    },
+                ))
+            {
+                if !vis.insert(c.id) {
+                    continue;
+                }
+                cand.push(std::cmp::Reverse(c));
+                if accept(c.id) {
+                    res.push(c);
+                    if res.len() > ef {
+                        res.pop();
+                    }
+                }
             }
             // The bound used to prune: the worst kept result once `ef` are
             // kept. Until then (a filter may keep few), explore on.

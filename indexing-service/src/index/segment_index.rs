@@ -452,18 +452,42 @@ const SAMPLE: usize = 256;
 /// more than checking every point once and scoring the matches.
 pub const MAX_DETOUR: f64 = 0.5;
 
-/// Whether a filtered search over `n` points should scan the matching
-/// points exactly instead of using an index that gathers `need` accepted
-/// candidates (the beam `ef` of a graph, the candidate list of IVF).
+/// Sampled matches nearest the query that seed a filtered graph traversal.
+const SEEDS: usize = 8;
+
+/// How a filtered search of one segment proceeds.
+enum FilteredPlan {
+    /// Scan the matching points exactly.
+    Exact,
+    /// Use the index; a graph starts from these matches too (sampled
+    /// offsets that pass the filter, best first). `far`: the matches lie
+    /// behind points the filter rejects (a region of their own away from
+    /// the query), so a graph's beam widens by [`FAR_EF_FACTOR`].
+    Index { seeds: Vec<u32>, far: bool },
+}
+
+/// A graph's beam grows by this factor (within `limits::MAX_EF` and the
+/// segment) when the matches lie away from the query. Such a query is, to
+/// the matching points, one from outside their distribution, where a
+/// greedy beam of the default `ef` settles on a local optimum; and the
+/// traversal has to cross the rejected points nearer the query anyway, so
+/// the wider beam adds little to its cost.
+pub const FAR_EF_FACTOR: usize = 4;
+
+/// How a filtered search over `n` points proceeds, against an index that
+/// gathers `need` accepted candidates (the beam `ef` of a graph, the
+/// candidate list of IVF).
 ///
 /// From a spread sample of [`SAMPLE`] offsets: exact when the estimated
 /// share of matches is under `exact_scan_below`, when fewer than `2·ef`
 /// points are estimated to match, or when the matches lie away from the
 /// query: among the sampled points ranked by their exact score, the one
 /// standing for the `need`-th nearest match comes after more than
-/// [`MAX_DETOUR`] of the sample.
+/// [`MAX_DETOUR`] of the sample. Otherwise the index, seeded with the
+/// [`SEEDS`] best sampled matches, its beam widened when that sampled match
+/// ranks more than twice as far down as evenly spread matches would.
 #[allow(clippy::too_many_arguments)]
-fn prefer_exact(
+fn plan_filtered(
     settings: &IndexSettings,
     metric: Metric,
     vectors: &[f32],
@@ -472,7 +496,7 @@ fn prefer_exact(
     ef: usize,
     need: usize,
     accept: &dyn Fn(u32) -> bool,
-) -> bool {
+) -> FilteredPlan {
     let n = vectors.len() / dim.max(1);
     let step = (n / SAMPLE).max(1);
     let sample: Vec<(u32, bool)> = (0..n)
@@ -483,15 +507,15 @@ fn prefer_exact(
     let hits = sample.iter().filter(|(_, a)| *a).count();
     let est = hits as f64 / sampled as f64;
     if est < settings.exact_scan_below as f64 || est * (n as f64) < 2.0 * ef as f64 {
-        return true;
+        return FilteredPlan::Exact;
     }
     // The `need` nearest matches stand for about `need · sampled / n`
     // sampled ones; every point nearer than them is in the index's way.
-    let mut ranked: Vec<(f32, bool)> = sample
+    let mut ranked: Vec<(f32, u32, bool)> = sample
         .iter()
         .map(|&(i, a)| {
             let v = &vectors[i as usize * dim..(i as usize + 1) * dim];
-            (score(metric, q, v), a)
+            (score(metric, q, v), i, a)
         })
         .collect();
     ranked.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
@@ -499,13 +523,28 @@ fn prefer_exact(
     let Some(rank) = ranked
         .iter()
         .enumerate()
-        .filter(|(_, (_, a))| *a)
+        .filter(|(_, (_, _, a))| *a)
         .nth(m - 1)
         .map(|(r, _)| r + 1)
     else {
-        return true;
+        return FilteredPlan::Exact;
     };
-    rank as f64 > MAX_DETOUR * sampled as f64
+    if rank as f64 > MAX_DETOUR * sampled as f64 {
+        return FilteredPlan::Exact;
+    }
+    // Spread evenly, the `m`-th of `hits` sampled matches would rank
+    // about `m · sampled / hits`; twice that and more, points the filter
+    // rejects stand between the query and its matches.
+    let far = rank * hits > 2 * m * sampled;
+    FilteredPlan::Index {
+        far,
+        seeds: ranked
+            .iter()
+            .filter(|(_, _, a)| *a)
+            .take(SEEDS)
+            .map(|&(_, i, _)| i)
+            .collect(),
+    }
 }
 
 /// Searches one segment's vectors with its index (or exactly): the best
@@ -518,7 +557,8 @@ fn prefer_exact(
 ///
 /// Filtered (`filtered`: `accept` evaluates a payload filter, so each call
 /// costs; it is evaluated at most once per offset and query): see
-/// [`prefer_exact`] for when the matching points are scanned exactly.
+/// [`plan_filtered`] for when the matching points are scanned exactly and
+/// which matches seed a graph traversal.
 /// Whatever the path, an index answer with fewer than `min(k, n)` offsets
 /// (the graph or the lists held fewer accepted points than exist, e.g.
 /// most of the segment deleted) is replaced by an exact scan, so the
@@ -544,7 +584,7 @@ pub fn search_segment(
     if k == 0 {
         return Vec::new();
     }
-    let ef = params
+    let mut ef = params
         .ef
         .unwrap_or(settings.hnsw.ef)
         .clamp(limits::MIN_EF, limits::MAX_EF)
@@ -564,6 +604,7 @@ pub fn search_segment(
         }
     };
     let accept: &dyn Fn(u32) -> bool = if filtered { &cached } else { accept };
+    let mut seeds = Vec::new();
     if filtered {
         let need = match index {
             SegmentIndex::Hnsw {
@@ -572,12 +613,18 @@ pub fn search_segment(
             SegmentIndex::Hnsw { .. } => ef,
             SegmentIndex::IvfPq { oversampling, .. } => pq_rescored(k, *oversampling, n),
         };
-        if prefer_exact(settings, metric, vectors, dim, q, ef, need, accept) {
-            return exact_scan(metric, vectors, dim, q, k, accept);
+        match plan_filtered(settings, metric, vectors, dim, q, ef, need, accept) {
+            FilteredPlan::Exact => return exact_scan(metric, vectors, dim, q, k, accept),
+            FilteredPlan::Index { seeds: s, far } => {
+                seeds = s;
+                if far {
+                    ef = ef.saturating_mul(FAR_EF_FACTOR).min(limits::MAX_EF).min(n);
+                }
+            }
         }
     }
     let found = search_index(
-        index, settings, metric, vectors, dim, q, k, ef, params, filtered, accept,
+        index, settings, metric, vectors, dim, q, k, ef, params, filtered, &seeds, accept,
     );
     if found.len() < k {
         return exact_scan(metric, vectors, dim, q, k, accept);
@@ -598,6 +645,7 @@ fn search_index(
     ef: usize,
     params: SearchParams,
     filtered: bool,
+    seeds: &[u32],
     accept: &dyn Fn(u32) -> bool,
 ) -> Vec<(u32, f32)> {
     let n = vectors.len() / dim.max(1);
@@ -610,7 +658,8 @@ fn search_index(
         } => {
             let query = Query::Sq8(codes.query(q, dot));
             let kk = sq_rescored(k, clamp_oversampling(*over), ef);
-            let cands = graph.search(&Sq8Space { codes, dot }, &query, kk, ef, accept);
+            let cands =
+                graph.search_seeded(&Sq8Space { codes, dot }, &query, kk, ef, accept, seeds);
             rescore(
                 metric,
                 vectors,
@@ -623,12 +672,13 @@ fn search_index(
         SegmentIndex::Hnsw {
             graph, pq: None, ..
         } => graph
-            .search(
+            .search_seeded(
                 &F32Space { vectors, dim, dot },
                 &Query::Vector(q),
                 k,
                 ef,
                 accept,
+                seeds,
             )
             .into_iter()
             .map(|(id, d)| (id, -d))
@@ -640,7 +690,7 @@ fn search_index(
         } => {
             let kk = pq_rescored(k, *over, n);
             let table = Query::Table(codes.pq.table(q, dot));
-            let cands = graph.search(
+            let cands = graph.search_seeded(
                 &PqSpace {
                     codes,
                     vectors,
@@ -650,6 +700,7 @@ fn search_index(
                 kk,
                 ef.max(kk),
                 accept,
+                seeds,
             );
             rescore(
                 metric,

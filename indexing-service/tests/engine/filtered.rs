@@ -439,7 +439,7 @@ fn ivf_pq_3000_points_300_far_matches_returns_top_k() {
 #[ignore]
 fn filtered_recall_table() {
     let seed = seed();
-    let d = data(seed, 40_000, 200);
+    let d = data(seed, 40_000, 100);
     println!("| index | layout | 1% recall@10 | 1% q/s | 10% recall@10 | 10% q/s | 50% recall@10 | 50% q/s |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for (name, settings) in kinds() {
