@@ -16,8 +16,10 @@
 //! | … | upper levels 1..=level per node: a count then M slots each |
 //!
 //! Search invariants: deleted or filtered-out nodes are traversed (so the
-//! graph stays navigable) but never returned; results are the best `k`, not
-//! `ef`. Vectors are not stored here: the segment's memory-mapped vectors
+//! graph stays navigable) but never returned; `ef` bounds the accepted
+//! results held, so exploration goes on until `ef` accepted nodes are held
+//! (or every reachable node was visited); results are the best `k`, not
+//! `ef`. Extra entry points (`search_seeded`) join the level-0 beam. Vectors are not stored here: the segment's memory-mapped vectors
 //! (or PQ codes, see `quantized`) are passed in.
 //!
 //! Sizes: a search's beam and result heaps hold at most `min(ef, n)`
@@ -803,5 +805,57 @@ mod tests {
         }
         let recall = hits as f64 / total as f64;
         assert!(recall >= 0.95, "recall@{k} {recall:.3} with duplicates");
+    }
+
+    /// Two clusters; only the far one (10%) passes the filter. The beam
+    /// holds `ef` accepted nodes, however many rejected ones lie nearer:
+    /// `k` results, all accepted, the same as brute force over the
+    /// accepted; with fewer accepted nodes than `k`, all of them. Seeds
+    /// out of range are ignored; seeds inside the far cluster give the same
+    /// answer.
+    #[test]
+    fn filtered_search_reaches_a_far_accepted_cluster() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (dim, n, far) = (8, 2000, 200);
+        let vectors: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let centre = if i < far { 6.0 } else { 0.0 };
+                (0..dim)
+                    .map(|_| centre + rng.gen_range(-1.0f32..1.0))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let space = F32Space {
+            vectors: &vectors,
+            dim,
+            dot: false,
+        };
+        let g = Hnsw::build(&space, n, HnswParams::default());
+        let accept = |i: u32| (i as usize) < far;
+        let (k, ef) = (10, 64);
+        let (mut hits, mut total) = (0, 0);
+        for _ in 0..50 {
+            let q: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let query = Query::Vector(&q);
+            let mut exact: Vec<(f32, u32)> = (0..far as u32)
+                .map(|i| (space.dist_query(&query, i), i))
+                .collect();
+            exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let want: Vec<u32> = exact[..k].iter().map(|&(_, i)| i).collect();
+            for seeds in [&[][..], &[u32::MAX, n as u32][..], &[want[3], 17][..]] {
+                let found = g.search_seeded(&space, &query, k, ef, &accept, seeds);
+                assert_eq!(found.len(), k, "seeds {seeds:?}");
+                assert!(found.iter().all(|&(id, _)| accept(id)));
+                hits += found.iter().filter(|(id, _)| want.contains(id)).count();
+                total += k;
+            }
+            let few = |i: u32| i < 5;
+            let found = g.search(&space, &query, k, ef, &few);
+            let mut ids: Vec<u32> = found.iter().map(|&(id, _)| id).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, vec![0, 1, 2, 3, 4], "every accepted node, once");
+        }
+        let recall = hits as f64 / total as f64;
+        assert!(recall >= 0.95, "filtered recall@{k} {recall:.3}");
     }
 }

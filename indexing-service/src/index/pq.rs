@@ -604,4 +604,45 @@ mod tests {
             }
         }
     }
+
+    /// The matches of a filter lie in lists away from the query: the
+    /// `nprobe` nearest lists hold none, and the scan widens (in order of
+    /// centroid distance) until `limit` accepted candidates are found;
+    /// fewer accepted points than `limit` come back all. Without a filter,
+    /// lists holding fewer than `limit` points widen the scan too.
+    #[test]
+    fn ivf_widens_past_nprobe_until_limit_accepted() {
+        let (dim, n, far) = (8, 2000, 100);
+        let mut s = 5u64;
+        let mut r = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let data: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let c = if i < far { 8.0 } else { 0.0 };
+                (0..dim).map(|_| c + r()).collect::<Vec<_>>()
+            })
+            .collect();
+        let ivf = Ivf::build(&data, dim, 64, 4, 3).unwrap();
+        let q = vec![0.0f32; dim];
+        let accept = |i: u32| (i as usize) < far;
+        for widen in [false, true] {
+            let found = ivf.candidates(&q, false, 2, 30, widen, &accept);
+            assert_eq!(found.len(), 30, "widen {widen}");
+            assert!(found.iter().all(|&(id, _)| accept(id)));
+            let few = |i: u32| i == 7 || i == 1500;
+            let mut ids: Vec<u32> = ivf
+                .candidates(&q, false, 2, 30, widen, &few)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort_unstable();
+            assert_eq!(ids, vec![7, 1500]);
+            let all = ivf.candidates(&q, true, 1, 500, widen, &|_| true);
+            assert_eq!(all.len(), 500);
+        }
+    }
 }

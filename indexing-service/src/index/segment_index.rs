@@ -14,10 +14,19 @@
 //! traverses the graph on those codes with VNNI integer dot products;
 //! `pq` keeps `subvectors` bytes per vector; `none` traverses f32.
 //!
-//! Filtered search: the selectivity is estimated from a sample of offsets;
-//! when few points match (under `exact_scan_below` of the segment, or fewer
-//! than `2·ef`), an exact scan over the matching points is both faster and
-//! exact. Otherwise the graph is traversed through non-matching nodes.
+//! Filtered search returns `min(k, accepted points)` offsets on every path.
+//! A spread sample of 256 offsets is checked against the filter and scored
+//! exactly: when few points match (under `exact_scan_below` of the
+//! segment, or fewer than `2·ef`), or when the matches lie behind more
+//! than half of the segment as seen from the query (a traversal would
+//! visit all of those, each checked against the filter), an exact scan
+//! over the matching points is both cheaper and exact. Otherwise the index
+//! is used: a graph is traversed through non-matching nodes, its beam
+//! seeded with the best sampled matches and widened (×4) when rejected
+//! points stand between the query and its matches; IVF scans lists past
+//! `nprobe` until enough accepted candidates were found. An index answer
+//! shorter than `min(k, n)` is replaced by an exact scan. The filter is
+//! evaluated at most once per offset and query (memoized).
 //!
 //! Bounds: `validate` holds new settings to `shared::wire::limits`; a
 //! `collection.json` written before those bounds may still carry larger
