@@ -451,7 +451,7 @@ fn main() {
             .map(|&np| {
                 let ivf = &ivf;
                 let f: SearchFn<'_> = Box::new(move |i| {
-                    let cands = ivf.candidates(q(i), dot, np, kk, &|_| true);
+                    let cands = ivf.candidates(q(i), dot, np, kk, false, &|_| true);
                     rescored(i, cands)
                 });
                 (np, f)

@@ -16,8 +16,10 @@
 //! | … | upper levels 1..=level per node: a count then M slots each |
 //!
 //! Search invariants: deleted or filtered-out nodes are traversed (so the
-//! graph stays navigable) but never returned; results are the best `k`, not
-//! `ef`. Vectors are not stored here: the segment's memory-mapped vectors
+//! graph stays navigable) but never returned; `ef` bounds the accepted
+//! results held, so exploration goes on until `ef` accepted nodes are held
+//! (or every reachable node was visited); results are the best `k`, not
+//! `ef`. Extra entry points (`search_seeded`) join the level-0 beam. Vectors are not stored here: the segment's memory-mapped vectors
 //! (or PQ codes, see `quantized`) are passed in.
 //!
 //! Sizes: a search's beam and result heaps hold at most `min(ef, n)`
@@ -590,6 +592,10 @@ impl Hnsw {
     /// The best `min(k, n)` accepted nodes by the space's distance (lower
     /// first), exploring with beam width `ef` (at least `k`; at most the
     /// graph's `n` nodes, so any `ef` is safe to pass).
+    ///
+    /// `ef` bounds the accepted results, not the nodes explored: rejected
+    /// nodes are traversed (they only extend the candidate queue), and
+    /// until `ef` accepted nodes are held every neighbour is explored.
     pub fn search<S: Space>(
         &self,
         space: &S,
@@ -597,6 +603,25 @@ impl Hnsw {
         k: usize,
         ef: usize,
         accept: &dyn Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
+        self.search_seeded(space, q, k, ef, accept, &[])
+    }
+
+    /// [`Self::search`] with extra level-0 entry points: `seeds` (node ids
+    /// below `n`; others are ignored) join the beam beside the node the
+    /// descent through the upper levels ends at. A filtered search seeds
+    /// it with known matches near the query, so that matches away from the
+    /// query's own neighbourhood (possibly several regions of the graph,
+    /// linked to it by few edges) are reached from inside, not only
+    /// through whichever edge the traversal meets first.
+    pub fn search_seeded<S: Space>(
+        &self,
+        space: &S,
+        q: &Query,
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(u32) -> bool,
+        seeds: &[u32],
     ) -> Vec<(u32, f32)> {
         if self.n == 0 || k == 0 {
             return Vec::new();
@@ -630,10 +655,24 @@ impl Hnsw {
             let mut cand: BinaryHeap<std::cmp::Reverse<Cand>> =
                 BinaryHeap::with_capacity(ef.saturating_mul(4).min(self.n));
             let mut res: BinaryHeap<Cand> = BinaryHeap::with_capacity(ef + 1);
-            vis.insert(cur.id);
-            cand.push(std::cmp::Reverse(cur));
-            if accept(cur.id) {
-                res.push(cur);
+            for c in
+                std::iter::once(cur).chain(seeds.iter().filter(|&&s| (s as usize) < self.n).map(
+                    |&s| Cand {
+                        d: space.dist_query(q, s),
+                        id: s,
+                    },
+                ))
+            {
+                if !vis.insert(c.id) {
+                    continue;
+                }
+                cand.push(std::cmp::Reverse(c));
+                if accept(c.id) {
+                    res.push(c);
+                    if res.len() > ef {
+                        res.pop();
+                    }
+                }
             }
             // The bound used to prune: the worst kept result once `ef` are
             // kept. Until then (a filter may keep few), explore on.
@@ -766,5 +805,57 @@ mod tests {
         }
         let recall = hits as f64 / total as f64;
         assert!(recall >= 0.95, "recall@{k} {recall:.3} with duplicates");
+    }
+
+    /// Two clusters; only the far one (10%) passes the filter. The beam
+    /// holds `ef` accepted nodes, however many rejected ones lie nearer:
+    /// `k` results, all accepted, the same as brute force over the
+    /// accepted; with fewer accepted nodes than `k`, all of them. Seeds
+    /// out of range are ignored; seeds inside the far cluster give the same
+    /// answer.
+    #[test]
+    fn filtered_search_reaches_a_far_accepted_cluster() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let (dim, n, far) = (8, 2000, 200);
+        let vectors: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let centre = if i < far { 6.0 } else { 0.0 };
+                (0..dim)
+                    .map(|_| centre + rng.gen_range(-1.0f32..1.0))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let space = F32Space {
+            vectors: &vectors,
+            dim,
+            dot: false,
+        };
+        let g = Hnsw::build(&space, n, HnswParams::default());
+        let accept = |i: u32| (i as usize) < far;
+        let (k, ef) = (10, 64);
+        let (mut hits, mut total) = (0, 0);
+        for _ in 0..50 {
+            let q: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let query = Query::Vector(&q);
+            let mut exact: Vec<(f32, u32)> = (0..far as u32)
+                .map(|i| (space.dist_query(&query, i), i))
+                .collect();
+            exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let want: Vec<u32> = exact[..k].iter().map(|&(_, i)| i).collect();
+            for seeds in [&[][..], &[u32::MAX, n as u32][..], &[want[3], 17][..]] {
+                let found = g.search_seeded(&space, &query, k, ef, &accept, seeds);
+                assert_eq!(found.len(), k, "seeds {seeds:?}");
+                assert!(found.iter().all(|&(id, _)| accept(id)));
+                hits += found.iter().filter(|(id, _)| want.contains(id)).count();
+                total += k;
+            }
+            let few = |i: u32| i < 5;
+            let found = g.search(&space, &query, k, ef, &few);
+            let mut ids: Vec<u32> = found.iter().map(|&(id, _)| id).collect();
+            ids.sort_unstable();
+            assert_eq!(ids, vec![0, 1, 2, 3, 4], "every accepted node, once");
+        }
+        let recall = hits as f64 / total as f64;
+        assert!(recall >= 0.95, "filtered recall@{k} {recall:.3}");
     }
 }

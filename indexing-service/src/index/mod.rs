@@ -86,6 +86,14 @@ impl<T: Copy> TopK<T> {
             self.heap.push(Scored { score, item });
         }
     }
+    /// Whether `push(score, _)` would keep the item now: fewer than `k`
+    /// kept, or `score` beats the worst kept.
+    #[inline]
+    pub fn would_keep(&self, score: f32) -> bool {
+        self.k > 0
+            && (self.heap.len() < self.k || score > self.heap.peek().map_or(f32::MIN, |w| w.score))
+    }
+
     /// Best first.
     pub fn into_sorted(self) -> Vec<(T, f32)> {
         let mut v: Vec<_> = self.heap.into_vec();

@@ -9,7 +9,10 @@
 //!
 //! IVF-PQ adds a coarse k-means quantizer with `nlist` lists; each vector is
 //! stored in its nearest list as the PQ code of its residual (vector minus
-//! list centroid); a query scans the `nprobe` nearest lists.
+//! list centroid); a query scans the `nprobe` nearest lists, and more, in
+//! order of centroid distance, while those held fewer than the candidates
+//! asked for or fewer than `nprobe` lists held an accepted point (a filter
+//! whose matches lie in lists away from the query).
 //!
 //! Files (u32/f32 little-endian words): `pq.bin` = magic `PQ01`, dim, m,
 //! then m × 256 × (dim/m) centroids, then n × m code bytes (padded to 4).
@@ -392,14 +395,31 @@ impl Ivf {
         })
     }
 
-    /// Candidates from the `nprobe` nearest lists: (node, approximate
-    /// distance, lower is closer), the best `limit` of them.
+    /// The best `limit` accepted candidates, (node, approximate distance,
+    /// lower is closer), from the lists nearest the query.
+    ///
+    /// Lists are scanned in order of their centroid's distance until both
+    /// `nprobe` (held to `1..=nlist`) lists holding an accepted point were
+    /// scanned and `limit` accepted candidates were found, or every list
+    /// was: a filter whose matches lie away from the query (none in the
+    /// `nprobe` nearest lists) widens the search instead of answering
+    /// with fewer candidates than exist. Without a filter (every point
+    /// accepted) that is the `nprobe` nearest non-empty lists, more only
+    /// when they hold fewer than `limit` points.
+    ///
+    /// `widen` (for filtered searches): past those lists, scanning goes on
+    /// while one of the last `nprobe / 2` lists holding an accepted point
+    /// added a candidate to the best `limit`. Matches away from the query
+    /// are at similar distances from it across many lists (their
+    /// centroids barely rank them), so the best of them are spread over
+    /// more lists than `nprobe`; near matches stop gaining soon.
     pub fn candidates(
         &self,
         q: &[f32],
         dot: bool,
         nprobe: usize,
         limit: usize,
+        widen: bool,
         accept: &dyn Fn(u32) -> bool,
     ) -> Vec<(u32, f32)> {
         let dim = self.dim;
@@ -418,14 +438,39 @@ impl Ivf {
                 )
             })
             .collect();
-        let np = nprobe.clamp(1, self.nlist);
+        if lists.is_empty() {
+            return Vec::new();
+        }
+        let np = nprobe.clamp(1, self.nlist.max(1)).min(lists.len());
+        // The nearest `np` in order; the rest are sorted only if the
+        // search has to widen past them.
         lists.select_nth_unstable_by(np - 1, |a, b| a.0.total_cmp(&b.0));
+        lists[..np].sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        let mut rest_sorted = np == lists.len();
         let mut top = super::TopK::new(limit);
         let m = self.pq.m;
         // dot(q, c + r) = dot(q, c) + dot(q, r): one table for every list.
         let dot_table = dot.then(|| self.pq.table(q, true));
         let mut resid = vec![0f32; dim];
-        for &(cd, c) in &lists[..np] {
+        let patience = if widen { (np / 2).max(1) } else { 0 };
+        // Lists holding an accepted point scanned, and how many of the
+        // latest of them in a row added nothing to the best `limit`.
+        let (mut found, mut with_hits, mut idle) = (0usize, 0usize, 0usize);
+        let mut i = 0;
+        while i < lists.len() {
+            if with_hits >= np && found >= limit && idle >= patience {
+                break;
+            }
+            if i == np && !rest_sorted {
+                lists[np..].sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+                rest_sorted = true;
+            }
+            let (cd, c) = lists[i];
+            i += 1;
+            let slots = self.offsets[c] as usize..self.offsets[c + 1] as usize;
+            if slots.is_empty() {
+                continue;
+            }
             let table_l2;
             let (table, base) = match &dot_table {
                 Some(t) => (t, cd),
@@ -437,13 +482,20 @@ impl Ivf {
                     (&table_l2, 0.0)
                 }
             };
-            for slot in self.offsets[c] as usize..self.offsets[c + 1] as usize {
+            let (before, mut gained) = (found, false);
+            for slot in slots {
                 let id = self.ids[slot];
                 if !accept(id) {
                     continue;
                 }
+                found += 1;
                 let d = base + Pq::adc(table, &self.codes[slot * m..(slot + 1) * m]);
+                gained |= top.would_keep(-d);
                 top.push(-d, id);
+            }
+            if found > before {
+                with_hits += 1;
+                idle = if gained { 0 } else { idle + 1 };
             }
         }
         top.into_sorted()
@@ -550,6 +602,47 @@ mod tests {
                 };
                 assert!((Pq::adc(&t, code) - want).abs() < 1e-4);
             }
+        }
+    }
+
+    /// The matches of a filter lie in lists away from the query: the
+    /// `nprobe` nearest lists hold none, and the scan widens (in order of
+    /// centroid distance) until `limit` accepted candidates are found;
+    /// fewer accepted points than `limit` come back all. Without a filter,
+    /// lists holding fewer than `limit` points widen the scan too.
+    #[test]
+    fn ivf_widens_past_nprobe_until_limit_accepted() {
+        let (dim, n, far) = (8, 2000, 100);
+        let mut s = 5u64;
+        let mut r = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let data: Vec<f32> = (0..n)
+            .flat_map(|i| {
+                let c = if i < far { 8.0 } else { 0.0 };
+                (0..dim).map(|_| c + r()).collect::<Vec<_>>()
+            })
+            .collect();
+        let ivf = Ivf::build(&data, dim, 64, 4, 3).unwrap();
+        let q = vec![0.0f32; dim];
+        let accept = |i: u32| (i as usize) < far;
+        for widen in [false, true] {
+            let found = ivf.candidates(&q, false, 2, 30, widen, &accept);
+            assert_eq!(found.len(), 30, "widen {widen}");
+            assert!(found.iter().all(|&(id, _)| accept(id)));
+            let few = |i: u32| i == 7 || i == 1500;
+            let mut ids: Vec<u32> = ivf
+                .candidates(&q, false, 2, 30, widen, &few)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort_unstable();
+            assert_eq!(ids, vec![7, 1500]);
+            let all = ivf.candidates(&q, true, 1, 500, widen, &|_| true);
+            assert_eq!(all.len(), 500);
         }
     }
 }

@@ -14,10 +14,19 @@
 //! traverses the graph on those codes with VNNI integer dot products;
 //! `pq` keeps `subvectors` bytes per vector; `none` traverses f32.
 //!
-//! Filtered search: the selectivity is estimated from a sample of offsets;
-//! when few points match (under `exact_scan_below` of the segment, or fewer
-//! than `2·ef`), an exact scan over the matching points is both faster and
-//! exact. Otherwise the graph is traversed through non-matching nodes.
+//! Filtered search returns `min(k, accepted points)` offsets on every path.
+//! A spread sample of 256 offsets is checked against the filter and scored
+//! exactly: when few points match (under `exact_scan_below` of the
+//! segment, or fewer than `2·ef`), or when the matches lie behind more
+//! than half of the segment as seen from the query (a traversal would
+//! visit all of those, each checked against the filter), an exact scan
+//! over the matching points is both cheaper and exact. Otherwise the index
+//! is used: a graph is traversed through non-matching nodes, its beam
+//! seeded with the best sampled matches and widened (×4) when rejected
+//! points stand between the query and its matches; IVF scans lists past
+//! `nprobe` until enough accepted candidates were found. An index answer
+//! shorter than `min(k, n)` is replaced by an exact scan. The filter is
+//! evaluated at most once per offset and query (memoized).
 //!
 //! Bounds: `validate` holds new settings to `shared::wire::limits`; a
 //! `collection.json` written before those bounds may still carry larger
@@ -32,6 +41,7 @@ use super::{exact_scan, score, TopK};
 use serde::{Deserialize, Serialize};
 use shared::wire::indexing::Metric;
 use shared::wire::limits::{self, check_range};
+use std::cell::Cell;
 use std::path::Path;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
@@ -397,6 +407,15 @@ pub fn sq_rescored(k: usize, oversampling: f32, ef: usize) -> usize {
         .max(k)
 }
 
+/// How many PQ candidates are re-scored for the best `k` of `n` points:
+/// `oversampling × k` (oversampling held to its bounds), at least `k`, at
+/// most `n`.
+fn pq_rescored(k: usize, oversampling: f32, n: usize) -> usize {
+    ((k as f32 * clamp_oversampling(oversampling)).ceil() as usize)
+        .min(n)
+        .max(k)
+}
+
 /// Exact re-scoring of candidate offsets: the best `k` by `score`.
 pub fn rescore(
     metric: Metric,
@@ -431,13 +450,128 @@ fn clamp_oversampling(o: f32) -> f32 {
     }
 }
 
+/// Offsets sampled (evenly spread) to estimate a filter's selectivity in a
+/// segment.
+const SAMPLE: usize = 256;
+
+/// A filtered search scans the matching points exactly when the points
+/// nearer the query than the matches an index must gather are estimated to
+/// be more than this share of the segment: a traversal visits all of them
+/// (and their neighbours), each checked against the filter, which costs
+/// more than checking every point once and scoring the matches.
+pub const MAX_DETOUR: f64 = 0.5;
+
+/// Sampled matches nearest the query that seed a filtered graph traversal.
+const SEEDS: usize = 8;
+
+/// How a filtered search of one segment proceeds.
+enum FilteredPlan {
+    /// Scan the matching points exactly.
+    Exact,
+    /// Use the index; a graph starts from these matches too (sampled
+    /// offsets that pass the filter, best first). `far`: the matches lie
+    /// behind points the filter rejects (a region of their own away from
+    /// the query), so a graph's beam widens by [`FAR_EF_FACTOR`].
+    Index { seeds: Vec<u32>, far: bool },
+}
+
+/// A graph's beam grows by this factor (within `limits::MAX_EF` and the
+/// segment) when the matches lie away from the query. Such a query is, to
+/// the matching points, one from outside their distribution, where a
+/// greedy beam of the default `ef` settles on a local optimum; and the
+/// traversal has to cross the rejected points nearer the query anyway, so
+/// the wider beam adds little to its cost.
+pub const FAR_EF_FACTOR: usize = 4;
+
+/// How a filtered search over `n` points proceeds, against an index that
+/// gathers `need` accepted candidates (the beam `ef` of a graph, the
+/// candidate list of IVF).
+///
+/// From a spread sample of [`SAMPLE`] offsets: exact when the estimated
+/// share of matches is under `exact_scan_below`, when fewer than `2·ef`
+/// points are estimated to match, or when the matches lie away from the
+/// query: among the sampled points ranked by their exact score, the one
+/// standing for the `need`-th nearest match comes after more than
+/// [`MAX_DETOUR`] of the sample. Otherwise the index, seeded with the
+/// [`SEEDS`] best sampled matches, its beam widened when that sampled match
+/// ranks more than twice as far down as evenly spread matches would.
+#[allow(clippy::too_many_arguments)]
+fn plan_filtered(
+    settings: &IndexSettings,
+    metric: Metric,
+    vectors: &[f32],
+    dim: usize,
+    q: &[f32],
+    ef: usize,
+    need: usize,
+    accept: &dyn Fn(u32) -> bool,
+) -> FilteredPlan {
+    let n = vectors.len() / dim.max(1);
+    let step = (n / SAMPLE).max(1);
+    let sample: Vec<(u32, bool)> = (0..n)
+        .step_by(step)
+        .map(|i| (i as u32, accept(i as u32)))
+        .collect();
+    let sampled = sample.len();
+    let hits = sample.iter().filter(|(_, a)| *a).count();
+    let est = hits as f64 / sampled as f64;
+    if est < settings.exact_scan_below as f64 || est * (n as f64) < 2.0 * ef as f64 {
+        return FilteredPlan::Exact;
+    }
+    // The `need` nearest matches stand for about `need · sampled / n`
+    // sampled ones; every point nearer than them is in the index's way.
+    let mut ranked: Vec<(f32, u32, bool)> = sample
+        .iter()
+        .map(|&(i, a)| {
+            let v = &vectors[i as usize * dim..(i as usize + 1) * dim];
+            (score(metric, q, v), i, a)
+        })
+        .collect();
+    ranked.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    let m = (need as f64 * sampled as f64 / n as f64).ceil().max(1.0) as usize;
+    let Some(rank) = ranked
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, a))| *a)
+        .nth(m - 1)
+        .map(|(r, _)| r + 1)
+    else {
+        return FilteredPlan::Exact;
+    };
+    if rank as f64 > MAX_DETOUR * sampled as f64 {
+        return FilteredPlan::Exact;
+    }
+    // Spread evenly, the `m`-th of `hits` sampled matches would rank
+    // about `m · sampled / hits`; twice that and more, points the filter
+    // rejects stand between the query and its matches.
+    let far = rank * hits > 2 * m * sampled;
+    FilteredPlan::Index {
+        far,
+        seeds: ranked
+            .iter()
+            .filter(|(_, _, a)| *a)
+            .take(SEEDS)
+            .map(|&(_, i, _)| i)
+            .collect(),
+    }
+}
+
 /// Searches one segment's vectors with its index (or exactly): the best
-/// `min(k, n)` accepted offsets, best first.
+/// `min(k, accepted)` accepted offsets, best first, scored higher-is-better.
 ///
 /// The beam is `params.ef`, else `settings.hnsw.ef`, held to
 /// `1..=limits::MAX_EF` (a persisted setting may exceed it), at least `k`
 /// and at most the segment's `n` points; candidate lists (`oversampling ×
 /// k`) are at most `n` too, so nothing allocated here outgrows the segment.
+///
+/// Filtered (`filtered`: `accept` evaluates a payload filter, so each call
+/// costs; it is evaluated at most once per offset and query): see
+/// [`plan_filtered`] for when the matching points are scanned exactly and
+/// which matches seed a graph traversal.
+/// Whatever the path, an index answer with fewer than `min(k, n)` offsets
+/// (the graph or the lists held fewer accepted points than exist, e.g.
+/// most of the segment deleted) is replaced by an exact scan, so the
+/// answer always holds `min(k, accepted points)` offsets.
 #[allow(clippy::too_many_arguments)]
 pub fn search_segment(
     index: Option<&SegmentIndex>,
@@ -459,22 +593,71 @@ pub fn search_segment(
     if k == 0 {
         return Vec::new();
     }
-    let ef = params
+    let mut ef = params
         .ef
         .unwrap_or(settings.hnsw.ef)
         .clamp(limits::MIN_EF, limits::MAX_EF)
         .max(k)
         .min(n);
+    // A filter is evaluated once per offset however often the estimate,
+    // the traversal and a fallback scan ask (0 = not yet, 1 = yes, 2 = no).
+    let mut memo = if filtered { vec![0u8; n] } else { Vec::new() };
+    let memo = Cell::from_mut(memo.as_mut_slice()).as_slice_of_cells();
+    let cached = |i: u32| match memo[i as usize].get() {
+        1 => true,
+        2 => false,
+        _ => {
+            let a = accept(i);
+            memo[i as usize].set(if a { 1 } else { 2 });
+            a
+        }
+    };
+    let accept: &dyn Fn(u32) -> bool = if filtered { &cached } else { accept };
+    let mut seeds = Vec::new();
     if filtered {
-        // Estimate the share of matching points from a spread sample.
-        let step = (n / 256).max(1);
-        let sampled = (0..n).step_by(step).count();
-        let hits = (0..n).step_by(step).filter(|&i| accept(i as u32)).count();
-        let est = hits as f64 / sampled as f64;
-        if est < settings.exact_scan_below as f64 || est * (n as f64) < 2.0 * ef as f64 {
-            return exact_scan(metric, vectors, dim, q, k, accept);
+        let need = match index {
+            SegmentIndex::Hnsw {
+                pq: Some((_, o)), ..
+            } => ef.max(pq_rescored(k, *o, n)),
+            SegmentIndex::Hnsw { .. } => ef,
+            SegmentIndex::IvfPq { oversampling, .. } => pq_rescored(k, *oversampling, n),
+        };
+        match plan_filtered(settings, metric, vectors, dim, q, ef, need, accept) {
+            FilteredPlan::Exact => return exact_scan(metric, vectors, dim, q, k, accept),
+            FilteredPlan::Index { seeds: s, far } => {
+                seeds = s;
+                if far {
+                    ef = ef.saturating_mul(FAR_EF_FACTOR).min(limits::MAX_EF).min(n);
+                }
+            }
         }
     }
+    let found = search_index(
+        index, settings, metric, vectors, dim, q, k, ef, params, filtered, &seeds, accept,
+    );
+    if found.len() < k {
+        return exact_scan(metric, vectors, dim, q, k, accept);
+    }
+    found
+}
+
+/// The index part of [`search_segment`]: `k` and `ef` already bounded.
+#[allow(clippy::too_many_arguments)]
+fn search_index(
+    index: &SegmentIndex,
+    settings: &IndexSettings,
+    metric: Metric,
+    vectors: &[f32],
+    dim: usize,
+    q: &[f32],
+    k: usize,
+    ef: usize,
+    params: SearchParams,
+    filtered: bool,
+    seeds: &[u32],
+    accept: &dyn Fn(u32) -> bool,
+) -> Vec<(u32, f32)> {
+    let n = vectors.len() / dim.max(1);
     let dot = metric != Metric::Euclidean;
     match index {
         SegmentIndex::Hnsw {
@@ -484,7 +667,8 @@ pub fn search_segment(
         } => {
             let query = Query::Sq8(codes.query(q, dot));
             let kk = sq_rescored(k, clamp_oversampling(*over), ef);
-            let cands = graph.search(&Sq8Space { codes, dot }, &query, kk, ef, accept);
+            let cands =
+                graph.search_seeded(&Sq8Space { codes, dot }, &query, kk, ef, accept, seeds);
             rescore(
                 metric,
                 vectors,
@@ -497,12 +681,13 @@ pub fn search_segment(
         SegmentIndex::Hnsw {
             graph, pq: None, ..
         } => graph
-            .search(
+            .search_seeded(
                 &F32Space { vectors, dim, dot },
                 &Query::Vector(q),
                 k,
                 ef,
                 accept,
+                seeds,
             )
             .into_iter()
             .map(|(id, d)| (id, -d))
@@ -512,11 +697,9 @@ pub fn search_segment(
             pq: Some((codes, over)),
             ..
         } => {
-            let kk = ((k as f32 * clamp_oversampling(*over)).ceil() as usize)
-                .min(n)
-                .max(k);
+            let kk = pq_rescored(k, *over, n);
             let table = Query::Table(codes.pq.table(q, dot));
-            let cands = graph.search(
+            let cands = graph.search_seeded(
                 &PqSpace {
                     codes,
                     vectors,
@@ -526,6 +709,7 @@ pub fn search_segment(
                 kk,
                 ef.max(kk),
                 accept,
+                seeds,
             );
             rescore(
                 metric,
@@ -537,12 +721,10 @@ pub fn search_segment(
             )
         }
         SegmentIndex::IvfPq { ivf, oversampling } => {
-            let kk = ((k as f32 * clamp_oversampling(*oversampling)).ceil() as usize)
-                .min(n)
-                .max(k);
+            let kk = pq_rescored(k, *oversampling, n);
             // `Ivf::candidates` holds it to the segment's lists.
             let nprobe = params.nprobe.unwrap_or(settings.ivf.nprobe);
-            let cands = ivf.candidates(q, dot, nprobe, kk, accept);
+            let cands = ivf.candidates(q, dot, nprobe, kk, filtered, accept);
             rescore(
                 metric,
                 vectors,

@@ -5,6 +5,7 @@ mod api_rules;
 mod contract;
 mod faults;
 mod filter_numbers;
+mod filtered;
 mod http;
 mod http_limits;
 mod integrity;
