@@ -698,12 +698,12 @@ async fn delete_point(
 
 /// Points by id (integer or string ids as JSON), in the order asked;
 /// absent ids are left out.
-#[utoipa::path(post, path = "/collections/{name}/points", tag = "points", params(("name" = String, Path)), request_body = GetPointsRequest,
+#[utoipa::path(post, path = "/collections/{name}/points", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")), request_body = GetPointsRequest,
     responses(
         (status = 200, body = GetPointsResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn get_points(
     State(s): State<AppState>,
@@ -805,12 +805,12 @@ async fn search_collection(
 
 /// Search one collection by text or vector, at Qdrant's path (the same
 /// request and answer as `/collections/{name}/search`).
-#[utoipa::path(post, path = "/collections/{name}/points/search", tag = "points", params(("name" = String, Path)), request_body = SearchRequest,
+#[utoipa::path(post, path = "/collections/{name}/points/search", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")), request_body = SearchRequest,
     responses(
         (status = 200, body = SearchResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn search_points(
     state: State<AppState>,

@@ -205,7 +205,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(params, 11);
+        assert_eq!(params, 13);
         // The pattern says what the storage layer checks.
         for (name, ok) in [
             ("documents", true),
@@ -282,6 +282,11 @@ mod tests {
             ),
             ("/collections/{name}/points".into(), "put", body_404.clone()),
             (
+                "/collections/{name}/points".into(),
+                "post",
+                body_404.clone(),
+            ),
+            (
                 "/collections/{name}/points/count".into(),
                 "post",
                 body_404.clone(),
@@ -293,6 +298,11 @@ mod tests {
             ),
             (
                 "/collections/{name}/points/scroll".into(),
+                "post",
+                body_404.clone(),
+            ),
+            (
+                "/collections/{name}/points/search".into(),
                 "post",
                 body_404.clone(),
             ),
@@ -376,12 +386,13 @@ mod tests {
                 "DeletePointsRequest" => parses::<DeletePointsRequest>(&example),
                 "ScrollRequest" => parses::<ScrollRequest>(&example),
                 "CountRequest" => parses::<CountRequest>(&example),
+                "GetPointsRequest" => parses::<GetPointsRequest>(&example),
                 other => panic!("{method} {path}: unexpected body {other}"),
             };
             r.unwrap_or_else(|e| panic!("{method} {path}: {example}: {e}"));
             bodies += 1;
         }
-        assert_eq!(bodies, 10);
+        assert_eq!(bodies, 12);
         // `/search` names no collection: it uses the default one, which the
         // first search makes on a fresh stack.
         let search = request_example(&spec, &spec["paths"]["/search"]["post"]).unwrap();

@@ -1648,8 +1648,12 @@ fn apply_op(config: &CollectionConfig, st: &mut State, op_num: u64, op: Op) -> A
         (d.ids.len(), d.live, d.bytes)
     };
     if deleted_some && n > 0 && live == 0 {
-        // Nothing in the id map points here any more: start it afresh.
-        let fresh = Arc::new(MutableSegment::new(st.appendable.id, config.dimension));
+        // Nothing in the id map points here any more: start afresh, under a
+        // new id (a scan that noted this segment's length must not take
+        // the new one's slots for old ones).
+        let fresh = Arc::new(MutableSegment::new(st.next_segment_id, config.dimension));
+        st.next_segment_id += 1;
+        st.segments.remove(&st.appendable.id);
         st.segments.insert(fresh.id, Seg::Mutable(fresh.clone()));
         st.appendable = fresh;
         return Applied {

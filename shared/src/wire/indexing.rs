@@ -611,6 +611,7 @@ pub struct DeletePointsRequest {
 /// integer or string, as JSON), in the order asked; absent ids are left out.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"ids": [1, 2], "with_vector": false}))]
 pub struct GetPointsRequest {
     /// At most 10000 ids.
     #[schema(max_items = 10000)]
