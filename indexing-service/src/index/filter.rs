@@ -510,7 +510,7 @@ mod tests {
         yes(json!({"must": [{"key": "o.k", "match": {"any": [1.0, "k"]}}]}));
     }
 
-    /// The reported cases: integers beyond 2^53 compared as doubles.
+    /// Integers beyond 2^53 once compared as doubles.
     #[test]
     fn integers_beyond_2_pow_53_compare_exactly() {
         let docs = [

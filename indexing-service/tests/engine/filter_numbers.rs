@@ -94,10 +94,10 @@ fn check_payloads(c: &Collection, want: &[(u64, Value)], stage: &str) {
     );
 }
 
-// ------------------------------------------------------ the reported cases
+// ------------------------------------------------ numbers that once changed
 
 #[test]
-fn reported_numbers_survive_sealing_and_reopen() {
+fn stored_numbers_survive_sealing_and_reopen() {
     let s = seed();
     let mut rng = StdRng::seed_from_u64(s);
     let dir = tempfile::tempdir().unwrap();

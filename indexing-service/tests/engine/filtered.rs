@@ -384,7 +384,7 @@ fn filtered_flat() {
     matrix("flat", kinds()[4].1);
 }
 
-/// The reported case: IVF-PQ at its default settings, 3,000 points in one
+/// A case that once answered 0: IVF-PQ at its default settings, 3,000 points in one
 /// sealed segment, the 300 matching points a cluster of their own away
 /// from every query: `top_k` 20 returns 20 (it returned none when the
 /// `nprobe` nearest lists held no match), under both metrics. Then every

@@ -106,7 +106,7 @@ async fn search_sizes_are_bounded_on_both_search_routes() {
             b[k] = v;
             b
         };
-        // The reported faults: an allocation of 10^10 beams, and 2^62.
+        // Once an allocation of 10^10 beams, and a capacity overflow at 2^62.
         let r = post(&app, uri, with("ef", json!(10_000_000_000u64))).await;
         assert_rejected(&r, "ef", &["1", "4096", "10000000000"]);
         assert_eq!(
@@ -344,7 +344,7 @@ async fn collection_settings_are_bounded() {
             assert_eq!(g.0, StatusCode::NOT_FOUND, "{body} created a collection");
         }
     }
-    // The reported example, message and all.
+    // The example once accepted, message and all.
     let r = post(
         &app,
         "/collections",

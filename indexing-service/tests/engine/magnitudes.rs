@@ -48,7 +48,7 @@ fn huge_and_tiny_vectors_score_finitely_or_are_refused() {
                 call(&app, Method::POST, &format!("/collections/{name}/search"), Some(json!({"vector": v, "top_k": 10, "exact": true}))).await
             }
         };
-        // Euclidean: the reported example is refused, with the reason.
+        // Euclidean: norms past the bound are refused, with the reason.
         let (s, b) = put("e", json!([{"id": 1, "vector": [1e20, 0.0]}, {"id": 2, "vector": [0.0, 2e19]}])).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
         assert_eq!(b["error"]["code"], "invalid_vector");
