@@ -12,9 +12,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use shared::wire::indexing::{Metric, PointId};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -453,46 +453,17 @@ fn create_and_delete_survive_sigkill() {
     let mut rng = StdRng::seed_from_u64(7);
     let mut acked = 0usize;
     for cycle in 0..cycles {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "faults::admin_crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("ADMIN_CRASH_DIR", dir.path())
-            .env("ADMIN_CRASH_SEED", (1000 + cycle).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
-        });
-        std::thread::sleep(Duration::from_millis(rng.gen_range(150..600)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let mut pending: Option<Value> = None;
-        for l in reader
-            .join()
-            .unwrap()
-            .iter()
-            .filter_map(|l| l.find("@@").map(|i| l[i + 2..].to_string()))
-        {
-            if let Some(j) = l.strip_prefix("B ") {
-                pending = Some(serde_json::from_str(j).unwrap());
-            } else if l == "A" {
-                apply_admin(&mut model, pending.as_ref().unwrap());
-                pending = None;
-                acked += 1;
-            } else if l == "X" {
-                pending = None;
-            }
-        }
+        let after_ms = rng.gen_range(150..600);
+        let (pending, n) = crate::storage::run_until_killed(
+            "faults::admin_crash_child",
+            &[
+                ("ADMIN_CRASH_DIR", dir.path().display().to_string()),
+                ("ADMIN_CRASH_SEED", (1000 + cycle).to_string()),
+            ],
+            Duration::from_millis(after_ms),
+            |op: &Value| apply_admin(&mut model, op),
+        );
+        acked += n;
         let storage = Storage::open(dir.path()).expect("reopens after SIGKILL");
         assert!(storage.damaged().is_empty(), "{:?}", storage.damaged());
         assert!(

@@ -198,6 +198,57 @@ fn crash_child() {
     }
 }
 
+/// Runs the test `child` of this binary with `envs` set, SIGKILLs it after
+/// `after`, and replays what it printed: each op it announced (`@@B <op
+/// as JSON>`) and then acknowledged (`@@A`) goes through `apply`; `@@X`
+/// (refused) drops it. Returns the op in flight at the kill, if any, and
+/// how many ops were acknowledged. libtest may print on the same line
+/// before the child's first marker, so markers are found by their `@@`.
+pub fn run_until_killed<O: serde::de::DeserializeOwned>(
+    child: &str,
+    envs: &[(&str, String)],
+    after: Duration,
+    mut apply: impl FnMut(&O),
+) -> (Option<O>, usize) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", child, "--nocapture", "--test-threads=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut proc = cmd.spawn().unwrap();
+    let stdout = proc.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(after);
+    proc.kill().unwrap(); // SIGKILL
+    proc.wait().unwrap();
+    let mut pending: Option<O> = None;
+    let mut acked = 0;
+    for l in reader
+        .join()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.find("@@").map(|i| &l[i + 2..]))
+    {
+        if let Some(j) = l.strip_prefix("B ") {
+            pending = Some(serde_json::from_str(j).unwrap());
+        } else if l == "A" {
+            apply(pending.as_ref().expect("an acknowledgement follows its op"));
+            pending = None;
+            acked += 1;
+        } else if l == "X" {
+            pending = None;
+        }
+    }
+    (pending, acked)
+}
+
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     let cycles: u64 = std::env::var("CRASH_CYCLES")
@@ -210,51 +261,17 @@ fn acknowledged_writes_survive_sigkill() {
     let mut rng = StdRng::seed_from_u64(base);
     let mut total_acked = 0;
     for cycle in 0..cycles {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "storage::crash_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("CRASH_DIR", dir.path())
-            .env("CRASH_CYCLE", (base * 1000 + cycle + 1).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
-            for l in std::io::BufReader::new(stdout).lines() {
-                match l {
-                    Ok(l) => lines.push(l),
-                    Err(_) => break,
-                }
-            }
-            lines
-        });
-        std::thread::sleep(Duration::from_millis(rng.gen_range(150..600)));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let lines = reader.join().unwrap();
-        let mut pending: Option<CrashOp> = None;
-        // libtest may print on the same line before the child's first
-        // marker, so markers are found by their `@@` prefix.
-        for l in lines
-            .iter()
-            .filter_map(|l| l.find("@@").map(|i| &l[i + 2..]))
-        {
-            if let Some(j) = l.strip_prefix("B ") {
-                pending = Some(serde_json::from_str(j).unwrap());
-            } else if l == "A" {
-                apply_model(&mut model, pending.as_ref().unwrap());
-                pending = None;
-                total_acked += 1;
-            } else if l == "X" {
-                pending = None;
-            }
-        }
+        let after_ms = rng.gen_range(150..600);
+        let (pending, acked) = run_until_killed(
+            "storage::crash_child",
+            &[
+                ("CRASH_DIR", dir.path().display().to_string()),
+                ("CRASH_CYCLE", (base * 1000 + cycle + 1).to_string()),
+            ],
+            Duration::from_millis(after_ms),
+            |op: &CrashOp| apply_model(&mut model, op),
+        );
+        total_acked += acked;
         // Reopen: every acknowledged op visible, the in-flight one either
         // wholly applied or not at all.
         let storage = Storage::open(dir.path()).expect("reopens after SIGKILL");
