@@ -6,7 +6,7 @@
 //! `BertModel` or `XLMRobertaModel` on the configured device and dtype, and
 //! pools only the real rows of each sequence on the host.
 
-use super::fused::{FusedBert, FusedShape};
+use super::fused::{FusedBert, FusedShape, Positions};
 use super::spec::{usize_field, Architecture, ModelSpec};
 use super::{Encoder, ModelError, PackedBatch, Pooling};
 use candle_core::{DType as CDType, Device, Tensor};
@@ -62,7 +62,6 @@ pub struct FusedEncoder {
 impl FusedEncoder {
     pub fn load(spec: &ModelSpec, device: &Device) -> Result<Self, ModelError> {
         let c = &spec.config;
-        let pad = c.get("pad_token_id").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
         let shape = FusedShape {
             hidden: spec.hidden_size,
             heads: usize_field(c, "num_attention_heads")?,
@@ -76,9 +75,11 @@ impl FusedEncoder {
             vocab: usize_field(c, "vocab_size")?,
             max_positions: usize_field(c, "max_position_embeddings")?,
             type_vocab: usize_field(c, "type_vocab_size").unwrap_or(2),
-            pos_offset: match spec.architecture {
-                Architecture::Bert => 0,
-                Architecture::XlmRoberta => pad + 1,
+            positions: match spec.architecture {
+                Architecture::Bert => Positions::Absolute,
+                Architecture::XlmRoberta => Positions::Roberta {
+                    pad: spec.pad_token_id(),
+                },
             },
         };
         let vb = with_prefix(var_builder(spec, CDType::F32, device)?);
@@ -118,11 +119,7 @@ impl CandleEncoder {
             DType::Bf16 => CDType::BF16,
         };
         let vb = var_builder(spec, cdt, device)?;
-        let pad_id = spec
-            .config
-            .get("pad_token_id")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0) as u32;
+        let pad_id = spec.pad_token_id();
         let graph = match spec.architecture {
             Architecture::Bert => {
                 let cfg: bert::Config = serde_json::from_value(spec.config.clone())

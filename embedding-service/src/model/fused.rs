@@ -48,7 +48,7 @@ pub struct FusedBert {
     act: Activation,
     vocab: usize,
     max_positions: usize,
-    pos_offset: usize,
+    positions: Positions,
     type_vocab: usize,
     word: Vec<f32>,
     pos: Vec<f32>,
@@ -69,7 +69,42 @@ pub struct FusedShape {
     pub vocab: usize,
     pub max_positions: usize,
     pub type_vocab: usize,
-    pub pos_offset: usize,
+    pub positions: Positions,
+}
+
+/// How a token's position id is computed, as transformers computes it for
+/// the family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Positions {
+    /// BERT: `0, 1, 2, ...` for every token.
+    Absolute,
+    /// RoBERTa / XLM-RoBERTa (`create_position_ids_from_input_ids`): a token
+    /// equal to `pad` gets position `pad`; every other token gets
+    /// `pad + 1 + (number of non-pad tokens before it)`. So a literal pad
+    /// token inside the text takes the pad position and does not advance the
+    /// count for the tokens after it.
+    Roberta { pad: u32 },
+}
+
+impl Positions {
+    /// Position ids of one sequence, written into `out` (same length as `ids`).
+    pub fn fill(self, ids: &[u32], out: &mut Vec<usize>) {
+        out.clear();
+        match self {
+            Positions::Absolute => out.extend(0..ids.len()),
+            Positions::Roberta { pad } => {
+                let mut n = 0usize;
+                out.extend(ids.iter().map(|&id| {
+                    if id == pad {
+                        pad as usize
+                    } else {
+                        n += 1;
+                        pad as usize + n
+                    }
+                }));
+            }
+        }
+    }
 }
 
 fn load_vec(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>, ModelError> {
@@ -143,7 +178,7 @@ impl FusedBert {
             act: s.act,
             vocab: s.vocab,
             max_positions: s.max_positions,
-            pos_offset: s.pos_offset,
+            positions: s.positions,
             type_vocab: s.type_vocab,
             word,
             pos,
@@ -163,14 +198,19 @@ impl FusedBert {
         let mut tmp = vec![0f32; t * h];
         // Embeddings: x = word + type, tmp = position; then x = LN(x + tmp).
         let mut row = 0;
+        let mut pos_ids = Vec::new();
         for &len in &batch.lens {
-            if len + self.pos_offset > self.max_positions {
-                return Err(ModelError::Input(format!(
-                    "sequence of {len} tokens exceeds {} positions",
-                    self.max_positions
-                )));
+            self.positions
+                .fill(&batch.ids[row..row + len], &mut pos_ids);
+            if let Some(&last) = pos_ids.iter().max() {
+                if last >= self.max_positions {
+                    return Err(ModelError::Input(format!(
+                        "sequence of {len} tokens exceeds {} positions",
+                        self.max_positions
+                    )));
+                }
             }
-            for p in 0..len {
+            for &pp in &pos_ids {
                 let id = batch.ids[row] as usize;
                 let tt = batch.type_ids[row] as usize;
                 if id >= self.vocab || tt >= self.type_vocab {
@@ -182,7 +222,6 @@ impl FusedBert {
                 for ((o, a), b) in xr.iter_mut().zip(w).zip(ty) {
                     *o = a + b;
                 }
-                let pp = p + self.pos_offset;
                 tmp[row * h..(row + 1) * h].copy_from_slice(&self.pos[pp * h..(pp + 1) * h]);
                 row += 1;
             }

@@ -26,7 +26,7 @@ pub enum ModelError {
     Source(String),
     #[error("model config: {0}")]
     Config(String),
-    #[error("unsupported architecture `{0}` (supported: BertModel and its family — MiniLM, BGE, E5, GTE — and XLMRobertaModel)")]
+    #[error("unsupported model family: {0} (supported: BertModel and its family — MiniLM, BGE, E5, GTE — and XLMRobertaModel / RobertaModel, with absolute positions)")]
     UnsupportedArchitecture(String),
     #[error("device: {0}")]
     Device(String),

@@ -51,7 +51,88 @@ pub fn usize_field(v: &Value, k: &str) -> Result<usize, ModelError> {
         .ok_or_else(|| ModelError::Config(format!("config.json has no integer `{k}`")))
 }
 
+/// The family a `config.json` describes, or the refusal naming it.
+///
+/// Accepted: BERT (`Bert*` architectures with `model_type: bert`, or that
+/// model_type alone when no architecture is named) and RoBERTa / XLM-RoBERTa, each with absolute
+/// position embeddings and no custom modelling code. Refused, with the
+/// family's name: any other architecture; configs whose `auto_map` replaces
+/// the model class with custom code (jina-embeddings-v3 declares
+/// `XLMRobertaModel` but runs its own rotary-position code); and
+/// `position_embedding_type` other than `absolute` (JinaBERT's `alibi`,
+/// `rotary`, transformers' `relative_key` / `relative_key_query`), which
+/// both encoders would otherwise compute differently from transformers.
+fn family(config: &Value, arch_name: &str, model_type: &str) -> Result<Architecture, ModelError> {
+    // The architecture name and model_type must agree: `XLMRobertaXLModel`
+    // (`xlm-roberta-xl`), `RobertaPreLayerNorm*` and `BertGeneration*` are
+    // different computations under similar names.
+    let architecture = match (arch_name, model_type) {
+        (a, "bert" | "") if a.starts_with("Bert") || a == "bert" => Architecture::Bert,
+        (a, "xlm-roberta" | "roberta" | "")
+            if a.starts_with("XLMRoberta")
+                || a.starts_with("Roberta")
+                || (!a.is_empty() && a == model_type) =>
+        {
+            Architecture::XlmRoberta
+        }
+        (a, t) if !t.is_empty() && a != t => {
+            return Err(ModelError::UnsupportedArchitecture(format!(
+                "{a} (model_type `{t}`)"
+            )))
+        }
+        (a, _) => return Err(ModelError::UnsupportedArchitecture(a.to_string())),
+    };
+    let custom = config
+        .get("auto_map")
+        .and_then(Value::as_object)
+        .and_then(|m| m.get("AutoModel").or_else(|| m.values().next()))
+        .map(|v| match v {
+            Value::Array(a) => a.first().and_then(Value::as_str).unwrap_or("").to_string(),
+            v => v.as_str().unwrap_or("").to_string(),
+        });
+    if let Some(code) = custom {
+        return Err(ModelError::UnsupportedArchitecture(format!(
+            "{arch_name} with custom modelling code `{code}` (auto_map; a different family \
+             from transformers' {arch_name}, e.g. jina-embeddings-v3)"
+        )));
+    }
+    match config
+        .get("position_embedding_type")
+        .and_then(Value::as_str)
+        .unwrap_or("absolute")
+    {
+        "absolute" => Ok(architecture),
+        "alibi" => Err(ModelError::UnsupportedArchitecture(format!(
+            "{arch_name} with ALiBi positions (JinaBERT, e.g. jina-embeddings-v2)"
+        ))),
+        "rotary" => Err(ModelError::UnsupportedArchitecture(format!(
+            "{arch_name} with rotary positions (e.g. jina-embeddings-v3)"
+        ))),
+        other => Err(ModelError::UnsupportedArchitecture(format!(
+            "{arch_name} with position_embedding_type `{other}` (only `absolute` is supported)"
+        ))),
+    }
+}
+
+/// The padding token id: `pad_token_id` from config.json, else the family's
+/// default (BERT 0, RoBERTa 1). RoBERTa position ids count from it.
+fn pad_token_id(config: &Value, architecture: Architecture) -> u32 {
+    config
+        .get("pad_token_id")
+        .and_then(Value::as_u64)
+        .map(|n| n as u32)
+        .unwrap_or(match architecture {
+            Architecture::Bert => 0,
+            Architecture::XlmRoberta => 1,
+        })
+}
+
 impl ModelSpec {
+    /// The padding token id (see [`pad_token_id`]).
+    pub fn pad_token_id(&self) -> u32 {
+        pad_token_id(&self.config, self.architecture)
+    }
+
     pub fn read(files: &ModelFiles) -> Result<Self, ModelError> {
         let config = read_json(files, "config.json")?
             .ok_or_else(|| ModelError::Source("config.json missing".into()))?;
@@ -65,27 +146,14 @@ impl ModelSpec {
             .and_then(Value::as_str)
             .unwrap_or(model_type)
             .to_string();
-        let architecture = match (arch_name.as_str(), model_type) {
-            (a, _) if a.starts_with("Bert") => Architecture::Bert,
-            (_, "bert") => Architecture::Bert,
-            (a, _) if a.starts_with("XLMRoberta") || a.starts_with("Roberta") => {
-                Architecture::XlmRoberta
-            }
-            (_, "xlm-roberta") | (_, "roberta") => Architecture::XlmRoberta,
-            _ => return Err(ModelError::UnsupportedArchitecture(arch_name)),
-        };
+        let architecture = family(&config, &arch_name, model_type)?;
         let hidden_size = usize_field(&config, "hidden_size")?;
         let max_pos = usize_field(&config, "max_position_embeddings")?;
         // RoBERTa positions start after the padding index.
         let usable_pos = match architecture {
             Architecture::Bert => max_pos,
             Architecture::XlmRoberta => {
-                max_pos
-                    - config
-                        .get("pad_token_id")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(1) as usize
-                    - 1
+                max_pos.saturating_sub(pad_token_id(&config, architecture) as usize + 1)
             }
         };
 

@@ -1,0 +1,268 @@
+//! Model families: position ids and refusals, on both encoders.
+//!
+//! `fixtures/tiny-xlm-roberta/model` is a random-weight XLM-RoBERTa saved as
+//! a sentence-transformers pipeline, and `reference.jsonl` its float64
+//! embeddings from sentence-transformers (made by
+//! `fixtures/make_tiny_xlm_roberta.py`). Texts holding a literal pad token
+//! check RoBERTa's position rule (a pad token takes the pad position and
+//! does not advance the others); the script reports that numbering every
+//! token in order instead lands far below the bar asserted here.
+
+use embedding_service::model::{self, PackedBatch};
+use serde_json::Value;
+use shared::config::{Backend, Config, EmbeddingConfig};
+use std::path::{Path, PathBuf};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-xlm-roberta")
+}
+
+fn config(dir: &Path, backend: Backend) -> EmbeddingConfig {
+    let mut c = Config::load_from(None, std::iter::empty::<(String, String)>())
+        .expect("config")
+        .embedding;
+    c.model.path = Some(dir.to_path_buf());
+    c.backend = backend;
+    c.device = shared::config::DeviceSpec::Cpu;
+    c
+}
+
+fn reference() -> Vec<(String, Vec<f64>)> {
+    std::fs::read_to_string(fixture().join("reference.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let e = v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (v["text"].as_str().unwrap().to_string(), e)
+        })
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let d: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    d / (na * nb)
+}
+
+/// Tokenises as the service does and runs the encoder: one pooled vector per
+/// text, batched all together and one at a time.
+fn embed(m: &mut model::Model, texts: &[&str]) -> Vec<Vec<f32>> {
+    let mut batch = PackedBatch::default();
+    for t in texts {
+        let enc = m.tokenizer.encode(*t, true).unwrap();
+        batch.push(enc.get_ids(), enc.get_type_ids());
+    }
+    let h = m.spec.hidden_size;
+    let out = m.encoder.encode(&batch).unwrap();
+    out.chunks(h).map(<[f32]>::to_vec).collect()
+}
+
+fn parity(backend: Backend) {
+    let mut m = model::load(&config(&fixture().join("model"), backend)).expect("fixture loads");
+    let refs = reference();
+    assert!(refs.len() >= 50);
+    assert!(refs.iter().filter(|(t, _)| t.contains("[PAD]")).count() >= 8);
+    let texts: Vec<&str> = refs.iter().map(|(t, _)| t.as_str()).collect();
+    let batched = embed(&mut m, &texts);
+    let mut worst = (1.0f64, String::new());
+    for (i, (text, want)) in refs.iter().enumerate() {
+        let single = embed(&mut m, &[text]).remove(0);
+        let c = cosine(&single, want);
+        if c < worst.0 {
+            worst = (c, text.clone());
+        }
+        assert!(c >= 0.9999, "{backend:?}: cosine {c} < 0.9999 for {text:?}");
+        let b = cosine(
+            &batched[i],
+            &single.iter().map(|x| *x as f64).collect::<Vec<_>>(),
+        );
+        assert!(
+            b >= 0.99999,
+            "{backend:?}: batch vs single {b} for {text:?}"
+        );
+    }
+    eprintln!("{backend:?}: worst cosine {:.9} ({:?})", worst.0, worst.1);
+}
+
+#[test]
+fn xlm_roberta_positions_fused_encoder() {
+    parity(Backend::Fused);
+}
+
+#[test]
+fn xlm_roberta_positions_candle_graph() {
+    parity(Backend::Candle);
+}
+
+/// An edit of a model's `config.json`.
+type Edit = Box<dyn FnOnce(&mut Value)>;
+
+/// A copy of the fixture model with `config.json` edited by `edit`.
+fn variant(name: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let src = fixture().join("model");
+    let dir = std::env::temp_dir().join(format!("family-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    copy_dir(&src, &dir);
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    dir
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn refused(dir: &Path) -> Vec<String> {
+    [Backend::Fused, Backend::Candle, Backend::Auto]
+        .into_iter()
+        .map(|b| match model::load(&config(dir, b)) {
+            Ok(_) => panic!("{b:?} loaded {}", dir.display()),
+            Err(e) => e.to_string(),
+        })
+        .collect()
+}
+
+/// Each family the encoders do not compute is refused at load, on every
+/// backend, with a message that names it, before any tensor is read.
+#[test]
+fn unsupported_families_are_refused_by_name() {
+    use serde_json::json;
+    let cases: Vec<(&str, Edit, &[&str])> = vec![
+        (
+            "jina-v2",
+            Box::new(|c| {
+                c["architectures"] = json!(["JinaBertForMaskedLM"]);
+                c["model_type"] = json!("bert");
+                c["position_embedding_type"] = json!("alibi");
+            }),
+            &["JinaBertForMaskedLM"],
+        ),
+        (
+            "jina-v2-bert-name",
+            Box::new(|c| {
+                c["architectures"] = json!(["BertModel"]);
+                c["model_type"] = json!("bert");
+                c["position_embedding_type"] = json!("alibi");
+            }),
+            &["ALiBi", "JinaBERT"],
+        ),
+        (
+            "jina-v3",
+            Box::new(|c| {
+                c["architectures"] = json!(["XLMRobertaModel"]);
+                c["position_embedding_type"] = json!("rotary");
+                c["auto_map"] = json!({
+                    "AutoModel": "jinaai/xlm-roberta-flash-implementation--modeling_xlm_roberta.XLMRobertaModel"
+                });
+            }),
+            &["custom modelling code", "xlm-roberta-flash-implementation"],
+        ),
+        (
+            "rotary",
+            Box::new(|c| c["position_embedding_type"] = json!("rotary")),
+            &["rotary"],
+        ),
+        (
+            "relative-key-query",
+            Box::new(|c| c["position_embedding_type"] = json!("relative_key_query")),
+            &["relative_key_query"],
+        ),
+        (
+            "relative-key",
+            Box::new(|c| c["position_embedding_type"] = json!("relative_key")),
+            &["relative_key"],
+        ),
+        (
+            "mpnet",
+            Box::new(|c| {
+                c["architectures"] = json!(["MPNetForMaskedLM"]);
+                c["model_type"] = json!("mpnet");
+            }),
+            &["MPNetForMaskedLM"],
+        ),
+        (
+            "xlm-roberta-xl",
+            Box::new(|c| {
+                c["architectures"] = json!(["XLMRobertaXLModel"]);
+                c["model_type"] = json!("xlm-roberta-xl");
+            }),
+            &["XLMRobertaXLModel", "xlm-roberta-xl"],
+        ),
+        (
+            "roberta-prelayernorm",
+            Box::new(|c| {
+                c["architectures"] = json!(["RobertaPreLayerNormModel"]);
+                c["model_type"] = json!("roberta-prelayernorm");
+            }),
+            &["RobertaPreLayerNormModel"],
+        ),
+        (
+            "nomic",
+            Box::new(|c| {
+                c["architectures"] = json!(["NomicBertModel"]);
+                c["model_type"] = json!("nomic_bert");
+            }),
+            &["NomicBertModel"],
+        ),
+    ];
+    for (name, edit, words) in cases {
+        let dir = variant(name, edit);
+        for msg in refused(&dir) {
+            assert!(msg.contains("unsupported model family"), "{name}: {msg}");
+            for w in words {
+                assert!(msg.contains(w), "{name}: {msg:?} does not name {w:?}");
+            }
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
+
+/// What the refusals must not catch: the accepted spellings of the families.
+#[test]
+fn accepted_spellings_still_load() {
+    use serde_json::json;
+    for (name, edit) in [
+        (
+            "explicit-absolute",
+            Box::new(|c: &mut Value| c["position_embedding_type"] = json!("absolute")) as Edit,
+        ),
+        (
+            "roberta-name",
+            Box::new(|c: &mut Value| {
+                c["architectures"] = json!(["RobertaModel"]);
+                c["model_type"] = json!("roberta");
+            }),
+        ),
+        (
+            "no-architectures",
+            Box::new(|c: &mut Value| {
+                c.as_object_mut().unwrap().remove("architectures");
+            }),
+        ),
+    ] {
+        let dir = variant(name, edit);
+        for b in [Backend::Fused, Backend::Candle] {
+            if let Err(e) = model::load(&config(&dir, b)) {
+                panic!("{name} on {b:?}: {e}");
+            }
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
