@@ -19,10 +19,10 @@ if ! docker info >/dev/null 2>&1; then
 fi
 if docker compose version >/dev/null 2>&1; then compose_cmd=(docker compose); else compose_cmd=(docker-compose); fi
 compose() { "${compose_cmd[@]}" "$@"; }
-export COMPOSE_PROJECT_NAME=vecdbci
+export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-vecdbci}"
 export RUNTIME_IMAGE="${RUNTIME_IMAGE:-vecdb/debian:bookworm}"
 export EMBEDDING_TARGET=embedding-service-local INDEXING_TARGET=indexing-service-local
-export BIN_DIR=target/docker-bin TAG=ci
+export BIN_DIR=target/docker-bin TAG="${TAG:-ci}"
 export INDEXING_PORT="${INDEXING_PORT:-18800}"
 base="http://127.0.0.1:$INDEXING_PORT"
 passed=0; failed=0
@@ -105,7 +105,7 @@ check "down + up without -v keeps every point" test "$(count)" = "$before"
 #    followers; reads on every replica, writes through the front door, the
 #    writer SIGKILLed during a write loop (takeover time, nothing
 #    acknowledged lost, failed reads), scale down and up, down + up.
-compose up -d --scale embedding-service=3 --scale indexing-service=3 --no-recreate >/dev/null 2>&1
+compose up -d --scale indexing-service=3 --no-recreate >/dev/null 2>&1
 check "three indexing replicas healthy" wait_healthy indexing-service 3
 metric() { docker exec "$1" /usr/local/bin/indexing-service probe /metrics | awk -v m="$2" '$1 == m {print $2}'; }
 writers=0; writer_id=
@@ -187,17 +187,17 @@ check "...no acknowledged write lost ($(json 'd["acked"]' < "$report") acknowled
 echo "  reads during the takeover: $(json 'd["reads_during_takeover"]' < "$report")"
 total=$(curl -fsS "$base/collections/rep/points/count" -H 'content-type: application/json' -d "{\"consistency\": {\"after\": $(json 'd["max_op"]' < "$report")}}" | json 'd["count"]')
 check "...every replica left agrees on the count ($total)" test "$total" -ge "$(json 'd["acked"]' < "$report")"
-compose up -d --scale embedding-service=3 --scale indexing-service=1 --no-recreate >/dev/null 2>&1
+compose up -d --scale indexing-service=1 --no-recreate >/dev/null 2>&1
 n_after() { for _ in $(seq 1 40); do c=$(curl -fsS "$base/collections/rep/points/count" -H 'content-type: application/json' -d '{}' 2>/dev/null | json 'd["count"]' 2>/dev/null) && [ "$c" = "$total" ] && return 0; sleep 0.5; done; return 1; }
 check "scaled down to one replica: all data there" n_after
-compose up -d --scale embedding-service=3 --scale indexing-service=3 --no-recreate >/dev/null 2>&1
+compose up -d --scale indexing-service=3 --no-recreate >/dev/null 2>&1
 check "scaled back up to three" wait_healthy indexing-service 3
 check "...all data there" n_after
 w=$(curl -s -o /dev/null -w '%{http_code}' -X PUT "$base/collections/rep/points" -H 'content-type: application/json' -d '{"points": [{"id": 1, "vector": [1, 1, 2, 3]}]}')
 check "...and writes through the front door succeed" test "$w" = 200
 total=$((total + 1))
 compose down >/dev/null 2>&1
-compose up -d --scale embedding-service=3 --scale indexing-service=3 >/dev/null 2>&1
+compose up -d --scale indexing-service=3 >/dev/null 2>&1
 wait_healthy indexing-service 3 >/dev/null; wait_door
 check "down + up with three replicas: all data there" n_after
 

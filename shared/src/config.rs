@@ -541,10 +541,16 @@ impl Config {
         }
         let r = &i.replication;
         for (key, v) in [
-            ("indexing.replication.consistency_timeout_ms", r.consistency_timeout_ms),
+            (
+                "indexing.replication.consistency_timeout_ms",
+                r.consistency_timeout_ms,
+            ),
             ("indexing.replication.follow_poll_ms", r.follow_poll_ms),
             ("indexing.replication.lock_retry_ms", r.lock_retry_ms),
-            ("indexing.replication.forward_timeout_ms", r.forward_timeout_ms),
+            (
+                "indexing.replication.forward_timeout_ms",
+                r.forward_timeout_ms,
+            ),
         ] {
             if v == 0 {
                 return Err(invalid(key, "must be at least 1"));

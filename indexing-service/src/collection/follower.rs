@@ -39,8 +39,8 @@
 //! a poll happen under `follow` only.
 
 use super::{
-    apply_op, assemble_state, max_segment_dir, open_sealed, read_config, read_manifest,
-    Collection, Manifest, Result, SealedPart, Shared, State,
+    apply_op, assemble_state, max_segment_dir, open_sealed, read_config, read_manifest, Collection,
+    Manifest, Result, SealedPart, Shared, State,
 };
 use crate::lock_order::{Level, OrderedMutex, OrderedRwLock};
 use crate::storage::segment::SegmentId;
@@ -142,7 +142,11 @@ pub(super) fn wal_bytes(dir: &Path) -> u64 {
 /// reusing the segments in `follow.opened`. Retries (from the manifest)
 /// when the writer removed a listed segment or truncated the log under
 /// the load. Returns the state and the manifest's `persisted_op`.
-fn load_state(dir: &Path, config: &super::CollectionConfig, follow: &mut Follow) -> Result<(State, u64)> {
+fn load_state(
+    dir: &Path,
+    config: &super::CollectionConfig,
+    follow: &mut Follow,
+) -> Result<(State, u64)> {
     let man_path = dir.join("manifest.json");
     let seg_dir = dir.join("segments");
     let mut last_err: Option<super::CollectionError> = None;
@@ -162,7 +166,10 @@ fn load_state(dir: &Path, config: &super::CollectionConfig, follow: &mut Follow)
         let mut failed = None;
         for &sid in &manifest.segments {
             let part = match follow.opened.get(&sid) {
-                Some((_, s, idx)) => s.reopen().map(|s| (sid, Arc::new(s), idx.clone())).map_err(Into::into),
+                Some((_, s, idx)) => s
+                    .reopen()
+                    .map(|s| (sid, Arc::new(s), idx.clone()))
+                    .map_err(Into::into),
                 None => open_sealed(config, &seg_dir, sid),
             };
             match part {

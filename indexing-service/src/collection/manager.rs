@@ -291,7 +291,9 @@ impl Storage {
         if self.is_writer() {
             Ok(())
         } else {
-            Err(CollectionError::ReadOnly("collections are created and deleted by the writer".into()))
+            Err(CollectionError::ReadOnly(
+                "collections are created and deleted by the writer".into(),
+            ))
         }
     }
 

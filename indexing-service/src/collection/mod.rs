@@ -420,7 +420,11 @@ impl Shared {
             // Appends happen under the write lock: last_op is consistent
             // with what this read lock sees.
             let quiet = st.frozen.is_empty() && st.appendable.data.read().ids.is_empty();
-            let quiet_op = if quiet { self.writer_wal().last_op() } else { 0 };
+            let quiet_op = if quiet {
+                self.writer_wal().last_op()
+            } else {
+                0
+            };
             (sealed, st.next_segment_id, quiet_op)
         };
         for s in &sealed {
@@ -1567,13 +1571,13 @@ impl Drop for Collection {
 /// Reads and checks `collection.json`. Errors: `Io`, `Corrupt`, `Version`.
 fn read_config(dir: &Path) -> Result<CollectionConfig> {
     let cfg_path = dir.join("collection.json");
-    let config: CollectionConfig =
-        serde_json::from_slice(&std::fs::read(&cfg_path).map_err(io_err(&cfg_path))?).map_err(
-            |e| StorageError::Corrupt {
-                path: cfg_path.clone(),
-                message: e.to_string(),
-            },
-        )?;
+    let config: CollectionConfig = serde_json::from_slice(
+        &std::fs::read(&cfg_path).map_err(io_err(&cfg_path))?,
+    )
+    .map_err(|e| StorageError::Corrupt {
+        path: cfg_path.clone(),
+        message: e.to_string(),
+    })?;
     if config.format_version != COLLECTION_FORMAT_VERSION {
         return Err(StorageError::Version {
             path: cfg_path,

@@ -306,7 +306,11 @@ async fn handle(r: &Arc<Replica>, req: Request, next: Next) -> Result<Response, 
                 (None, "/embed" | "/collections") => {
                     let (parts, body) = req.into_parts();
                     let bytes = read_body(body, r.config.body_limit_bytes).await?;
-                    let field = if path == "/embed" { "collection" } else { "name" };
+                    let field = if path == "/embed" {
+                        "collection"
+                    } else {
+                        "name"
+                    };
                     let name = body_field(&bytes, field).or_else(|| {
                         (path == "/embed").then(|| r.config.default_collection.clone())
                     });
@@ -419,14 +423,18 @@ mod tests {
         assert_eq!(classify(&p, "/collections/a/points/delete"), Kind::Write);
         assert_eq!(classify(&Method::PUT, "/collections/a/points"), Kind::Write);
         assert_eq!(classify(&Method::DELETE, "/collections/a"), Kind::Write);
-        assert_eq!(classify(&Method::PATCH, "/collections/a/points/1"), Kind::Write);
+        assert_eq!(
+            classify(&Method::PATCH, "/collections/a/points/1"),
+            Kind::Write
+        );
     }
 
     #[test]
     fn consistency_is_taken_out_of_the_body() {
-        let (b, a) =
-            take_consistency(Bytes::from_static(br#"{"top_k":3,"consistency":{"after":7}}"#))
-                .unwrap();
+        let (b, a) = take_consistency(Bytes::from_static(
+            br#"{"top_k":3,"consistency":{"after":7}}"#,
+        ))
+        .unwrap();
         assert_eq!(a, Some(7));
         assert_eq!(&b[..], br#"{"top_k":3}"#);
         let (b, a) = take_consistency(Bytes::from_static(br#"{"top_k":3}"#)).unwrap();

@@ -329,7 +329,11 @@ impl Replica {
         };
         let bytes = serde_json::to_vec_pretty(&info).expect("JSON");
         match atomic_write(&self.writer_path(), &bytes) {
-            Ok(()) => tracing::info!("writer for {} at {}", self.storage.data_dir().display(), info.url),
+            Ok(()) => tracing::info!(
+                "writer for {} at {}",
+                self.storage.data_dir().display(),
+                info.url
+            ),
             Err(e) => tracing::error!("cannot publish the writer's address: {e}"),
         }
     }
@@ -393,7 +397,10 @@ impl Replica {
                 _ => {}
             }
             waited = true;
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 self.metrics.waits.with_label_values(&["timeout"]).inc();
                 let have = match applied {
                     Some(a) => format!("it has applied operation {a}"),
@@ -424,11 +431,18 @@ impl Replica {
         for c in self.storage.list() {
             let s = c.replica_status();
             let n = c.name();
-            m.applied.with_label_values(&[n]).set(s.applied_operation as i64);
-            m.writer_op.with_label_values(&[n]).set(s.writer_operation as i64);
-            m.lag_ops.with_label_values(&[n]).set(s.lag_operations as i64);
+            m.applied
+                .with_label_values(&[n])
+                .set(s.applied_operation as i64);
+            m.writer_op
+                .with_label_values(&[n])
+                .set(s.writer_operation as i64);
+            m.lag_ops
+                .with_label_values(&[n])
+                .set(s.lag_operations as i64);
         }
-        m.lag_ms.set(self.last_lag_ms.load(Ordering::Relaxed) as i64);
+        m.lag_ms
+            .set(self.last_lag_ms.load(Ordering::Relaxed) as i64);
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&m.registry.gather(), &mut buf)

@@ -73,8 +73,13 @@ fn a_follower_tracks_the_writer_and_takes_over() {
             f.follow(); // a follower step in the middle of the writes
         }
     }
-    c.delete((0..150).step_by(3).map(shared::wire::indexing::PointId::Num).collect())
-        .unwrap();
+    c.delete(
+        (0..150)
+            .step_by(3)
+            .map(shared::wire::indexing::PointId::Num)
+            .collect(),
+    )
+    .unwrap();
     c.set_payload(
         &[shared::wire::indexing::PointId::Num(1)],
         json!({"i": 1, "x": true}),
@@ -85,14 +90,21 @@ fn a_follower_tracks_the_writer_and_takes_over() {
     c.wait_idle();
     converge(&w, &f, "a");
     // A vacuum rewrites segments and removes the old directories.
-    c.delete((0..150).filter(|i| i % 3 == 1).map(shared::wire::indexing::PointId::Num).collect())
-        .unwrap();
+    c.delete(
+        (0..150)
+            .filter(|i| i % 3 == 1)
+            .map(shared::wire::indexing::PointId::Num)
+            .collect(),
+    )
+    .unwrap();
     c.vacuum().unwrap();
     converge(&w, &f, "a");
     let fa = f.get("a").unwrap();
     assert_eq!(fa.count(None).unwrap(), 50);
     assert_eq!(
-        fa.search(&[1.0, 0.0, 0.0, 0.0], 3, None).unwrap()[0].point.id,
+        fa.search(&[1.0, 0.0, 0.0, 0.0], 3, None).unwrap()[0]
+            .point
+            .id,
         shared::wire::indexing::PointId::Num(149)
     );
     // Writes at the follower are refused, in the collection and the catalog.
@@ -122,9 +134,7 @@ fn a_follower_tracks_the_writer_and_takes_over() {
     assert!(f.is_writer());
     let b = f.get("b").unwrap();
     assert_eq!(b.applied_op(), last);
-    let (op, _) = b
-        .upsert(vec![pt(8, vec![3.0, 4.0], json!({}))])
-        .unwrap();
+    let (op, _) = b.upsert(vec![pt(8, vec![3.0, 4.0], json!({}))]).unwrap();
     assert_eq!(op, last + 1, "op numbers continue after takeover");
     assert_eq!(b.count(None).unwrap(), 2);
 }
@@ -163,7 +173,9 @@ fn http(
     )?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
     s.set_write_timeout(Some(Duration::from_secs(15)))?;
-    let body = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
+    let body = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -240,9 +252,15 @@ impl Replica {
             .env("INDEXING__HOST", "127.0.0.1")
             .env("INDEXING__PORT", port.to_string())
             .env("INDEXING__DATA_DIR", data.display().to_string())
-            .env("INDEXING__ADVERTISE_URL", format!("http://127.0.0.1:{port}"))
+            .env(
+                "INDEXING__ADVERTISE_URL",
+                format!("http://127.0.0.1:{port}"),
+            )
             // Nothing listens there: these tests write vectors only.
-            .env("EMBEDDING_SERVICE_URL", format!("http://127.0.0.1:{}", free_port()))
+            .env(
+                "EMBEDDING_SERVICE_URL",
+                format!("http://127.0.0.1:{}", free_port()),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -271,7 +289,9 @@ impl Replica {
 
     /// `index_replica_is_writer` from /metrics.
     fn is_writer(&self) -> bool {
-        let m = http(self.port, "GET", "/metrics", None, &[]).unwrap().text();
+        let m = http(self.port, "GET", "/metrics", None, &[])
+            .unwrap()
+            .text();
         m.lines()
             .find(|l| l.starts_with("index_replica_is_writer "))
             .map(|l| l.ends_with(" 1"))
@@ -350,27 +370,57 @@ fn three_processes_one_writer_sigkill_takeover_loses_nothing() {
         &[],
     )
     .unwrap();
-    assert!(r.status == 201 || r.status == 200, "create: {} {}", r.status, r.text());
+    assert!(
+        r.status == 201 || r.status == 200,
+        "create: {} {}",
+        r.status,
+        r.text()
+    );
 
     // Writes through each replica, read back from each with the write's op.
     let mut ops = Vec::new();
     for (i, p) in ports.iter().enumerate() {
-        let w = http(*p, "PUT", "/collections/r/points", Some(&upsert_body(i as u64)), &[]).unwrap();
+        let w = http(
+            *p,
+            "PUT",
+            "/collections/r/points",
+            Some(&upsert_body(i as u64)),
+            &[],
+        )
+        .unwrap();
         assert_eq!(w.status, 200, "write via {p}: {}", w.text());
         ops.push(op_of(&w));
     }
     let last = *ops.iter().max().unwrap();
     for p in ports {
-        assert_eq!(present(p, &[0, 1, 2], last), BTreeSet::from([0, 1, 2]), "reads at {p}");
-        let n = http(p, "POST", "/collections/r/points/count", Some(&json!({})), &[(
-            "x-consistency-after",
-            last.to_string(),
-        )])
+        assert_eq!(
+            present(p, &[0, 1, 2], last),
+            BTreeSet::from([0, 1, 2]),
+            "reads at {p}"
+        );
+        let n = http(
+            p,
+            "POST",
+            "/collections/r/points/count",
+            Some(&json!({})),
+            &[("x-consistency-after", last.to_string())],
+        )
         .unwrap();
         assert_eq!(n.json()["count"], json!(3), "count at {p}: {}", n.text());
-        let d = http(p, "GET", "/collections/r", None, &[("x-consistency-after", last.to_string())]).unwrap();
+        let d = http(
+            p,
+            "GET",
+            "/collections/r",
+            None,
+            &[("x-consistency-after", last.to_string())],
+        )
+        .unwrap();
         let rep = &d.json()["replication"];
-        assert!(rep["applied_operation"].as_u64().unwrap() >= last, "{}", d.text());
+        assert!(
+            rep["applied_operation"].as_u64().unwrap() >= last,
+            "{}",
+            d.text()
+        );
     }
     // A bad consistency field is a clear 422, never a wait.
     let bad = http(
@@ -392,7 +442,8 @@ fn three_processes_one_writer_sigkill_takeover_loses_nothing() {
     let dead: Arc<Mutex<BTreeSet<u16>>> = Arc::new(Mutex::new(BTreeSet::new()));
     let mut workers = Vec::new();
     for t in 0..2u64 {
-        let (log, stop, killed_at, dead) = (log.clone(), stop.clone(), killed_at.clone(), dead.clone());
+        let (log, stop, killed_at, dead) =
+            (log.clone(), stop.clone(), killed_at.clone(), dead.clone());
         workers.push(std::thread::spawn(move || {
             let mut k = 0u64;
             let mut mine: Vec<u64> = Vec::new();
@@ -404,16 +455,32 @@ fn three_processes_one_writer_sigkill_takeover_loses_nothing() {
                     .filter(|p| !dead.lock().unwrap().contains(p))
                     .collect();
                 let port = live[(k as usize + t as usize) % live.len()];
+                let sent = Instant::now();
                 let delete = k % 4 == 0 && mine.len() > 2;
                 let (id, ans) = if delete {
                     let id = mine.remove((k as usize * 7) % mine.len());
                     (
                         id,
-                        http(port, "POST", "/collections/r/points/delete", Some(&json!({"ids": [id]})), &[]),
+                        http(
+                            port,
+                            "POST",
+                            "/collections/r/points/delete",
+                            Some(&json!({"ids": [id]})),
+                            &[],
+                        ),
                     )
                 } else {
                     let id = 1_000 + t * 1_000_000 + k;
-                    (id, http(port, "PUT", "/collections/r/points", Some(&upsert_body(id)), &[]))
+                    (
+                        id,
+                        http(
+                            port,
+                            "PUT",
+                            "/collections/r/points",
+                            Some(&upsert_body(id)),
+                            &[],
+                        ),
+                    )
                 };
                 let mut l = log.lock().unwrap();
                 match ans {
@@ -425,15 +492,28 @@ fn three_processes_one_writer_sigkill_takeover_loses_nothing() {
                             l.upserted.insert(id);
                             mine.push(id);
                         }
-                        if killed_at.lock().unwrap().is_some() && l.first_ok_after_kill.is_none() {
+                        // The takeover shows in the first write sent after the
+                        // kill and acknowledged.
+                        let k = *killed_at.lock().unwrap();
+                        if k.is_some_and(|k| sent > k) && l.first_ok_after_kill.is_none() {
                             l.first_ok_after_kill = Some(Instant::now());
                         }
                     }
                     Ok(a) => {
                         // Refused (503 during the takeover): unknown only if
                         // the writer might have applied it.
-                        assert!(a.status == 503, "unexpected answer {}: {}", a.status, a.text());
-                        assert_eq!(a.json()["error"]["code"], json!("writer_unavailable"), "{}", a.text());
+                        assert!(
+                            a.status == 503,
+                            "unexpected answer {}: {}",
+                            a.status,
+                            a.text()
+                        );
+                        assert_eq!(
+                            a.json()["error"]["code"],
+                            json!("writer_unavailable"),
+                            "{}",
+                            a.text()
+                        );
                         assert!(a.headers.contains_key("retry-after"));
                         l.failed += 1;
                         l.unknown.insert(id);
@@ -456,14 +536,20 @@ fn three_processes_one_writer_sigkill_takeover_loses_nothing() {
     }
     std::thread::sleep(Duration::from_millis(1_500));
     let before_kill = log.lock().unwrap().upserted.len();
-    assert!(before_kill > 20, "the loop made progress ({before_kill} writes)");
+    assert!(
+        before_kill > 20,
+        "the loop made progress ({before_kill} writes)"
+    );
     *killed_at.lock().unwrap() = Some(Instant::now());
     dead.lock().unwrap().insert(a.port);
     a.kill();
     // Keep writing until the takeover shows, then a little longer.
     let deadline = Instant::now() + Duration::from_secs(20);
     while log.lock().unwrap().first_ok_after_kill.is_none() {
-        assert!(Instant::now() < deadline, "no write succeeded within 20 s of the kill");
+        assert!(
+            Instant::now() < deadline,
+            "no write succeeded within 20 s of the kill"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(700));
@@ -473,7 +559,7 @@ fn three_processes_one_writer_sigkill_takeover_loses_nothing() {
     }
     let log = Arc::try_unwrap(log).ok().unwrap().into_inner().unwrap();
     let killed = killed_at.lock().unwrap().unwrap();
-    let takeover = log.first_ok_after_kill.unwrap() - killed;
+    let takeover = log.first_ok_after_kill.unwrap().duration_since(killed);
     eprintln!(
         "takeover: first acknowledged write {:.0} ms after SIGKILL; {} upserts and {} deletes acknowledged, {} refused or broken",
         takeover.as_secs_f64() * 1000.0,
@@ -481,15 +567,29 @@ fn three_processes_one_writer_sigkill_takeover_loses_nothing() {
         log.deleted.len(),
         log.failed
     );
-    assert!(takeover < Duration::from_secs(10), "takeover took {takeover:?}");
+    assert!(
+        takeover < Duration::from_secs(10),
+        "takeover took {takeover:?}"
+    );
 
     // Exactly one new writer.
-    let writers: Vec<u16> = [&b, &c].iter().filter(|r| r.is_writer()).map(|r| r.port).collect();
+    let writers: Vec<u16> = [&b, &c]
+        .iter()
+        .filter(|r| r.is_writer())
+        .map(|r| r.port)
+        .collect();
     assert_eq!(writers.len(), 1, "one writer after the takeover");
 
     // Nothing acknowledged lost, acknowledged deletes stay deleted, on
     // every live replica and on the old writer restarted as a follower.
-    let fin = http(writers[0], "PUT", "/collections/r/points", Some(&upsert_body(7)), &[]).unwrap();
+    let fin = http(
+        writers[0],
+        "PUT",
+        "/collections/r/points",
+        Some(&upsert_body(7)),
+        &[],
+    )
+    .unwrap();
     assert_eq!(fin.status, 200, "{}", fin.text());
     let after = op_of(&fin).max(log.max_op);
     let all: Vec<u64> = log
@@ -508,21 +608,39 @@ fn three_processes_one_writer_sigkill_takeover_loses_nothing() {
     let check = |port: u16| {
         let got = present(port, &all, after);
         let lost: Vec<_> = must.difference(&got).collect();
-        assert!(lost.is_empty(), "replica {port} lost acknowledged writes: {lost:?}");
+        assert!(
+            lost.is_empty(),
+            "replica {port} lost acknowledged writes: {lost:?}"
+        );
         let back: Vec<_> = log
             .deleted
             .iter()
             .filter(|i| got.contains(i) && !log.unknown.contains(i))
             .collect();
-        assert!(back.is_empty(), "replica {port} shows deleted points: {back:?}");
+        assert!(
+            back.is_empty(),
+            "replica {port} shows deleted points: {back:?}"
+        );
     };
     check(b.port);
     check(c.port);
     let a2 = Replica::start(data.path(), cwd.path(), ports[0]);
     assert!(!a2.is_writer(), "the old writer rejoins as a follower");
     check(a2.port);
-    let via_a = http(a2.port, "PUT", "/collections/r/points", Some(&upsert_body(8)), &[]).unwrap();
-    assert_eq!(via_a.status, 200, "a write through the rejoined replica: {}", via_a.text());
+    let via_a = http(
+        a2.port,
+        "PUT",
+        "/collections/r/points",
+        Some(&upsert_body(8)),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        via_a.status,
+        200,
+        "a write through the rejoined replica: {}",
+        via_a.text()
+    );
     assert_eq!(present(a2.port, &[8], op_of(&via_a)), BTreeSet::from([8]));
 }
 
@@ -564,10 +682,24 @@ fn a_follower_alone_writes_nothing_into_the_data_directory() {
         .unwrap();
         assert_eq!(r.status, 201, "{}", r.text());
         for id in 0..130u64 {
-            let a = http(port, "PUT", "/collections/r/points", Some(&upsert_body(id)), &[]).unwrap();
+            let a = http(
+                port,
+                "PUT",
+                "/collections/r/points",
+                Some(&upsert_body(id)),
+                &[],
+            )
+            .unwrap();
             assert_eq!(a.status, 200);
         }
-        let a = http(port, "POST", "/collections/r/points/delete", Some(&json!({"ids": [3, 60, 120]})), &[]).unwrap();
+        let a = http(
+            port,
+            "POST",
+            "/collections/r/points/delete",
+            Some(&json!({"ids": [3, 60, 120]})),
+            &[],
+        )
+        .unwrap();
         assert_eq!(a.status, 200);
         drop(w); // SIGKILL: the WAL keeps ops past the manifest
     }
@@ -577,7 +709,14 @@ fn a_follower_alone_writes_nothing_into_the_data_directory() {
     let port = free_port();
     let f = Replica::start(data.path(), cwd.path(), port);
     assert!(!f.is_writer());
-    let n = http(port, "POST", "/collections/r/points/count", Some(&json!({})), &[]).unwrap();
+    let n = http(
+        port,
+        "POST",
+        "/collections/r/points/count",
+        Some(&json!({})),
+        &[],
+    )
+    .unwrap();
     assert_eq!(n.json()["count"], json!(127), "{}", n.text());
     let s = http(
         port,
@@ -589,17 +728,39 @@ fn a_follower_alone_writes_nothing_into_the_data_directory() {
     .unwrap();
     assert_eq!(s.status, 200, "{}", s.text());
     let d = http(port, "GET", "/collections/r", None, &[]).unwrap();
-    assert_eq!(d.json()["replication"]["role"], json!("follower"), "{}", d.text());
+    assert_eq!(
+        d.json()["replication"]["role"],
+        json!("follower"),
+        "{}",
+        d.text()
+    );
     // A write finds no writer: 503 with Retry-After, at once.
     let t0 = Instant::now();
-    let w = http(port, "PUT", "/collections/r/points", Some(&upsert_body(500)), &[]).unwrap();
+    let w = http(
+        port,
+        "PUT",
+        "/collections/r/points",
+        Some(&upsert_body(500)),
+        &[],
+    )
+    .unwrap();
     assert_eq!(w.status, 503, "{}", w.text());
     assert_eq!(w.json()["error"]["code"], json!("writer_unavailable"));
     assert!(w.headers.contains_key("retry-after"));
-    assert!(t0.elapsed() < Duration::from_secs(3), "a write without a writer must not hang");
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "a write without a writer must not hang"
+    );
     // A read after an op this replica will never see: 504 within the bound.
     let t0 = Instant::now();
-    let late = http(port, "GET", "/collections/r/points/1", None, &[("x-consistency-after", "999999".into())]).unwrap();
+    let late = http(
+        port,
+        "GET",
+        "/collections/r/points/1",
+        None,
+        &[("x-consistency-after", "999999".into())],
+    )
+    .unwrap();
     assert_eq!(late.status, 504, "{}", late.text());
     assert_eq!(late.json()["error"]["code"], json!("consistency_timeout"));
     assert!(t0.elapsed() < Duration::from_secs(8));
@@ -711,7 +872,14 @@ fn replica_bench() {
                 json!({"id": i, "vector": v, "metadata": {"i": i}})
             })
             .collect();
-        let a = http(w.port, "PUT", "/collections/bench/points", Some(&json!({"points": pts})), &[]).unwrap();
+        let a = http(
+            w.port,
+            "PUT",
+            "/collections/bench/points",
+            Some(&json!({"points": pts})),
+            &[],
+        )
+        .unwrap();
         assert_eq!(a.status, 200, "{}", a.text());
     }
     // Let the writer seal and index what it has.
@@ -746,11 +914,25 @@ fn replica_bench() {
         let op = op_of(&a);
         let port = if i % 2 == 0 { b.port } else { c.port };
         let t0 = Instant::now();
-        let g = http(port, "GET", &format!("/collections/bench/points/{i}"), None, &[("x-consistency-after", op.to_string())]).unwrap();
+        let g = http(
+            port,
+            "GET",
+            &format!("/collections/bench/points/{i}"),
+            None,
+            &[("x-consistency-after", op.to_string())],
+        )
+        .unwrap();
         lag.push(t0.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(g.status, 200, "{}", g.text());
         let t0 = Instant::now();
-        let _ = http(port, "GET", &format!("/collections/bench/points/{i}"), None, &[]).unwrap();
+        let _ = http(
+            port,
+            "GET",
+            &format!("/collections/bench/points/{i}"),
+            None,
+            &[],
+        )
+        .unwrap();
         own.push(t0.elapsed().as_secs_f64() * 1000.0);
         std::thread::sleep(Duration::from_millis(5));
     }
