@@ -49,13 +49,14 @@ fn classify(method: &Method, path: &str) -> Kind {
     if *method != Method::POST {
         return Kind::Write;
     }
-    let read = match segments(path).as_slice() {
-        ["search"] => true,
-        ["collections", _, "search"] | ["collections", _, "points"] => true,
-        ["collections", _, "search", "batch"] => true,
-        ["collections", _, "points", "search" | "scroll" | "count"] => true,
-        _ => false,
-    };
+    let read = matches!(
+        segments(path).as_slice(),
+        ["search"]
+            | ["collections", _, "search"]
+            | ["collections", _, "points"]
+            | ["collections", _, "search", "batch"]
+            | ["collections", _, "points", "search" | "scroll" | "count"]
+    );
     if read {
         Kind::BodyRead
     } else {

@@ -456,7 +456,7 @@ fn three_processes_one_writer_sigkill_takeover_loses_nothing() {
                     .collect();
                 let port = live[(k as usize + t as usize) % live.len()];
                 let sent = Instant::now();
-                let delete = k % 4 == 0 && mine.len() > 2;
+                let delete = k.is_multiple_of(4) && mine.len() > 2;
                 let (id, ans) = if delete {
                     let id = mine.remove((k as usize * 7) % mine.len());
                     (
@@ -912,7 +912,7 @@ fn replica_bench() {
         )
         .unwrap();
         let op = op_of(&a);
-        let port = if i % 2 == 0 { b.port } else { c.port };
+        let port = if i.is_multiple_of(2) { b.port } else { c.port };
         let t0 = Instant::now();
         let g = http(
             port,
