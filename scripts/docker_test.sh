@@ -119,7 +119,7 @@ curl -fsS -o /dev/null "$base/collections" -H 'content-type: application/json' \
 reads_of() { metric "$1" 'index_http_requests_total{route="/collections/{name}/points/count",status="200"}'; }
 declare -A reads_before
 for id in $(compose ps -q indexing-service); do reads_before[$id]=$(reads_of "$id"); done
-seq 1 60 | xargs -P 6 -I{} curl -fsS -o /dev/null "$base/collections/rep/points/count" -H 'content-type: application/json' -d '{}'
+seq 1 60 | xargs -P 6 -I@ curl -fsS -o /dev/null "$base/collections/rep/points/count" -H 'content-type: application/json' -d '{}' || true
 served=0
 for id in $(compose ps -q indexing-service); do
   n=$(reads_of "$id"); d=$(( ${n:-0} - ${reads_before[$id]:-0} ))
