@@ -139,6 +139,85 @@ fn a_follower_tracks_the_writer_and_takes_over() {
     assert_eq!(b.count(None).unwrap(), 2);
 }
 
+#[test]
+fn a_wal_reader_follows_rotation_truncation_and_a_torn_tail() {
+    use indexing_service::storage::codec::{encode_op, Op};
+    use indexing_service::storage::wal::{Wal, WalTail};
+    use shared::wire::indexing::PointId;
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = dir.path().join("wal");
+    let body = |i: u64| {
+        let mut b = Vec::new();
+        encode_op(&Op::Delete(vec![PointId::Num(i)]), &mut b);
+        b
+    };
+    let wal = Wal::open(&wdir, 0, |_, _| Ok(())).unwrap();
+    let mut tail = WalTail::new(&wdir, 0);
+    let mut seen = Vec::new();
+    let mut poll = |tail: &mut WalTail, seen: &mut Vec<u64>| {
+        tail.poll(|op, o| {
+            assert!(matches!(o, Op::Delete(ref ids) if ids == &[PointId::Num(op)]));
+            seen.push(op);
+            Ok(())
+        })
+        .unwrap()
+    };
+    for i in 1..=5 {
+        wal.append(&body(i)).unwrap();
+    }
+    assert!(!poll(&mut tail, &mut seen).behind);
+    assert_eq!(seen, [1, 2, 3, 4, 5]);
+    // Truncation behind the reader (a new file, the old one deleted).
+    wal.truncate_through(5).unwrap();
+    for i in 6..=8 {
+        wal.append(&body(i)).unwrap();
+    }
+    assert!(!poll(&mut tail, &mut seen).behind);
+    assert_eq!(seen, (1..=8).collect::<Vec<_>>());
+    // A reader that starts before what the log still holds is behind.
+    let mut late = WalTail::new(&wdir, 2);
+    assert!(late.poll(|_, _| Ok(())).unwrap().behind);
+    // A record still being written: half of it on disk.
+    drop(wal);
+    let newest = std::fs::read_dir(&wdir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap();
+    let mut rec = Vec::new();
+    let b9 = body(9);
+    rec.extend_from_slice(&(b9.len() as u32).to_le_bytes());
+    rec.extend_from_slice(&[0xAB; 4]);
+    rec.extend_from_slice(&9u64.to_le_bytes());
+    rec.extend_from_slice(&b9[..b9.len() / 2]);
+    let len_before = std::fs::metadata(&newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .unwrap()
+        .write_all(&rec)
+        .unwrap();
+    let p = poll(&mut tail, &mut seen);
+    assert_eq!((p.applied, p.behind), (0, false), "waits at a torn record");
+    assert_eq!(
+        std::fs::metadata(&newest).unwrap().len(),
+        len_before + rec.len() as u64,
+        "the reader never cuts"
+    );
+    // The next writer cuts the torn tail and appends op 9 in its place.
+    let wal = Wal::open(&wdir, 0, |_, _| Ok(())).unwrap();
+    assert_eq!(wal.append(&body(9)).unwrap(), 9);
+    assert!(!poll(&mut tail, &mut seen).behind);
+    // Truncation rotates to a new file and deletes the one being read.
+    wal.truncate_through(9).unwrap();
+    wal.append(&body(10)).unwrap();
+    assert!(!poll(&mut tail, &mut seen).behind);
+    assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+    assert_eq!(tail.last_op(), 10);
+    assert_eq!(tail.peek_last_op().unwrap(), 10);
+}
+
 // ---------------------------------------------------------------------
 // Real processes over HTTP.
 // ---------------------------------------------------------------------
