@@ -154,7 +154,7 @@ fn a_wal_reader_follows_rotation_truncation_and_a_torn_tail() {
     let wal = Wal::open(&wdir, 0, |_, _| Ok(())).unwrap();
     let mut tail = WalTail::new(&wdir, 0);
     let mut seen = Vec::new();
-    let mut poll = |tail: &mut WalTail, seen: &mut Vec<u64>| {
+    let poll = |tail: &mut WalTail, seen: &mut Vec<u64>| {
         tail.poll(|op, o| {
             assert!(matches!(o, Op::Delete(ref ids) if ids == &[PointId::Num(op)]));
             seen.push(op);
