@@ -4,6 +4,7 @@
 #   docker compose build            # targets embedding-service, indexing-service
 # builds in a Rust image and copies the binaries into a slim Debian runtime.
 #
+#   (and indexing-lb: HAProxy in front of the indexing replicas)
 # Offline path (this project's CI, no registry): the runtime base is a Debian
 # rootfs imported locally (scripts/docker_base_image.sh) and the binaries are
 # built on the host; the `*-local` targets copy them into the very same
@@ -11,6 +12,19 @@
 # `*-local` targets never touch the Rust image.
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 ARG RUST_IMAGE=rust:1-bookworm
+
+# The load balancer in front of the indexing replicas (HAProxy from
+# Debian, on the same runtime base; lb/haproxy.cfg). Root only to install.
+# First, so that builders that build every stage before a target (the
+# classic one) build nothing else for it.
+FROM ${RUNTIME_IMAGE} AS indexing-lb
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+COPY lb/haproxy.cfg /etc/haproxy/haproxy.cfg
+EXPOSE 8000
+USER haproxy
+ENTRYPOINT ["haproxy", "-W", "-db", "-f", "/etc/haproxy/haproxy.cfg"]
 
 FROM ${RUNTIME_IMAGE} AS runtime
 # Non-root, with writable volume mount points (a new named volume copies

@@ -3,12 +3,15 @@
 //!
 //! Layers, depending one way: `storage` (files: WAL, segments, atomic
 //! writes) → `index` (distance kernels, filters, HNSW, PQ) → `collection`
-//! (write path, read path, flush, vacuum, restart) → `api` (HTTP only).
+//! (write path, read path, flush, vacuum, restart) → `api` (HTTP only);
+//! `replication` (roles on one data directory, write forwarding,
+//! read-your-writes) sits beside `api` and wraps its router.
 
 pub mod api;
 pub mod collection;
 pub mod index;
 pub mod lock_order;
+pub mod replication;
 pub mod storage;
 
 use shared::client::EmbeddingClient;
@@ -16,19 +19,31 @@ use shared::config::IndexingConfig;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The router over opened storage, for tests that drive it without a socket.
+/// The router over opened storage, for tests that drive it without a
+/// socket, wrapped in the replication middleware (forwarding on a
+/// follower, read-your-writes waits).
 pub fn app(state: api::AppState) -> axum::Router {
-    api::router(state)
+    let replica = state.replica.clone();
+    api::router(state).layer(axum::middleware::from_fn_with_state(
+        replica,
+        replication::middleware::layer,
+    ))
 }
 
-/// Opens the data directory (exclusively) and builds the handler state.
+/// Opens the data directory as the writer when its lock is free, else as
+/// a follower of the process holding it (see `replication`), and builds
+/// the handler state. A follower's thread starts here.
 pub fn state(config: IndexingConfig) -> anyhow::Result<api::AppState> {
-    let storage = collection::Storage::open(&config.data_dir).map_err(|e| {
+    let storage = collection::Storage::open_replica(&config.data_dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot open data directory {}: {e}",
             config.data_dir.display()
         )
     })?;
+    let storage = Arc::new(storage);
+    let config = Arc::new(config);
+    let replica = replication::Replica::new(storage.clone(), config.clone())?;
+    replica.start()?;
     let embedder = EmbeddingClient::new(
         &config.embedding_service_url,
         config.embedding_api_key.clone(),
@@ -37,10 +52,11 @@ pub fn state(config: IndexingConfig) -> anyhow::Result<api::AppState> {
     )
     .map_err(|e| anyhow::anyhow!("embedding client: {e}"))?;
     Ok(api::AppState {
-        storage: Arc::new(storage),
+        storage,
         embedder,
-        config: Arc::new(config),
+        config,
         metrics: Arc::new(api::metrics::Metrics::new()),
+        replica,
     })
 }
 
@@ -64,7 +80,12 @@ pub async fn run(config: IndexingConfig) -> anyhow::Result<()> {
     )
     .await;
     let storage = st.storage.clone();
-    tokio::task::spawn_blocking(move || storage.close()).await?;
+    let replica = st.replica.clone();
+    tokio::task::spawn_blocking(move || {
+        replica.shutdown();
+        storage.close()
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }

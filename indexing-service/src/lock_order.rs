@@ -16,14 +16,17 @@
 //! | 1 `Admin` | `Storage::admin` | create / delete of collections (one at a time) |
 //! | 2 `Catalog` | `Storage::collections` | the name → collection map |
 //! | 3 `Jobs` | `Collection::jobs` | the background worker's queue |
-//! | 4 `Checkpoint` | `Shared::checkpoint` | the manifest; segment swaps by the worker |
-//! | 5 `State` | `Shared::state` | segment list, id map, appendable segment |
-//! | 6 `SegmentData` | `MutableSegment::data` | one appendable segment's arrays |
-//! | 7 `WalSync` | `Wal::sync_lock` | one fsync at a time (group commit) |
-//! | 8 `WalFile` | `Wal::inner` | the WAL file being appended to |
+//! | 4 `Follow` | `Shared::follow` | a follower's position in the writer's files (WAL reader, manifest seen, open segments) |
+//! | 5 `Checkpoint` | `Shared::checkpoint` | the manifest; segment swaps by the worker |
+//! | 6 `State` | `Shared::state` | segment list, id map, appendable segment |
+//! | 7 `SegmentData` | `MutableSegment::data` | one appendable segment's arrays |
+//! | 8 `WalSync` | `Wal::sync_lock` | one fsync at a time (group commit) |
+//! | 9 `WalFile` | `Wal::inner` | the WAL file being appended to |
 //!
 //! Leaf locks (never held while any other lock is taken): the WAL's poison
-//! flag, the worker's progress counter, the collection's thread handles.
+//! flag, the worker's progress counter, the collection's thread handles,
+//! the storage's data-directory lock slot and a follower's map of loaded
+//! collection directories.
 
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::ops::{Deref, DerefMut};
@@ -35,11 +38,12 @@ pub enum Level {
     Admin = 1,
     Catalog = 2,
     Jobs = 3,
-    Checkpoint = 4,
-    State = 5,
-    SegmentData = 6,
-    WalSync = 7,
-    WalFile = 8,
+    Follow = 4,
+    Checkpoint = 5,
+    State = 6,
+    SegmentData = 7,
+    WalSync = 8,
+    WalFile = 9,
 }
 
 #[cfg(debug_assertions)]

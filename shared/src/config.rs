@@ -220,6 +220,46 @@ pub struct IndexingConfig {
     pub wal: WalConfig,
     pub flush_threshold: FlushThreshold,
     pub http: HttpServerConfig,
+    /// The URL other replicas reach this one at, published in
+    /// `<data_dir>/writer.json` while this process is the writer (followers
+    /// forward writes there). Unset: `http://<hostname>:<port>`, which is
+    /// what Docker's DNS resolves between containers of one network.
+    pub advertise_url: Option<String>,
+    pub replication: ReplicationConfig,
+}
+
+/// `indexing.replication:` — replicas on one data directory: the one
+/// holding its lock writes, the others follow and forward writes to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// Longest wait of a read with `consistency.after` (or header
+    /// `x-consistency-after`) for this replica to apply that operation,
+    /// in milliseconds; past it the read answers 504 `consistency_timeout`.
+    pub consistency_timeout_ms: u64,
+    /// How often a follower looks for new WAL records and manifest
+    /// changes, in milliseconds: the floor of follower lag. Lower costs a
+    /// few more `stat`/`read` calls per collection.
+    pub follow_poll_ms: u64,
+    /// How often a follower tries the data directory's lock, in
+    /// milliseconds: after the writer dies, takeover starts within this.
+    pub lock_retry_ms: u64,
+    /// Longest a forwarded write may take at the writer, in milliseconds
+    /// (text writes include the embedding call). Connecting gets at most
+    /// 2 s; a writer that cannot be reached answers 503
+    /// `writer_unavailable` at once.
+    pub forward_timeout_ms: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            consistency_timeout_ms: 5_000,
+            follow_poll_ms: 5,
+            lock_retry_ms: 100,
+            forward_timeout_ms: 120_000,
+        }
+    }
 }
 
 impl Default for IndexingConfig {
@@ -238,6 +278,8 @@ impl Default for IndexingConfig {
             wal: WalConfig::default(),
             flush_threshold: FlushThreshold::default(),
             http: HttpServerConfig::default(),
+            advertise_url: None,
+            replication: ReplicationConfig::default(),
         }
     }
 }
@@ -488,6 +530,31 @@ impl Config {
                 "indexing.api_key",
                 "must not be empty (omit it to disable auth)",
             ));
+        }
+        if let Some(u) = &i.advertise_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(invalid(
+                    "indexing.advertise_url",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        let r = &i.replication;
+        for (key, v) in [
+            (
+                "indexing.replication.consistency_timeout_ms",
+                r.consistency_timeout_ms,
+            ),
+            ("indexing.replication.follow_poll_ms", r.follow_poll_ms),
+            ("indexing.replication.lock_retry_ms", r.lock_retry_ms),
+            (
+                "indexing.replication.forward_timeout_ms",
+                r.forward_timeout_ms,
+            ),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         Ok(())
     }

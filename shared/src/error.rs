@@ -60,6 +60,12 @@ pub enum ErrorCode {
     /// The collection's files are damaged and it was not opened; the rest
     /// of the service keeps serving (503).
     CollectionDamaged,
+    /// A write reached a read replica and the writer cannot be reached
+    /// (no writer yet, or one taking over); retry after `Retry-After` (503).
+    WriterUnavailable,
+    /// A read asked for `consistency.after` an operation this replica has
+    /// not applied within the configured wait (504).
+    ConsistencyTimeout,
     /// Anything else; details are in the server log (500).
     Internal,
 }
@@ -82,9 +88,9 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            ModelNotReady | EmbeddingUnavailable | StorageUnavailable | CollectionDamaged => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ModelNotReady | EmbeddingUnavailable | StorageUnavailable | CollectionDamaged
+            | WriterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ConsistencyTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,6 +121,8 @@ impl ErrorCode {
             EmbeddingUnavailable => "embedding_unavailable",
             StorageUnavailable => "storage_unavailable",
             CollectionDamaged => "collection_damaged",
+            WriterUnavailable => "writer_unavailable",
+            ConsistencyTimeout => "consistency_timeout",
             Internal => "internal",
         }
     }

@@ -27,6 +27,8 @@ pub struct AppState {
     pub embedder: EmbeddingClient,
     pub config: Arc<IndexingConfig>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Role, writer address, read-your-writes waits (`crate::replication`).
+    pub replica: Arc<crate::replication::Replica>,
 }
 
 /// Errors a handler can meet.
@@ -62,6 +64,7 @@ impl From<ApiError> for ErrorBody {
                 C::InvalidPayload(_) => ErrorCode::InvalidPayload,
                 C::InvalidFilter(_) => ErrorCode::InvalidFilter,
                 C::Damaged { .. } => ErrorCode::CollectionDamaged,
+                C::ReadOnly(_) => ErrorCode::WriterUnavailable,
                 C::Storage(StorageError::Poisoned(reason)) => {
                     return ErrorBody::new(
                         ErrorCode::StorageUnavailable,

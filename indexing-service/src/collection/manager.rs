@@ -1,8 +1,17 @@
-//! The set of collections under one data directory, which this process
-//! locks exclusively for its lifetime.
+//! The set of collections under one data directory.
 //!
 //! `<data_dir>/.lock` (flock), `<data_dir>/collections/<name>/` each.
 //! Names are `[A-Za-z0-9_-]{1,64}`: nothing else reaches the file system.
+//!
+//! Roles: the process holding the lock is the writer ([`Storage::open`],
+//! or [`Storage::open_replica`] when the lock was free); the others open
+//! as followers ([`Storage::open_replica`]): every collection loaded
+//! read-only (`Collection::load`), kept current by [`Storage::follow`]
+//! (collections the writer creates or deletes appear and disappear), and
+//! promoted by [`Storage::try_promote`] once the lock is free (the writer
+//! died; the kernel drops a dead process's `flock`). A follower writes
+//! nothing into the data directory; its create and delete answer
+//! `ReadOnly`.
 //!
 //! Invariants:
 //! - Create and delete of one name are serialised by a per-name admin lock
@@ -24,7 +33,7 @@ use crate::storage::io_err;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub fn validate_name(name: &str) -> Result<()> {
@@ -56,10 +65,27 @@ fn unique() -> String {
     )
 }
 
+/// What one [`Storage::follow`] did.
+#[derive(Debug, Default, Clone)]
+pub struct FollowReport {
+    /// WAL records applied, over all collections.
+    pub applied: usize,
+    /// Collections loaded, reloaded from a new manifest, or dropped.
+    pub changed: usize,
+    /// The longest wait of a record applied in this step.
+    pub lag: Option<std::time::Duration>,
+}
+
 /// Collections by name, with the ones that could not be opened.
 pub struct Storage {
+    data_dir: PathBuf,
     root: PathBuf,
-    _lock: DirLock,
+    /// The data directory's lock, held by the writer (leaf lock).
+    lock: Mutex<Option<DirLock>>,
+    writer: AtomicBool,
+    /// A follower's loaded collection directories: name → inode (a name
+    /// deleted and created again is a new directory). Leaf lock.
+    loaded: Mutex<HashMap<String, u64>>,
     /// Lock level `Catalog`.
     collections: OrderedRwLock<BTreeMap<String, Arc<Collection>>>,
     /// Collections whose files are damaged: name → reason (no paths).
@@ -75,7 +101,66 @@ impl Storage {
     /// Errors: `Locked`, or I/O errors on the data directory itself.
     pub fn open(data_dir: &Path) -> Result<Self> {
         let lock = DirLock::acquire(data_dir)?;
-        let root = data_dir.join("collections");
+        Self::open_writer(data_dir, lock)
+    }
+
+    /// Opens `data_dir` as the writer when its lock is free, else as a
+    /// follower (see the module docs). Errors: I/O errors on the data
+    /// directory itself.
+    pub fn open_replica(data_dir: &Path) -> Result<Self> {
+        match DirLock::try_acquire(data_dir)? {
+            Some(lock) => Self::open_writer(data_dir, lock),
+            None => Ok(Self::open_follower(data_dir)),
+        }
+    }
+
+    /// A follower over `data_dir`: every collection loaded read-only.
+    fn open_follower(data_dir: &Path) -> Self {
+        let s = Self {
+            data_dir: data_dir.to_path_buf(),
+            root: data_dir.join("collections"),
+            lock: Mutex::new(None),
+            writer: AtomicBool::new(false),
+            loaded: Mutex::new(HashMap::new()),
+            collections: OrderedRwLock::new(Level::Catalog, BTreeMap::new()),
+            damaged: Mutex::new(BTreeMap::new()),
+            admin: Mutex::new(HashMap::new()),
+        };
+        s.follow();
+        s
+    }
+
+    /// Whether this process holds the lock (and so writes).
+    pub fn is_writer(&self) -> bool {
+        self.writer.load(Ordering::Acquire)
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    fn open_writer(data_dir: &Path, lock: DirLock) -> Result<Self> {
+        let (map, damaged) = Self::recover_all(&data_dir.join("collections"))?;
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            root: data_dir.join("collections"),
+            lock: Mutex::new(Some(lock)),
+            writer: AtomicBool::new(true),
+            loaded: Mutex::new(HashMap::new()),
+            collections: OrderedRwLock::new(Level::Catalog, map),
+            damaged: Mutex::new(damaged),
+            admin: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The writer's open of `root` (lock held): removes leftovers of
+    /// interrupted creates and deletes, recovers every collection.
+    #[allow(clippy::type_complexity)]
+    fn recover_all(
+        root: &Path,
+    ) -> Result<(BTreeMap<String, Arc<Collection>>, BTreeMap<String, String>)> {
+        let root = root.to_path_buf();
         std::fs::create_dir_all(&root).map_err(io_err(&root))?;
         let mut map = BTreeMap::new();
         let mut damaged = BTreeMap::new();
@@ -101,13 +186,115 @@ impl Storage {
                 }
             }
         }
-        Ok(Self {
-            root,
-            _lock: lock,
-            collections: OrderedRwLock::new(Level::Catalog, map),
-            damaged: Mutex::new(damaged),
-            admin: Mutex::new(HashMap::new()),
-        })
+        Ok((map, damaged))
+    }
+
+    /// Takes the lock when it is free and becomes the writer: every
+    /// collection is recovered (torn WAL tails cut, the WAL replayed,
+    /// leftovers removed, workers started) and swapped in for its
+    /// follower view. Returns whether this call promoted. Nothing
+    /// acknowledged is lost: it was in the fsynced WAL. Errors: I/O errors
+    /// on the data directory (the lock is released again).
+    pub fn try_promote(&self) -> Result<bool> {
+        if self.is_writer() {
+            return Ok(false);
+        }
+        let Some(lock) = DirLock::try_acquire(&self.data_dir)? else {
+            return Ok(false);
+        };
+        let (map, damaged) = Self::recover_all(&self.root)?;
+        let old = std::mem::replace(&mut *self.collections.write(), map);
+        *self.damaged.lock() = damaged;
+        *self.lock.lock() = Some(lock);
+        self.loaded.lock().clear();
+        self.writer.store(true, Ordering::Release);
+        drop(old);
+        Ok(true)
+    }
+
+    /// A follower's step: loads collections the writer created, drops the
+    /// ones it deleted, and brings every loaded one up to the writer's log
+    /// (`Collection::follow_step`). Failures are logged and tried again on
+    /// the next step. Does nothing on the writer.
+    pub fn follow(&self) -> FollowReport {
+        let mut report = FollowReport::default();
+        if self.is_writer() {
+            return report;
+        }
+        // Directories with a collection now: name → inode.
+        let mut on_disk: BTreeMap<String, u64> = BTreeMap::new();
+        if let Ok(rd) = std::fs::read_dir(&self.root) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if validate_name(&name).is_err() || !e.path().join("collection.json").exists() {
+                    continue;
+                }
+                if let Ok(m) = std::fs::metadata(e.path()) {
+                    use std::os::unix::fs::MetadataExt;
+                    on_disk.insert(name, m.ino());
+                }
+            }
+        }
+        let loaded = self.loaded.lock().clone();
+        for (name, ino) in &loaded {
+            if on_disk.get(name) != Some(ino) {
+                self.collections.write().remove(name);
+                self.loaded.lock().remove(name);
+                report.changed += 1;
+            }
+        }
+        self.damaged
+            .lock()
+            .retain(|name, _| on_disk.contains_key(name));
+        for (name, ino) in &on_disk {
+            if self.loaded.lock().get(name) == Some(ino) {
+                continue;
+            }
+            match Collection::load(&self.root.join(name)) {
+                Ok(c) => {
+                    self.collections.write().insert(name.clone(), Arc::new(c));
+                    self.loaded.lock().insert(name.clone(), *ino);
+                    self.damaged.lock().remove(name);
+                    report.changed += 1;
+                }
+                Err(err) => {
+                    let reason = damage_reason(&err, &self.root);
+                    let mut d = self.damaged.lock();
+                    if d.get(name) != Some(&reason) {
+                        tracing::warn!(collection = %name, "follower cannot load the collection (will retry): {err}");
+                    }
+                    d.insert(name.clone(), reason);
+                }
+            }
+        }
+        for c in self.list() {
+            match c.follow_step() {
+                Ok(step) => {
+                    report.applied += step.applied;
+                    if step.reloaded {
+                        report.changed += 1;
+                    }
+                    if let Some(l) = step.lag {
+                        report.lag = Some(report.lag.map_or(l, |r| r.max(l)));
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(collection = %c.name(), "follower step failed (will retry): {err}");
+                }
+            }
+        }
+        report
+    }
+
+    /// Errors: `ReadOnly` on a follower.
+    fn writable(&self) -> Result<()> {
+        if self.is_writer() {
+            Ok(())
+        } else {
+            Err(CollectionError::ReadOnly(
+                "collections are created and deleted by the writer".into(),
+            ))
+        }
     }
 
     fn admin_lock(&self, name: &str) -> Arc<OrderedMutex<()>> {
@@ -123,6 +310,7 @@ impl Storage {
     /// damaged collection of that name), storage errors (nothing is left
     /// behind when one happens).
     pub fn create(&self, config: CollectionConfig) -> Result<Arc<Collection>> {
+        self.writable()?;
         validate_name(&config.name)?;
         config.validate()?;
         let admin = self.admin_lock(&config.name);
@@ -192,6 +380,7 @@ impl Storage {
     /// collection is reopened and stays. Errors: `InvalidName`, `NotFound`,
     /// storage errors.
     pub fn delete(&self, name: &str) -> Result<()> {
+        self.writable()?;
         validate_name(name)?;
         let admin = self.admin_lock(name);
         let _admin = admin.lock();

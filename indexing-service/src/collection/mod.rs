@@ -40,8 +40,11 @@
 //! read `persisted_op` from an atomic). Jobs are queued after `state` is
 //! released.
 
+mod follower;
 mod manager;
-pub use manager::{validate_name, Storage};
+pub(crate) use follower::FileStamp;
+pub use follower::{FollowStep, ReplicaStatus, Role};
+pub use manager::{validate_name, FollowReport, Storage};
 
 use crate::index::segment_index::{search_segment, IndexSettings, SearchParams, SegmentIndex};
 use crate::index::{self, filter, TopK};
@@ -98,6 +101,9 @@ pub enum CollectionError {
     /// The collection exists but its files are damaged; it was not opened.
     #[error("collection `{name}` is damaged and was not opened: {reason}")]
     Damaged { name: String, reason: String },
+    /// A write reached a replica that follows the writer (it only reads).
+    #[error("this replica follows the writer and does not write ({0}); send writes to the writer")]
+    ReadOnly(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -264,7 +270,13 @@ enum Job {
 struct Shared {
     dir: PathBuf,
     config: CollectionConfig,
-    wal: Wal,
+    /// The log this process appends to; None on a follower.
+    wal: Option<Wal>,
+    /// A follower's position in the writer's files (lock level `Follow`);
+    /// None on the writer.
+    follow: Option<OrderedMutex<follower::Follow>>,
+    /// A follower's last applied op (the writer reads its WAL instead).
+    applied_op: AtomicU64,
     /// Lock level `State`.
     state: OrderedRwLock<State>,
     /// Serialises checkpoints and segment swaps done by the worker. Lock
@@ -345,6 +357,23 @@ impl Shared {
         self.dir.join("segments")
     }
 
+    /// The log of a writer; only the writer's own paths (checkpoint,
+    /// worker) call it, and a follower starts no worker.
+    fn writer_wal(&self) -> &Wal {
+        self.wal
+            .as_ref()
+            .expect("only a writer checkpoints (a follower has no worker)")
+    }
+
+    /// The last op in this replica's state: the WAL's last op on the
+    /// writer, the last applied op on a follower.
+    fn last_op(&self) -> u64 {
+        match &self.wal {
+            Some(w) => w.last_op(),
+            None => self.applied_op.load(Ordering::Acquire),
+        }
+    }
+
     fn apply(&self, st: &mut State, op_num: u64, op: Op) -> Applied {
         apply_op(&self.config, st, op_num, op)
     }
@@ -391,7 +420,11 @@ impl Shared {
             // Appends happen under the write lock: last_op is consistent
             // with what this read lock sees.
             let quiet = st.frozen.is_empty() && st.appendable.data.read().ids.is_empty();
-            let quiet_op = if quiet { self.wal.last_op() } else { 0 };
+            let quiet_op = if quiet {
+                self.writer_wal().last_op()
+            } else {
+                0
+            };
             (sealed, st.next_segment_id, quiet_op)
         };
         for s in &sealed {
@@ -406,7 +439,7 @@ impl Shared {
             &serde_json::to_vec_pretty(m).unwrap(),
         )?;
         self.persisted_op.store(m.persisted_op, Ordering::Release);
-        self.wal.truncate_through(m.persisted_op)?;
+        self.writer_wal().truncate_through(m.persisted_op)?;
         Ok(())
     }
 
@@ -654,101 +687,43 @@ impl Collection {
         Ok(())
     }
 
-    /// Opens a collection: manifest → memory-map sealed segments → replay
-    /// the WAL past `persisted_op` → serve. Rebuilds nothing.
+    /// Opens a collection as its writer (see [`Collection::recover`]).
     pub fn open(dir: &Path) -> Result<Self> {
-        let cfg_path = dir.join("collection.json");
-        let config: CollectionConfig = serde_json::from_slice(
-            &std::fs::read(&cfg_path).map_err(io_err(&cfg_path))?,
-        )
-        .map_err(|e| StorageError::Corrupt {
-            path: cfg_path.clone(),
-            message: e.to_string(),
-        })?;
-        if config.format_version != COLLECTION_FORMAT_VERSION {
-            return Err(StorageError::Version {
-                path: cfg_path,
-                found: config.format_version,
-                expected: COLLECTION_FORMAT_VERSION,
-            }
-            .into());
-        }
+        Self::recover(dir)
+    }
+
+    /// Opens a collection as its writer, which must hold the data
+    /// directory's lock: manifest → memory-map sealed segments → remove
+    /// segment directories the manifest does not list (leftovers of a
+    /// crash) → replay the WAL past `persisted_op`, cutting a torn tail →
+    /// start the background worker → serve. Rebuilds nothing. Errors:
+    /// `Version`, `Corrupt`, `Io` from any file.
+    pub fn recover(dir: &Path) -> Result<Self> {
+        let config = read_config(dir)?;
         let seg_dir = dir.join("segments");
         std::fs::create_dir_all(&seg_dir).map_err(io_err(&seg_dir))?;
-        let man_path = dir.join("manifest.json");
-        let manifest: Manifest = match std::fs::read(&man_path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| StorageError::Corrupt {
-                path: man_path.clone(),
-                message: e.to_string(),
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
-                format_version: COLLECTION_FORMAT_VERSION,
-                ..Default::default()
-            },
-            Err(e) => return Err(io_err(&man_path)(e).into()),
-        };
+        let manifest = read_manifest(dir)?;
         // Directories the manifest does not list are leftovers of a crash.
         let listed: HashSet<String> = manifest
             .segments
             .iter()
             .map(|&i| SealedSegment::dir_name(i))
             .collect();
-        let mut max_seen = 0;
+        let max_seen = max_segment_dir(&seg_dir)?;
         for e in std::fs::read_dir(&seg_dir)
             .map_err(io_err(&seg_dir))?
             .flatten()
         {
             let name = e.file_name().to_string_lossy().to_string();
-            if let Ok(n) = name.trim_end_matches(".tmp").parse::<u64>() {
-                max_seen = max_seen.max(n + 1);
-            }
             if !listed.contains(&name) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
-        let mut segments = BTreeMap::new();
-        let mut ids: BTreeMap<PointId, Loc> = BTreeMap::new();
+        let mut sealed = Vec::new();
         for &sid in &manifest.segments {
-            let sdir = seg_dir.join(SealedSegment::dir_name(sid));
-            let s = Arc::new(SealedSegment::open(&sdir)?);
-            let idx = SegmentIndex::open(&sdir, &config.index, config.dimension)
-                .map_err(|message| StorageError::Corrupt {
-                    path: sdir.clone(),
-                    message,
-                })?
-                .map(Arc::new);
-            for (off, pid) in s.ids.iter().enumerate() {
-                if s.deleted.get(off) {
-                    continue;
-                }
-                if let Some(prev) = ids.insert(
-                    pid.clone(),
-                    Loc {
-                        seg: sid,
-                        off: off as u32,
-                    },
-                ) {
-                    // Not expected; keep the newer segment's copy.
-                    if let Some(Seg::Sealed(p, _)) = segments.get(&prev.seg) {
-                        p.deleted.set(prev.off as usize);
-                    }
-                }
-            }
-            segments.insert(sid, Seg::Sealed(s, idx));
+            sealed.push(open_sealed(&config, &seg_dir, sid)?);
         }
-        let next = manifest
-            .next_segment_id
-            .max(max_seen)
-            .max(manifest.segments.iter().max().map_or(0, |m| m + 1));
-        let appendable = Arc::new(MutableSegment::new(next, config.dimension));
-        segments.insert(next, Seg::Mutable(appendable.clone()));
-        let state = State {
-            segments,
-            appendable,
-            ids,
-            next_segment_id: next + 1,
-            frozen: Vec::new(),
-        };
+        let state = assemble_state(&config, &manifest, sealed, max_seen);
         let persisted = manifest.persisted_op;
         let mut jobs = Vec::new();
         // Replay into the state before it is shared.
@@ -761,7 +736,9 @@ impl Collection {
         let inner = Arc::new(Shared {
             dir: dir.to_path_buf(),
             config,
-            wal,
+            wal: Some(wal),
+            follow: None,
+            applied_op: AtomicU64::new(0),
             state: shared_state,
             checkpoint: OrderedMutex::new(Level::Checkpoint, manifest),
             persisted_op: AtomicU64::new(persisted),
@@ -795,7 +772,7 @@ impl Collection {
                     .spawn(move || {
                         while !s.stop.load(Ordering::Relaxed) {
                             std::thread::sleep(every);
-                            let _ = s.wal.sync_all();
+                            let _ = s.writer_wal().sync_all();
                         }
                     })
                     .map_err(io_err(dir))?,
@@ -814,6 +791,14 @@ impl Collection {
 
     pub fn name(&self) -> &str {
         &self.inner.config.name
+    }
+
+    /// The WAL to append to. Errors: `ReadOnly` on a follower.
+    fn writable(&self) -> Result<&Wal> {
+        self.inner
+            .wal
+            .as_ref()
+            .ok_or_else(|| CollectionError::ReadOnly(format!("collection `{}`", self.name())))
     }
 
     /// Queues a job; returns its ticket.
@@ -904,6 +889,7 @@ impl Collection {
     /// the op is appended to the WAL, applied, and, after the lock is
     /// released, made durable (`fsync: always`) before returning its number.
     fn write_with(&self, decide: impl FnOnce(&State) -> Result<Option<Op>>) -> Result<Option<u64>> {
+        let wal = self.writable()?;
         let mut buf = Vec::new();
         let (num, applied) = {
             let mut st = self.inner.state.write();
@@ -911,7 +897,7 @@ impl Collection {
                 return Ok(None);
             };
             encode_op(&op, &mut buf);
-            let num = self.inner.wal.append(&buf)?;
+            let num = wal.append(&buf)?;
             let applied = self.inner.apply(&mut st, num, op);
             (num, applied)
         };
@@ -923,7 +909,7 @@ impl Collection {
             self.send(Job::Vacuum);
         }
         if self.inner.config.fsync == FsyncMode::Always {
-            self.inner.wal.sync_to(num)?;
+            wal.sync_to(num)?;
         }
         Ok(Some(num))
     }
@@ -933,7 +919,7 @@ impl Collection {
         let recs = self.prepare(points)?;
         let ids = recs.iter().map(|r| r.id.clone()).collect();
         if recs.is_empty() {
-            return Ok((self.inner.wal.last_op(), ids));
+            return Ok((self.inner.last_op(), ids));
         }
         Ok((self.write(Op::Upsert(recs))?, ids))
     }
@@ -963,6 +949,7 @@ impl Collection {
     /// at the moment it is logged, and a large delete does not stall
     /// writers or readers for the length of a scan.
     pub fn delete_by_filter(&self, filter: &Filter) -> Result<usize> {
+        self.writable()?;
         let filter = filter::CompiledFilter::new(filter).map_err(CollectionError::InvalidFilter)?;
         // Segments as the walk begins: sealed ones never gain slots;
         // appendable ones only past their current length.
@@ -1456,12 +1443,13 @@ impl Collection {
     /// Seals the appendable segment (if it holds anything) and waits until
     /// the background worker has built it and checkpointed.
     pub fn flush(&self) -> Result<()> {
+        let wal = self.writable()?;
         let job = {
             let mut st = self.inner.state.write();
             if st.appendable.data.read().ids.is_empty() {
                 None
             } else {
-                let last = self.inner.wal.last_op();
+                let last = wal.last_op();
                 Some(self.inner.freeze(&mut st, last))
             }
         };
@@ -1474,6 +1462,7 @@ impl Collection {
 
     /// Runs the vacuum/merge pass now and waits for it.
     pub fn vacuum(&self) -> Result<()> {
+        self.writable()?;
         let t = self.send(Job::Vacuum);
         self.wait_for(t);
         Ok(())
@@ -1530,9 +1519,12 @@ impl Collection {
             building_segments: building,
             indexed_segments: indexed,
             appendable_points: appendable.live(),
-            wal_bytes: self.inner.wal.size_bytes(),
+            wal_bytes: match &self.inner.wal {
+                Some(w) => w.size_bytes(),
+                None => follower::wal_bytes(&self.inner.dir),
+            },
             persisted_op: self.inner.persisted_op.load(Ordering::Acquire),
-            last_op: self.inner.wal.last_op(),
+            last_op: self.inner.last_op(),
         }
     }
 
@@ -1564,13 +1556,136 @@ impl Collection {
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
-        let _ = self.inner.wal.sync_all();
+        if let Some(w) = &self.inner.wal {
+            let _ = w.sync_all();
+        }
     }
 }
 
 impl Drop for Collection {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Reads and checks `collection.json`. Errors: `Io`, `Corrupt`, `Version`.
+fn read_config(dir: &Path) -> Result<CollectionConfig> {
+    let cfg_path = dir.join("collection.json");
+    let config: CollectionConfig = serde_json::from_slice(
+        &std::fs::read(&cfg_path).map_err(io_err(&cfg_path))?,
+    )
+    .map_err(|e| StorageError::Corrupt {
+        path: cfg_path.clone(),
+        message: e.to_string(),
+    })?;
+    if config.format_version != COLLECTION_FORMAT_VERSION {
+        return Err(StorageError::Version {
+            path: cfg_path,
+            found: config.format_version,
+            expected: COLLECTION_FORMAT_VERSION,
+        }
+        .into());
+    }
+    Ok(config)
+}
+
+/// Reads `manifest.json` (an empty manifest when there is none yet).
+/// Errors: `Io`, `Corrupt`.
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let man_path = dir.join("manifest.json");
+    match std::fs::read(&man_path) {
+        Ok(b) => Ok(
+            serde_json::from_slice(&b).map_err(|e| StorageError::Corrupt {
+                path: man_path.clone(),
+                message: e.to_string(),
+            })?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
+            format_version: COLLECTION_FORMAT_VERSION,
+            ..Default::default()
+        }),
+        Err(e) => Err(io_err(&man_path)(e).into()),
+    }
+}
+
+/// One past the largest segment id among the directories of `seg_dir`
+/// (listed or not, `.tmp` included), so new ids never reuse a name.
+fn max_segment_dir(seg_dir: &Path) -> Result<SegmentId> {
+    let mut max_seen = 0;
+    match std::fs::read_dir(seg_dir) {
+        Ok(rd) => {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if let Ok(n) = name.trim_end_matches(".tmp").parse::<u64>() {
+                    max_seen = max_seen.max(n + 1);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(seg_dir)(e).into()),
+    }
+    Ok(max_seen)
+}
+
+/// A sealed segment and its index, as listed in a manifest.
+type SealedPart = (SegmentId, Arc<SealedSegment>, Option<Arc<SegmentIndex>>);
+
+/// Opens (and verifies) sealed segment `sid` and its index. Writes nothing.
+fn open_sealed(config: &CollectionConfig, seg_dir: &Path, sid: SegmentId) -> Result<SealedPart> {
+    let sdir = seg_dir.join(SealedSegment::dir_name(sid));
+    let s = Arc::new(SealedSegment::open(&sdir)?);
+    let idx = SegmentIndex::open(&sdir, &config.index, config.dimension)
+        .map_err(|message| StorageError::Corrupt {
+            path: sdir.clone(),
+            message,
+        })?
+        .map(Arc::new);
+    Ok((sid, s, idx))
+}
+
+/// The in-memory state over the sealed segments a manifest lists, with a
+/// new, empty appendable segment; the WAL past `persisted_op` is replayed
+/// into it by the caller.
+fn assemble_state(
+    config: &CollectionConfig,
+    manifest: &Manifest,
+    sealed: Vec<SealedPart>,
+    max_seen: SegmentId,
+) -> State {
+    let mut segments = BTreeMap::new();
+    let mut ids: BTreeMap<PointId, Loc> = BTreeMap::new();
+    for (sid, s, idx) in sealed {
+        for (off, pid) in s.ids.iter().enumerate() {
+            if s.deleted.get(off) {
+                continue;
+            }
+            if let Some(prev) = ids.insert(
+                pid.clone(),
+                Loc {
+                    seg: sid,
+                    off: off as u32,
+                },
+            ) {
+                // Not expected; keep the newer segment's copy.
+                if let Some(Seg::Sealed(p, _)) = segments.get(&prev.seg) {
+                    p.deleted.set(prev.off as usize);
+                }
+            }
+        }
+        segments.insert(sid, Seg::Sealed(s, idx));
+    }
+    let next = manifest
+        .next_segment_id
+        .max(max_seen)
+        .max(manifest.segments.iter().max().map_or(0, |m| m + 1));
+    let appendable = Arc::new(MutableSegment::new(next, config.dimension));
+    segments.insert(next, Seg::Mutable(appendable.clone()));
+    State {
+        segments,
+        appendable,
+        ids,
+        next_segment_id: next + 1,
+        frozen: Vec::new(),
     }
 }
 

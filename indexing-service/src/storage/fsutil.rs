@@ -1,5 +1,5 @@
 //! File-system hygiene: atomic replacement of small files and the exclusive
-//! lock on the data directory.
+//! lock on the data directory (whoever holds it is the writer).
 
 use super::{io_err, Result, StorageError};
 use std::fs::{File, OpenOptions};
@@ -41,8 +41,10 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// An exclusive advisory lock on `<dir>/.lock`, held for the life of the
-/// value. A second process (or a second open in this one) fails at once.
+/// An exclusive advisory lock (`flock`) on `<dir>/.lock`, held for the life
+/// of the value. A second process (or a second open in this one) fails at
+/// once. The kernel releases it when the holder dies, even by SIGKILL: that
+/// is how a follower learns that the writer is gone.
 #[derive(Debug)]
 pub struct DirLock {
     _file: File,
@@ -50,19 +52,34 @@ pub struct DirLock {
 }
 
 impl DirLock {
+    /// Takes the lock or fails with `Locked` when another holder has it.
     pub fn acquire(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        Self::try_acquire(dir)?.ok_or_else(|| StorageError::Locked(dir.to_path_buf()))
+    }
+
+    /// Takes the lock if it is free: `Ok(None)` when another holder has it.
+    /// An existing lock file is opened read-only (`flock` needs no write
+    /// access), so a process that does not get the lock has written
+    /// nothing; the file is created (with the directory) only when missing.
+    pub fn try_acquire(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join(".lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
         match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file, path }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked(dir.to_path_buf())),
+            Ok(()) => Ok(Some(Self { _file: file, path })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
         }
     }

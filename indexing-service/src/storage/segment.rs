@@ -63,7 +63,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("segment files are little-endian and memory-mapped as native f32");
@@ -407,21 +407,62 @@ pub struct SealedSegment {
     pub dim: usize,
     pub count: usize,
     format_version: u32,
-    vectors: Option<Mmap>,
-    pub ids: Vec<PointId>,
-    rec_idx: Option<Mmap>,
-    rec_dat: Option<Mmap>,
+    vectors: Option<Arc<Mmap>>,
+    /// Point id per offset (shared by the copies [`SealedSegment::reopen`]
+    /// makes).
+    pub ids: Arc<Vec<PointId>>,
+    rec_idx: Option<Arc<Mmap>>,
+    rec_dat: Option<Arc<Mmap>>,
     pub deleted: AtomicBits,
 }
 
-fn map(path: &Path) -> Result<Option<Mmap>> {
+fn map(path: &Path) -> Result<Option<Arc<Mmap>>> {
     let f = File::open(path).map_err(io_err(path))?;
     if f.metadata().map_err(io_err(path))?.len() == 0 {
         return Ok(None);
     }
     // SAFETY: segment files are immutable once renamed into place; nothing
     // writes to them while they are mapped.
-    Ok(Some(unsafe { Mmap::map(&f) }.map_err(io_err(path))?))
+    Ok(Some(Arc::new(
+        unsafe { Mmap::map(&f) }.map_err(io_err(path))?,
+    )))
+}
+
+/// The mapped bytes, empty for an empty file.
+fn mapped(m: &Option<Arc<Mmap>>) -> &[u8] {
+    m.as_deref().map_or(&[], |m| &m[..])
+}
+
+/// Reads and checks `dir/deleted.bin` of a segment of `count` points in
+/// format `version`. Errors: `Io`, `Corrupt` (size or trailing CRC).
+fn read_deleted(dir: &Path, version: u32, count: usize) -> Result<AtomicBits> {
+    let corrupt = |m: String| StorageError::Corrupt {
+        path: dir.join(DELETED),
+        message: m,
+    };
+    let del_path = dir.join(DELETED);
+    let mut del = std::fs::read(&del_path).map_err(io_err(&del_path))?;
+    if version >= 2 {
+        let words = count.div_ceil(64) * 8;
+        if del.len() != words + 4 {
+            return Err(corrupt(format!(
+                "{DELETED} has {} bytes, expected {} ({} bitmap bytes and a 4-byte CRC-32)",
+                del.len(),
+                words + 4,
+                words
+            )));
+        }
+        let stored = u32::from_le_bytes(del[words..].try_into().unwrap());
+        let got = crc32fast::hash(&del[..words]);
+        if stored != got {
+            return Err(corrupt(format!(
+                "{DELETED} fails its checksum (CRC-32 {got:#010x}, stored {stored:#010x})"
+            )));
+        }
+        del.truncate(words);
+    }
+    AtomicBits::from_bytes(count, &del)
+        .ok_or_else(|| corrupt(format!("{DELETED} has the wrong size")))
 }
 
 /// Checks `bytes` (the whole content of `dir/name`) against what
@@ -532,7 +573,7 @@ impl SealedSegment {
                 continue;
             }
             let m = map(&e.path())?;
-            files.insert(name, FileSum::of(m.as_deref().unwrap_or(&[])));
+            files.insert(name, FileSum::of(mapped(&m)));
         }
         write_synced(
             &tmp.join(DELETED),
@@ -613,7 +654,7 @@ impl SealedSegment {
             }
         }
         let vectors = map(&dir.join(VECTORS))?;
-        verify(dir, &meta, VECTORS, vectors.as_deref().unwrap_or(&[]))?;
+        verify(dir, &meta, VECTORS, mapped(&vectors))?;
         let vlen = vectors.as_ref().map_or(0, |m| m.len());
         if vlen != meta.count * meta.dim * 4 {
             return Err(corrupt(
@@ -633,41 +674,13 @@ impl SealedSegment {
             ids.push(r.id().map_err(|e| corrupt(IDS, format!("{IDS}: {e}")))?);
         }
         let rec_idx = map(&dir.join(REC_IDX))?;
-        verify(dir, &meta, REC_IDX, rec_idx.as_deref().unwrap_or(&[]))?;
+        verify(dir, &meta, REC_IDX, mapped(&rec_idx))?;
         if rec_idx.as_ref().map_or(0, |m| m.len()) != (meta.count + 1) * 8 {
             return Err(corrupt(REC_IDX, format!("{REC_IDX} has the wrong size")));
         }
         let rec_dat = map(&dir.join(REC_DAT))?;
-        verify(dir, &meta, REC_DAT, rec_dat.as_deref().unwrap_or(&[]))?;
-        let del_path = dir.join(DELETED);
-        let mut del = std::fs::read(&del_path).map_err(io_err(&del_path))?;
-        if meta.format_version >= 2 {
-            let words = meta.count.div_ceil(64) * 8;
-            if del.len() != words + 4 {
-                return Err(corrupt(
-                    DELETED,
-                    format!(
-                        "{DELETED} has {} bytes, expected {} ({} bitmap bytes and a 4-byte CRC-32)",
-                        del.len(),
-                        words + 4,
-                        words
-                    ),
-                ));
-            }
-            let stored = u32::from_le_bytes(del[words..].try_into().unwrap());
-            let got = crc32fast::hash(&del[..words]);
-            if stored != got {
-                return Err(corrupt(
-                    DELETED,
-                    format!(
-                        "{DELETED} fails its checksum (CRC-32 {got:#010x}, stored {stored:#010x})"
-                    ),
-                ));
-            }
-            del.truncate(words);
-        }
-        let deleted = AtomicBits::from_bytes(meta.count, &del)
-            .ok_or_else(|| corrupt(DELETED, format!("{DELETED} has the wrong size")))?;
+        verify(dir, &meta, REC_DAT, mapped(&rec_dat))?;
+        let deleted = read_deleted(dir, meta.format_version, meta.count)?;
         // The rest (the index layer's files): verified here, before
         // `SegmentIndex::open` maps them.
         for name in meta.files.keys() {
@@ -675,7 +688,7 @@ impl SealedSegment {
                 continue;
             }
             let m = map(&dir.join(name))?;
-            verify(dir, &meta, name, m.as_deref().unwrap_or(&[]))?;
+            verify(dir, &meta, name, mapped(&m))?;
         }
         Ok(Self {
             id: meta.id,
@@ -684,10 +697,31 @@ impl SealedSegment {
             count: meta.count,
             format_version: meta.format_version,
             vectors,
-            ids,
+            ids: Arc::new(ids),
             rec_idx,
             rec_dat,
             deleted,
+        })
+    }
+
+    /// Another view of this segment with the deleted bitmap read again from
+    /// `deleted.bin` (as the writer last persisted it): the maps and ids
+    /// are shared, nothing else is read or checked again, nothing is
+    /// written. A follower uses it when the manifest changes, so that its
+    /// replay of the log starts from the persisted bitmap while readers of
+    /// the previous view keep theirs. Errors: `Io`, `Corrupt` as `open`.
+    pub fn reopen(&self) -> Result<Self> {
+        Ok(Self {
+            id: self.id,
+            dir: self.dir.clone(),
+            dim: self.dim,
+            count: self.count,
+            format_version: self.format_version,
+            vectors: self.vectors.clone(),
+            ids: self.ids.clone(),
+            rec_idx: self.rec_idx.clone(),
+            rec_dat: self.rec_dat.clone(),
+            deleted: read_deleted(&self.dir, self.format_version, self.count)?,
         })
     }
 
@@ -718,7 +752,7 @@ impl SealedSegment {
         let idx = self.rec_idx.as_ref().expect("records.idx checked on open");
         let at = |i: usize| u64::from_le_bytes(idx[i * 8..i * 8 + 8].try_into().unwrap()) as usize;
         let (s, e) = (at(off), at(off + 1));
-        let dat: &[u8] = self.rec_dat.as_deref().unwrap_or(&[]);
+        let dat: &[u8] = mapped(&self.rec_dat);
         if s > e || e > dat.len() {
             return Err(StorageError::Corrupt {
                 path: self.dir.join(REC_DAT),

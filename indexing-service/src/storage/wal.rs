@@ -30,6 +30,16 @@
 //! while appending (see `crate::lock_order`).
 //! - `truncate_through(p)` deletes only whole files whose every record has
 //!   `op <= p`; the newest file is never deleted.
+//! - Op numbers are consecutive: each append takes the last op + 1, and a
+//!   reopened log continues after the last op it holds (or the checkpoint).
+//!   So the file holding op `n` is the one with the largest first op `<= n`.
+//!
+//! Readers ([`WalTail`], a follower's view of a log another process
+//! appends to) only read: they never repair, truncate or create anything.
+//! They stop before an incomplete or checksum-failing record (a record
+//! still being written, or a torn tail the next writer will cut) and read
+//! it again on the next poll; rotation and truncation behind them are
+//! followed by file name.
 
 use super::codec::{decode_op, Op};
 use super::{io_err, Result, StorageError};
@@ -67,6 +77,191 @@ pub struct Wal {
 
 fn file_name(first_op: u64) -> String {
     format!("{first_op:020}.wal")
+}
+
+/// The log's files as (first op, path), oldest first.
+fn list_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let first = name.strip_suffix(".wal")?.parse::<u64>().ok()?;
+            Some((first, e.path()))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// One whole, checksum-valid record at the start of `rest`: (op, body,
+/// bytes taken). None when the record is incomplete or fails its checksum.
+fn whole_record(rest: &[u8]) -> Option<(u64, &[u8], usize)> {
+    if rest.len() < HEADER {
+        return None;
+    }
+    let len = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+    if len > MAX_RECORD || rest.len() < HEADER + len {
+        return None;
+    }
+    if crc32fast::hash(&rest[8..HEADER + len]) != crc {
+        return None;
+    }
+    let op = u64::from_le_bytes(rest[8..16].try_into().unwrap());
+    Some((op, &rest[HEADER..HEADER + len], HEADER + len))
+}
+
+/// What one [`WalTail::poll`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TailPoll {
+    /// Records handed to `apply`.
+    pub applied: usize,
+    /// The next op is no longer in the log (the writer checkpointed and
+    /// truncated past it, or the log was replaced): the reader must start
+    /// again from the manifest.
+    pub behind: bool,
+    /// Modification time of the file the last record came from: an upper
+    /// bound on when that record was written (follower lag).
+    pub written_at: Option<std::time::SystemTime>,
+}
+
+/// A read-only follower of a log that another process appends to: reads
+/// records from an op number on, across rotation, and waits at a record
+/// that is not whole yet. Never writes to the log's directory.
+#[derive(Debug)]
+pub struct WalTail {
+    dir: PathBuf,
+    next_op: u64,
+    /// (first op, path, byte position) of the file being read.
+    at: Option<(u64, PathBuf, u64)>,
+}
+
+impl WalTail {
+    /// A reader of `dir` whose next record is the one after `after`.
+    pub fn new(dir: &Path, after: u64) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            next_op: after + 1,
+            at: None,
+        }
+    }
+
+    /// The last op handed to `apply` (or the starting point).
+    pub fn last_op(&self) -> u64 {
+        self.next_op - 1
+    }
+
+    /// Hands every whole record from the next op on to `apply`, in order,
+    /// then returns. Errors: `Io` reading the directory or a file (a file
+    /// removed meanwhile is not an error: the reader looks again), `Corrupt`
+    /// when a record does not decode or `apply` fails.
+    pub fn poll(&mut self, mut apply: impl FnMut(u64, Op) -> Result<()>) -> Result<TailPoll> {
+        let mut out = TailPoll::default();
+        let mut files = list_files(&self.dir)?;
+        loop {
+            // The file holding next_op: the newest whose first op <= it.
+            let Some(idx) = files.iter().rposition(|(f, _)| *f <= self.next_op) else {
+                // Every file starts after next_op: the ops before are gone.
+                out.behind = !files.is_empty();
+                return Ok(out);
+            };
+            let (first, path) = files[idx].clone();
+            let pos = match &self.at {
+                Some((f, p, pos)) if *f == first && *p == path => *pos,
+                _ => 0,
+            };
+            let (data, mtime) = match read_from(&path, pos) {
+                Ok(x) => x,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Truncated behind us: look at the directory again.
+                    self.at = None;
+                    files = list_files(&self.dir)?;
+                    if files.iter().all(|(_, p)| *p != path) {
+                        continue;
+                    }
+                    return Ok(out);
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            };
+            let mut used = 0usize;
+            let mut stuck = false;
+            while used < data.len() {
+                let Some((op, body, n)) = whole_record(&data[used..]) else {
+                    stuck = true;
+                    break;
+                };
+                if op > self.next_op {
+                    // A hole: the ops in between are gone.
+                    out.behind = true;
+                    self.at = Some((first, path, pos + used as u64));
+                    return Ok(out);
+                }
+                if op == self.next_op {
+                    let decoded = decode_op(body).map_err(|m| StorageError::Corrupt {
+                        path: path.clone(),
+                        message: format!("{m} at byte {}", pos + used as u64),
+                    })?;
+                    apply(op, decoded)?;
+                    self.next_op += 1;
+                    out.applied += 1;
+                    out.written_at = mtime;
+                }
+                used += n;
+            }
+            self.at = Some((first, path.clone(), pos + used as u64));
+            // A file is complete once a newer one exists (rotation syncs
+            // and closes it first), and the listing predates the read.
+            match files.get(idx + 1).map(|(f, _)| *f) {
+                Some(f) if !stuck && f <= self.next_op => continue,
+                Some(_) if !stuck => {
+                    // Read to its end, yet the next file starts later.
+                    out.behind = true;
+                    return Ok(out);
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The op of the last whole record in the log, without applying
+    /// anything (how far the writer has got). Errors: `Io`.
+    pub fn peek_last_op(&self) -> Result<u64> {
+        let files = list_files(&self.dir)?;
+        let Some((first, path)) = files.last() else {
+            return Ok(self.last_op());
+        };
+        let pos = match &self.at {
+            Some((f, p, pos)) if f == first && p == path => *pos,
+            _ => 0,
+        };
+        let data = match read_from(path, pos) {
+            Ok((d, _)) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(self.last_op()),
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let mut last = self.last_op().max(first.saturating_sub(1));
+        let mut used = 0;
+        while let Some((op, _, n)) = whole_record(&data[used..]) {
+            last = last.max(op);
+            used += n;
+        }
+        Ok(last)
+    }
+}
+
+/// The bytes of `path` from `pos` on, and the file's modification time.
+fn read_from(path: &Path, pos: u64) -> std::io::Result<(Vec<u8>, Option<std::time::SystemTime>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    if meta.len() <= pos {
+        return Ok((Vec::new(), meta.modified().ok()));
+    }
+    f.seek(SeekFrom::Start(pos))?;
+    let mut buf = Vec::with_capacity((meta.len() - pos) as usize);
+    f.read_to_end(&mut buf)?;
+    Ok((buf, meta.modified().ok()))
 }
 
 impl Wal {

@@ -12,4 +12,5 @@ mod integrity;
 mod limits;
 mod magnitudes;
 mod recall;
+mod replicas;
 mod storage;
