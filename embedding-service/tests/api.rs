@@ -147,6 +147,7 @@ async fn parity_fused_cpu_encoder() {
         assert_eq!(info["backend"], "fused");
     }
     parity(&st).await;
+    token_states_pool_to_the_vectors(&st).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,6 +156,31 @@ async fn parity_candle_graph() {
     let (_, info) = call(&st, "GET", "/info", None).await;
     assert_eq!(info["backend"], "candle");
     parity(&st).await;
+    token_states_pool_to_the_vectors(&st).await;
+}
+
+/// `/embed_all` of texts of different lengths in one batch (padded on the
+/// candle graph): each input's rows are its own tokens, and their mean is
+/// its `/embed` vector (MiniLM pools by mean).
+async fn token_states_pool_to_the_vectors(st: &AppState) {
+    let texts = [
+        "hot dog",
+        "a much longer sentence about the migration of birds",
+        "x",
+    ];
+    let (s, all) = call(st, "POST", "/embed_all", Some(json!({"inputs": texts}))).await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    for (i, t) in texts.iter().enumerate() {
+        let (_, toks) = call(st, "POST", "/tokenize", Some(json!({"inputs": t}))).await;
+        let rows: Vec<Vec<f64>> = all[i].as_array().unwrap().iter().map(floats).collect();
+        assert_eq!(rows.len(), toks[0].as_array().unwrap().len(), "{t}");
+        assert!(rows.iter().all(|r| r.len() == 384));
+        let mean: Vec<f64> = (0..384)
+            .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / rows.len() as f64)
+            .collect();
+        let pooled = embed_one(st, json!({"inputs": t})).await;
+        assert!(cosine(&mean, &pooled) > 0.99999, "{t}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
