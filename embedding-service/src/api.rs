@@ -538,7 +538,9 @@ mod tests {
     #[test]
     fn input_lists_are_a_string_or_array_union() {
         let spec = spec_with(7);
-        for (schema, f) in [("TokenizeRequest", "inputs")] {
+        // Texts only (TEI's TokenizeInput).
+        {
+            let (schema, f) = ("TokenizeRequest", "inputs");
             let s = field(&spec, schema, f);
             assert_ne!(s["type"], "object", "{schema}.{f}: {s}");
             let arms = s["oneOf"].as_array().unwrap_or_else(|| panic!("{s}"));
