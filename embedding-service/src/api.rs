@@ -287,13 +287,15 @@ async fn openai_model_get(
     Path(model): Path<String>,
 ) -> Result<Json<OpenAiModel>, ErrorBody> {
     let rt = runtime(&s)?;
-    let id = &rt.info.model_id;
-    if model == *id || Some(model.as_str()) == id.rsplit('/').next() {
+    if rt.serves(&model) {
         Ok(Json(openai_model(&rt)))
     } else {
         Err(ErrorBody::new(
             ErrorCode::NotFound,
-            format!("model `{model}` is not served here; this service serves `{id}`"),
+            format!(
+                "model `{model}` is not served here; this service serves `{}`",
+                rt.info.model_id
+            ),
         ))
     }
 }

@@ -142,8 +142,8 @@ pub struct ModelInfo {
     pub backend: String,
     /// When the model was loaded, in Unix seconds.
     pub created: u64,
-    /// Sequences the embedding matrix covers (`vocab_size`): valid token
-    /// ids are below it.
+    /// Rows of the word-embedding matrix (`vocab_size` of `config.json`):
+    /// valid token ids are below it.
     pub vocab_size: usize,
 }
 
@@ -390,6 +390,13 @@ impl Runtime {
             crossbeam_channel::TrySendError::Full(_) => EmbedError::Overloaded(self.max_concurrent),
             crossbeam_channel::TrySendError::Disconnected(_) => EmbedError::ShuttingDown,
         })
+    }
+
+    /// Whether `name` names the served model: its id, or the id's part
+    /// after the last `/` (`all-MiniLM-L6-v2`).
+    pub fn serves(&self, name: &str) -> bool {
+        let id = &self.info.model_id;
+        name == id || Some(name) == id.rsplit('/').next()
     }
 
     /// The text of the prompt `name` (`None`: the model's default
