@@ -45,8 +45,13 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 pub enum EmbedError {
     #[error("inputs must not be empty")]
     EmptyInput,
-    #[error("{got} inputs exceed max_client_batch_size = {max}")]
-    TooManyInputs { got: usize, max: usize },
+    /// More inputs than the route takes (`limit` names the bound).
+    #[error("{got} inputs exceed {limit} = {max}")]
+    TooManyInputs {
+        got: usize,
+        max: usize,
+        limit: &'static str,
+    },
     #[error("input {index} is longer than the model's max_seq_length of {max} tokens and truncate is false")]
     InputTooLong { index: usize, max: usize },
     #[error("dimensions must be between 1 and {max}, got {got}")]
@@ -369,13 +374,18 @@ impl Runtime {
         }))
     }
 
+    /// Checks the count of inputs against `max` (`None`: the configured
+    /// `max_client_batch_size`) and takes a permit, or `Overloaded`.
     fn admit(&self, n: usize, max: Option<usize>) -> Result<OwnedSemaphorePermit, EmbedError> {
-        let max = max.unwrap_or(self.max_client_batch);
+        let (max, limit) = match max {
+            Some(m) => (m, "the route's limit of inputs per request"),
+            None => (self.max_client_batch, "max_client_batch_size"),
+        };
         if n == 0 {
             return Err(EmbedError::EmptyInput);
         }
         if n > max {
-            return Err(EmbedError::TooManyInputs { got: n, max });
+            return Err(EmbedError::TooManyInputs { got: n, max, limit });
         }
         self.permits
             .clone()
