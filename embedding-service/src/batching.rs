@@ -13,7 +13,9 @@
 //!   a single text alone does, which `max_seq_length` bounds.
 //! - At most `max_concurrent_requests` requests are admitted; the rest get
 //!   `Overloaded` at once. Queued memory is therefore bounded by that ×
-//!   `max_client_batch_size` × `max_seq_length` tokens.
+//!   the largest per-request input cap (`max_client_batch_size`, or the
+//!   caller's `max_inputs`: 2048 on `/v1/embeddings`) × `max_seq_length`
+//!   tokens.
 //! - The batcher prepares one batch while the model runs the previous one
 //!   (a rendezvous channel: the next batch is handed over when the model is
 //!   free, and formed from everything queued at that moment).
