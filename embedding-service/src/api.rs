@@ -2,9 +2,9 @@
 //! nothing else. Routes are registered through utoipa-axum so the OpenAPI
 //! spec cannot drift from the code; every error status is listed per route.
 
-use crate::batching::{EmbedError, EmbedOptions, Runtime};
+use crate::batching::{EmbedError, EmbedOptions, ModelInput, Runtime};
 use crate::AppState;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -39,6 +39,7 @@ impl From<EmbedError> for ErrorBody {
             EmbedError::TooManyInputs { .. } => ErrorCode::TooManyInputs,
             EmbedError::InputTooLong { .. } => ErrorCode::InputTooLong,
             EmbedError::InvalidDimensions { .. } => ErrorCode::InvalidDimensions,
+            EmbedError::InvalidInput(_) => ErrorCode::InvalidRequest,
             EmbedError::Overloaded(_) => ErrorCode::Overloaded,
             EmbedError::ShuttingDown => ErrorCode::ModelNotReady,
             EmbedError::Tokenizer(_) | EmbedError::Model(_) => {
@@ -57,19 +58,39 @@ fn runtime(s: &AppState) -> Result<Arc<Runtime>, ErrorBody> {
         .ok_or_else(|| ErrorBody::new(ErrorCode::ModelNotReady, "the model is still loading"))
 }
 
-fn options(
-    normalize: Option<bool>,
-    truncate: Option<bool>,
-    dimensions: Option<usize>,
-) -> EmbedOptions {
+/// Inputs of the TEI routes: texts, and token ids of the model's vocabulary.
+fn model_inputs(inputs: EmbedInputs) -> Vec<ModelInput> {
+    inputs
+        .into_items()
+        .into_iter()
+        .map(|i| match i {
+            InputItem::Text(t) => ModelInput::Text(t),
+            InputItem::Ids(ids) => ModelInput::Ids(ids),
+        })
+        .collect()
+}
+
+/// The options of an `EmbedRequest` (`/embed` and `/`).
+fn embed_options(req: &EmbedRequest) -> EmbedOptions {
     EmbedOptions {
-        normalize,
-        truncate: truncate.unwrap_or(true),
-        dimensions,
+        normalize: req.normalize,
+        truncate: req.truncate.unwrap_or(true),
+        truncation: req.truncation_direction.unwrap_or_default(),
+        prompt_name: req.prompt_name.clone(),
+        dimensions: req.dimensions,
+        max_inputs: None,
     }
 }
 
-/// Embed one text or a list of texts.
+async fn embed_tei(s: &AppState, req: EmbedRequest) -> Result<Json<Vec<Vec<f32>>>, ErrorBody> {
+    let rt = runtime(s)?;
+    let opts = embed_options(&req);
+    let out = rt.embed(model_inputs(req.inputs), opts).await?;
+    Ok(Json(out.vectors))
+}
+
+/// Embed one input or a list of inputs (texts, or token ids of the
+/// model's vocabulary).
 #[utoipa::path(post, path = "/embed", tag = "embedding", request_body = EmbedRequest,
     responses(
         (status = 200, description = "One vector per input, in input order", body = Vec<Vec<f32>>),
@@ -77,7 +98,7 @@ fn options(
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
-        (status = 422, description = "Empty list, non-string input, too many inputs, text too long with truncate=false, bad dimensions", body = ErrorBody),
+        (status = 422, description = "Empty list, wrong input shape, too many inputs, text too long with truncate=false, bad dimensions, unknown prompt_name, token id outside the vocabulary", body = ErrorBody),
         (status = 429, description = "Too many requests in flight", body = ErrorBody),
         (status = 500, description = "Tokenizer or forward pass failed", body = ErrorBody),
         (status = 503, description = "Model not loaded yet, or shutting down", body = ErrorBody),
@@ -86,14 +107,47 @@ async fn embed(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<EmbedRequest>,
 ) -> Result<Json<Vec<Vec<f32>>>, ErrorBody> {
+    embed_tei(&s, req).await
+}
+
+/// The same as `POST /embed`, at the root: where text-embeddings-inference
+/// clients (`huggingface_hub.InferenceClient(model=URL)`) post.
+#[utoipa::path(post, path = "/", tag = "embedding", request_body = EmbedRequest,
+    responses(
+        (status = 200, description = "One vector per input, in input order", body = Vec<Vec<f32>>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+async fn embed_root(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<EmbedRequest>,
+) -> Result<Json<Vec<Vec<f32>>>, ErrorBody> {
+    embed_tei(&s, req).await
+}
+
+/// Every token's last hidden state, not pooled nor normalised:
+/// `[input][token][dimension]`, special tokens included.
+#[utoipa::path(post, path = "/embed_all", tag = "embedding", request_body = EmbedAllRequest,
+    responses(
+        (status = 200, description = "Per input, one vector per token (the model's dimension each)", body = Vec<Vec<Vec<f32>>>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+async fn embed_all(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<EmbedAllRequest>,
+) -> Result<Json<Vec<Vec<Vec<f32>>>>, ErrorBody> {
     let rt = runtime(&s)?;
-    let out = rt
-        .embed(
-            req.inputs.into_vec(),
-            options(req.normalize, req.truncate, req.dimensions),
-        )
-        .await?;
-    Ok(Json(out.vectors))
+    let opts = EmbedOptions {
+        truncate: req.truncate.unwrap_or(true),
+        truncation: req.truncation_direction.unwrap_or_default(),
+        prompt_name: req.prompt_name,
+        ..EmbedOptions::default()
+    };
+    let out = rt.embed_tokens(model_inputs(req.inputs), opts).await?;
+    Ok(Json(out.states))
 }
 
 /// The original design's batch endpoint.
@@ -109,12 +163,14 @@ async fn embed_batch(
     ApiJson(req): ApiJson<EmbedBatchRequest>,
 ) -> Result<Json<EmbedBatchResponse>, ErrorBody> {
     let rt = runtime(&s)?;
-    let out = rt
-        .embed(
-            req.texts,
-            options(req.normalize, req.truncate, req.dimensions),
-        )
-        .await?;
+    let opts = EmbedOptions {
+        normalize: req.normalize,
+        truncate: req.truncate.unwrap_or(true),
+        dimensions: req.dimensions,
+        ..EmbedOptions::default()
+    };
+    let inputs = req.texts.into_iter().map(ModelInput::Text).collect();
+    let out = rt.embed(inputs, opts).await?;
     let dimension = out
         .vectors
         .first()
@@ -127,7 +183,32 @@ async fn embed_batch(
     }))
 }
 
-/// OpenAI-compatible embeddings.
+/// The inputs of `/v1/embeddings`: texts, or OpenAI (`cl100k_base`) token
+/// ids; both kinds in one request is a 422, as on OpenAI.
+fn openai_inputs(input: OpenAiInput) -> Result<Vec<ModelInput>, ErrorBody> {
+    let items = input.0.into_items();
+    let texts = items
+        .iter()
+        .filter(|i| matches!(i, InputItem::Text(_)))
+        .count();
+    if texts != 0 && texts != items.len() {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "input: texts and token-id arrays cannot be mixed in one request; send a string, \
+             an array of strings, an array of token ids, or an array of token-id arrays",
+        ));
+    }
+    Ok(items
+        .into_iter()
+        .map(|i| match i {
+            InputItem::Text(t) => ModelInput::Text(t),
+            InputItem::Ids(ids) => ModelInput::OpenAiIds(ids),
+        })
+        .collect())
+}
+
+/// OpenAI-compatible embeddings: texts or OpenAI token ids (decoded from
+/// `cl100k_base`), up to 2048 inputs.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = OpenAiEmbeddingsRequest,
     responses(
         (status = 200, body = OpenAiEmbeddingsResponse),
@@ -140,12 +221,12 @@ async fn openai_embeddings(
     ApiJson(req): ApiJson<OpenAiEmbeddingsRequest>,
 ) -> Result<Json<OpenAiEmbeddingsResponse>, ErrorBody> {
     let rt = runtime(&s)?;
-    let out = rt
-        .embed(
-            req.input.into_vec(),
-            options(None, Some(true), req.dimensions),
-        )
-        .await?;
+    let opts = EmbedOptions {
+        dimensions: req.dimensions,
+        max_inputs: Some(OPENAI_MAX_INPUTS),
+        ..EmbedOptions::default()
+    };
+    let out = rt.embed(openai_inputs(req.input)?, opts).await?;
     let base64 = req.encoding_format.unwrap_or_default() == EncodingFormat::Base64;
     let data = out
         .vectors
@@ -173,7 +254,54 @@ async fn openai_embeddings(
     }))
 }
 
-/// Tokens of each input as the model sees them (truncated at max_seq_length).
+fn openai_model(rt: &Runtime) -> OpenAiModel {
+    OpenAiModel {
+        id: rt.info.model_id.clone(),
+        object: "model".into(),
+        created: rt.info.created,
+        owned_by: "embedding-service".into(),
+    }
+}
+
+/// The model this service serves, in OpenAI's list shape.
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses((status = 200, body = OpenAiModelList), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn openai_models(State(s): State<AppState>) -> Result<Json<OpenAiModelList>, ErrorBody> {
+    let rt = runtime(&s)?;
+    Ok(Json(OpenAiModelList {
+        object: "list".into(),
+        data: vec![openai_model(&rt)],
+    }))
+}
+
+/// One model by id: the full id (`sentence-transformers/all-MiniLM-L6-v2`,
+/// its `/` percent-encoded as OpenAI clients do) or its last part
+/// (`all-MiniLM-L6-v2`); any other is a 404.
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "openai",
+    params(("model" = String, Path, description = "The model id, or its part after the last `/`", example = "all-MiniLM-L6-v2")),
+    responses((status = 200, body = OpenAiModel), (status = 401, body = ErrorBody),
+        (status = 404, description = "This service does not serve that model", body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+async fn openai_model_get(
+    State(s): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<OpenAiModel>, ErrorBody> {
+    let rt = runtime(&s)?;
+    if rt.serves(&model) {
+        Ok(Json(openai_model(&rt)))
+    } else {
+        Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!(
+                "model `{model}` is not served here; this service serves `{}`",
+                rt.info.model_id
+            ),
+        ))
+    }
+}
+
+/// Tokens of each input as the model sees them (the prompt prepended,
+/// truncated at max_seq_length).
 #[utoipa::path(post, path = "/tokenize", tag = "embedding", request_body = TokenizeRequest,
     responses(
         (status = 200, body = Vec<Vec<Token>>),
@@ -190,8 +318,28 @@ async fn tokenize(
         rt.tokenize(
             req.inputs.into_vec(),
             req.add_special_tokens.unwrap_or(true),
+            req.prompt_name.as_deref(),
         )
         .await?,
+    ))
+}
+
+/// Token ids of the model's vocabulary back to text, one text per list.
+#[utoipa::path(post, path = "/decode", tag = "embedding", request_body = DecodeRequest,
+    responses(
+        (status = 200, description = "One text per list of ids, in order", body = Vec<String>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+async fn decode(
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<DecodeRequest>,
+) -> Result<Json<Vec<String>>, ErrorBody> {
+    let rt = runtime(&s)?;
+    Ok(Json(
+        rt.decode(req.ids.into_vec(), req.skip_special_tokens.unwrap_or(true))
+            .await?,
     ))
 }
 
@@ -287,6 +435,11 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
 /// Error examples of this service's spec, by status (the common ones are in
 /// `shared::openapi`).
 const ERROR_EXAMPLES: shared::openapi::ErrorExamples<'static> = &[
+    (
+        404,
+        ErrorCode::NotFound,
+        "model `text-embedding-3-small` is not served here; this service serves `sentence-transformers/all-MiniLM-L6-v2`",
+    ),
     (422, ErrorCode::EmptyInput, "inputs must not be empty"),
     (503, ErrorCode::ModelNotReady, "the model is still loading"),
 ];
@@ -297,11 +450,22 @@ const ERROR_EXAMPLES: shared::openapi::ErrorExamples<'static> = &[
 fn routes_with_spec(
     config: &EmbeddingConfig,
 ) -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
-    let (api, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(embed))
-        .routes(routes!(embed_batch))
+    // OpenAI's 2048 inputs need more than the service's own body limit.
+    let openai = OpenApiRouter::new()
         .routes(routes!(openai_embeddings))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            config.body_limit_bytes.max(OPENAI_BODY_LIMIT_BYTES),
+        ));
+    let (api, mut spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(embed_root))
+        .routes(routes!(embed))
+        .routes(routes!(embed_all))
+        .routes(routes!(embed_batch))
+        .merge(openai)
+        .routes(routes!(openai_models))
+        .routes(routes!(openai_model_get))
         .routes(routes!(tokenize))
+        .routes(routes!(decode))
         .routes(routes!(info))
         .routes(routes!(health))
         .routes(routes!(metrics))
@@ -316,10 +480,12 @@ fn set_batch_limit(spec: &mut utoipa::openapi::OpenApi, max: usize) {
     let Some(components) = spec.components.as_mut() else {
         return;
     };
-    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("Inputs") {
-        for item in one_of.items.iter_mut() {
-            if let RefOr::T(Schema::Array(a)) = item {
-                a.max_items = Some(max);
+    for name in ["Inputs", "EmbedInputs"] {
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) {
+            for item in one_of.items.iter_mut() {
+                if let RefOr::T(Schema::Array(a)) = item {
+                    a.max_items = Some(max);
+                }
             }
         }
     }
@@ -374,11 +540,9 @@ mod tests {
     #[test]
     fn input_lists_are_a_string_or_array_union() {
         let spec = spec_with(7);
-        for (schema, f) in [
-            ("EmbedRequest", "inputs"),
-            ("TokenizeRequest", "inputs"),
-            ("OpenAiEmbeddingsRequest", "input"),
-        ] {
+        // Texts only (TEI's TokenizeInput).
+        {
+            let (schema, f) = ("TokenizeRequest", "inputs");
             let s = field(&spec, schema, f);
             assert_ne!(s["type"], "object", "{schema}.{f}: {s}");
             let arms = s["oneOf"].as_array().unwrap_or_else(|| panic!("{s}"));
@@ -392,6 +556,31 @@ mod tests {
             // Empty lists are refused; the configured batch size bounds them.
             assert_eq!(arms[1]["minItems"], 1, "{s}");
             assert_eq!(arms[1]["maxItems"], 7, "{s}");
+        }
+        // TEI's Input: one input or a list of inputs, each a text or token ids.
+        let s = field(&spec, "EmbedRequest", "inputs");
+        let arms = s["oneOf"].as_array().unwrap_or_else(|| panic!("{s}"));
+        assert_eq!(arms.len(), 2, "{s}");
+        let one = &arms[0]["oneOf"];
+        assert_eq!(one[0]["type"], "string", "{s}");
+        assert_eq!(one[1]["type"], "array", "{s}");
+        assert_eq!(one[1]["items"]["type"], "integer", "{s}");
+        assert_eq!(arms[1]["items"], arms[0], "{s}");
+        assert_eq!(
+            (&arms[1]["minItems"], &arms[1]["maxItems"]),
+            (&json!(1), &json!(7))
+        );
+        assert_eq!(field(&spec, "EmbedAllRequest", "inputs"), s);
+        // OpenAI's input: string | strings | token ids | token-id arrays, 2048 at most.
+        let s = field(&spec, "OpenAiEmbeddingsRequest", "input");
+        let arms = s["oneOf"].as_array().unwrap_or_else(|| panic!("{s}"));
+        assert_eq!(arms.len(), 4, "{s}");
+        assert_eq!(arms[0]["type"], "string");
+        assert_eq!(arms[1]["items"]["type"], "string");
+        assert_eq!(arms[2]["items"]["type"], "integer");
+        assert_eq!(arms[3]["items"]["items"]["type"], "integer");
+        for arm in [&arms[1], &arms[3]] {
+            assert_eq!(arm["maxItems"], OPENAI_MAX_INPUTS, "{arm}");
         }
         let texts = field(&spec, "EmbedBatchRequest", "texts");
         assert_eq!(
@@ -454,13 +643,18 @@ mod tests {
         let spec = openapi(&EmbeddingConfig::default());
         let body = [200, 400, 401, 413, 415, 422, 429, 500, 503];
         let expected: Vec<(String, &str, Vec<u16>)> = vec![
+            ("/".into(), "post", body.to_vec()),
+            ("/decode".into(), "post", body.to_vec()),
             ("/embed".into(), "post", body.to_vec()),
             ("/embed/batch".into(), "post", body.to_vec()),
+            ("/embed_all".into(), "post", body.to_vec()),
             ("/health".into(), "get", vec![200, 503]),
             ("/info".into(), "get", vec![200, 401, 503]),
             ("/metrics".into(), "get", vec![200, 401]),
             ("/tokenize".into(), "post", body.to_vec()),
             ("/v1/embeddings".into(), "post", body.to_vec()),
+            ("/v1/models".into(), "get", vec![200, 401, 503]),
+            ("/v1/models/{model}".into(), "get", vec![200, 401, 404, 503]),
         ];
         assert_eq!(shared::openapi::statuses(&spec), expected);
     }
@@ -500,11 +694,17 @@ mod tests {
                 "TokenizeRequest" => {
                     serde_json::from_value::<TokenizeRequest>(example.clone()).map(drop)
                 }
+                "EmbedAllRequest" => {
+                    serde_json::from_value::<EmbedAllRequest>(example.clone()).map(drop)
+                }
+                "DecodeRequest" => {
+                    serde_json::from_value::<DecodeRequest>(example.clone()).map(drop)
+                }
                 other => panic!("{method} {path}: unexpected body {other}"),
             };
             parsed.unwrap_or_else(|e| panic!("{method} {path}: {example}: {e}"));
             seen += 1;
         }
-        assert_eq!(seen, 4);
+        assert_eq!(seen, 7);
     }
 }

@@ -13,19 +13,28 @@
 //!   a single text alone does, which `max_seq_length` bounds.
 //! - At most `max_concurrent_requests` requests are admitted; the rest get
 //!   `Overloaded` at once. Queued memory is therefore bounded by that ×
-//!   `max_client_batch_size` × `max_seq_length` tokens.
+//!   the largest per-request input cap (`max_client_batch_size`, or the
+//!   caller's `max_inputs`: 2048 on `/v1/embeddings`) × `max_seq_length`
+//!   tokens.
 //! - The batcher prepares one batch while the model runs the previous one
 //!   (a rendezvous channel: the next batch is handed over when the model is
 //!   free, and formed from everything queued at that moment).
 //! - Texts of a request whose client has gone (its future was dropped) are
 //!   dropped before the forward pass.
 //! - Results return in input order whatever the batching did.
+//! - A batch may hold texts of requests that want pooled vectors and of
+//!   requests that want every token's state (`/embed_all`); the model
+//!   thread runs each kind as its own forward pass.
+//! - Inputs are texts (the model's prompt prepended, then tokenised with
+//!   truncation at `max_seq_length` from the requested end), token ids of
+//!   the model's vocabulary (checked against it, cut the same way), or
+//!   OpenAI token ids (`cl100k_base`), decoded to text first.
 
 use crate::metrics::Metrics;
-use crate::model::{Model, PackedBatch};
+use crate::model::{Model, ModelSpec, PackedBatch};
 use parking_lot::{Condvar, Mutex, RwLock};
 use shared::config::EmbeddingConfig;
-use shared::wire::embedding::Token;
+use shared::wire::embedding::{Token, TruncationDirection};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -38,8 +47,13 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 pub enum EmbedError {
     #[error("inputs must not be empty")]
     EmptyInput,
-    #[error("{got} inputs exceed max_client_batch_size = {max}")]
-    TooManyInputs { got: usize, max: usize },
+    /// More inputs than the route takes (`limit` names the bound).
+    #[error("{got} inputs exceed {limit} = {max}")]
+    TooManyInputs {
+        got: usize,
+        max: usize,
+        limit: &'static str,
+    },
     #[error("input {index} is longer than the model's max_seq_length of {max} tokens and truncate is false")]
     InputTooLong { index: usize, max: usize },
     #[error("dimensions must be between 1 and {max}, got {got}")]
@@ -52,19 +66,71 @@ pub enum EmbedError {
     Tokenizer(String),
     #[error("forward pass failed: {0}")]
     Model(String),
+    /// A request the model cannot take as it is: an unknown `prompt_name`,
+    /// token ids outside the vocabulary, an empty list of token ids.
+    #[error("{0}")]
+    InvalidInput(String),
 }
 
 /// What a caller asks of one embedding request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EmbedOptions {
+    /// L2-normalise; `None`: what the model's pipeline does.
     pub normalize: Option<bool>,
+    /// Cut inputs longer than `max_seq_length` (else `InputTooLong`).
     pub truncate: bool,
+    /// Which end is cut.
+    pub truncation: TruncationDirection,
+    /// A key of the model's prompts; `None`: its default prompt, if any.
+    pub prompt_name: Option<String>,
+    /// Keep the first N components (1..=dimension).
     pub dimensions: Option<usize>,
+    /// Most inputs of this request; `None`: `max_client_batch_size`.
+    pub max_inputs: Option<usize>,
 }
 
+impl Default for EmbedOptions {
+    /// The sentence-transformers defaults: truncate at the right, the
+    /// model's normalisation and default prompt, all dimensions.
+    fn default() -> Self {
+        Self {
+            normalize: None,
+            truncate: true,
+            truncation: TruncationDirection::Right,
+            prompt_name: None,
+            dimensions: None,
+            max_inputs: None,
+        }
+    }
+}
+
+/// One input of an embedding request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelInput {
+    /// A text: the prompt is prepended, then it is tokenised.
+    Text(String),
+    /// Token ids of the model's vocabulary, used as given (no special
+    /// tokens added), cut at `max_seq_length` like a text.
+    Ids(Vec<u32>),
+    /// OpenAI token ids (`cl100k_base`, as tiktoken encodes): decoded to
+    /// text, then treated as a text.
+    OpenAiIds(Vec<u32>),
+}
+
+/// The encoding OpenAI's embedding models (and so tiktoken, for them) use.
+pub const OPENAI_ENCODING: &str = "cl100k_base";
+
+/// Vectors of one request, in input order, and the tokens it used.
 #[derive(Debug)]
 pub struct EmbedOutput {
     pub vectors: Vec<Vec<f32>>,
+    pub tokens: usize,
+}
+
+/// Every token's last hidden state, per input: `[input][token][dimension]`.
+#[derive(Debug)]
+pub struct TokenStates {
+    pub states: Vec<Vec<Vec<f32>>>,
     pub tokens: usize,
 }
 
@@ -81,14 +147,21 @@ pub struct ModelInfo {
     pub device: String,
     pub dtype: String,
     pub backend: String,
+    /// When the model was loaded, in Unix seconds.
+    pub created: u64,
+    /// Rows of the word-embedding matrix (`vocab_size` of `config.json`):
+    /// valid token ids are below it.
+    pub vocab_size: usize,
 }
 
 type Tokenized = Vec<(Vec<u32>, Vec<u32>)>;
 
 enum TokenizeJob {
     Embed {
-        texts: Vec<String>,
+        inputs: Vec<ModelInput>,
         truncate: bool,
+        truncation: TruncationDirection,
+        prompt: Option<String>,
         reply: oneshot::Sender<Result<Tokenized, EmbedError>>,
     },
     Tokens {
@@ -96,11 +169,25 @@ enum TokenizeJob {
         add_special: bool,
         reply: oneshot::Sender<Result<Vec<Vec<Token>>, EmbedError>>,
     },
+    Decode {
+        ids: Vec<Vec<u32>>,
+        skip_special: bool,
+        reply: oneshot::Sender<Result<Vec<String>, EmbedError>>,
+    },
+}
+
+/// The tokenizer twice: truncating at the right (the default) and at the
+/// left (`truncation_direction: Left`).
+struct Tokenizers {
+    right: tokenizers::Tokenizer,
+    left: tokenizers::Tokenizer,
 }
 
 type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
 
 struct Pending {
+    /// Every token's state instead of one pooled vector per input.
+    all_tokens: bool,
     slots: Mutex<Vec<Vec<f32>>>,
     remaining: AtomicUsize,
     reply: Mutex<Option<Reply>>,
@@ -149,6 +236,8 @@ struct Prepared {
 
 pub struct Runtime {
     pub info: ModelInfo,
+    /// The model's files as read (prompts, vocabulary size).
+    spec: ModelSpec,
     tokenize_tx: RwLock<Option<crossbeam_channel::Sender<TokenizeJob>>>,
     queue: Arc<Queue>,
     permits: Arc<Semaphore>,
@@ -200,8 +289,34 @@ impl Runtime {
             device: model.device.clone(),
             dtype: format!("{:?}", model.dtype).to_lowercase(),
             backend: format!("{:?}", model.backend).to_lowercase(),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            vocab_size: model
+                .spec
+                .config
+                .get("vocab_size")
+                .and_then(|v| v.as_u64())
+                .map(|n| n as usize)
+                .unwrap_or_else(|| model.tokenizer.get_vocab_size(true)),
         };
-        let tokenizer = Arc::new(model.tokenizer.clone());
+        let spec = model.spec.clone();
+        let mut left = model.tokenizer.clone();
+        let params = left
+            .get_truncation()
+            .cloned()
+            .map(|p| tokenizers::TruncationParams {
+                direction: tokenizers::TruncationDirection::Left,
+                ..p
+            });
+        left.with_truncation(params)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        let tokenizer = Arc::new(Tokenizers {
+            right: model.tokenizer.clone(),
+            left,
+        });
+        let vocab = info.vocab_size;
         let max_seq = info.max_seq_length;
         let (tok_tx, tok_rx) =
             crossbeam_channel::bounded::<TokenizeJob>(cfg.max_concurrent_requests);
@@ -222,7 +337,7 @@ impl Runtime {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("tokenizer-{i}"))
-                    .spawn(move || tokenizer_worker(rx, &tok, max_seq, &m))
+                    .spawn(move || tokenizer_worker(rx, &tok, max_seq, vocab, &m))
                     .expect("spawn tokenizer thread"),
             );
         }
@@ -250,6 +365,7 @@ impl Runtime {
         }
         Ok(Arc::new(Self {
             info,
+            spec,
             tokenize_tx: RwLock::new(Some(tok_tx)),
             queue,
             permits: Arc::new(Semaphore::new(cfg.max_concurrent_requests)),
@@ -260,15 +376,18 @@ impl Runtime {
         }))
     }
 
-    fn admit(&self, n: usize) -> Result<OwnedSemaphorePermit, EmbedError> {
+    /// Checks the count of inputs against `max` (`None`: the configured
+    /// `max_client_batch_size`) and takes a permit, or `Overloaded`.
+    fn admit(&self, n: usize, max: Option<usize>) -> Result<OwnedSemaphorePermit, EmbedError> {
+        let (max, limit) = match max {
+            Some(m) => (m, "the route's limit of inputs per request"),
+            None => (self.max_client_batch, "max_client_batch_size"),
+        };
         if n == 0 {
             return Err(EmbedError::EmptyInput);
         }
-        if n > self.max_client_batch {
-            return Err(EmbedError::TooManyInputs {
-                got: n,
-                max: self.max_client_batch,
-            });
+        if n > max {
+            return Err(EmbedError::TooManyInputs { got: n, max, limit });
         }
         self.permits
             .clone()
@@ -285,11 +404,27 @@ impl Runtime {
         })
     }
 
-    /// Embeds texts; vectors come back in input order, post-processed per
+    /// Whether `name` names the served model: its id, or the id's part
+    /// after the last `/` (`all-MiniLM-L6-v2`).
+    pub fn serves(&self, name: &str) -> bool {
+        let id = &self.info.model_id;
+        name == id || Some(name) == id.rsplit('/').next()
+    }
+
+    /// The text of the prompt `name` (`None`: the model's default
+    /// prompt); an unknown name is `InvalidInput` naming the known ones.
+    pub fn prompt(&self, name: Option<&str>) -> Result<Option<String>, EmbedError> {
+        self.spec
+            .prompt(name)
+            .map(|p| p.map(str::to_owned))
+            .map_err(EmbedError::InvalidInput)
+    }
+
+    /// Embeds inputs; vectors come back in input order, post-processed per
     /// `opts` (dimensions cut, then normalised).
     pub async fn embed(
         &self,
-        texts: Vec<String>,
+        inputs: Vec<ModelInput>,
         opts: EmbedOptions,
     ) -> Result<EmbedOutput, EmbedError> {
         if let Some(d) = opts.dimensions {
@@ -300,14 +435,58 @@ impl Runtime {
                 });
             }
         }
-        let n = texts.len();
-        let _permit = self.admit(n)?;
+        let (mut vectors, tokens) = self.run(inputs, &opts, false).await?;
+        let normalize = opts.normalize.unwrap_or(self.info.normalize);
+        for v in vectors.iter_mut() {
+            if let Some(d) = opts.dimensions {
+                v.truncate(d);
+            }
+            if normalize {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if norm > 0.0 {
+                    v.iter_mut().for_each(|x| *x /= norm);
+                }
+            }
+        }
+        Ok(EmbedOutput { vectors, tokens })
+    }
+
+    /// Every token's last hidden state (no pooling, no normalisation), per
+    /// input in input order; `opts.normalize` and `opts.dimensions` are
+    /// not used.
+    pub async fn embed_tokens(
+        &self,
+        inputs: Vec<ModelInput>,
+        opts: EmbedOptions,
+    ) -> Result<TokenStates, EmbedError> {
+        let dim = self.info.dimension;
+        let (flat, tokens) = self.run(inputs, &opts, true).await?;
+        let states = flat
+            .into_iter()
+            .map(|rows| rows.chunks_exact(dim).map(<[f32]>::to_vec).collect())
+            .collect();
+        Ok(TokenStates { states, tokens })
+    }
+
+    /// Tokenises, queues and awaits one request: per input, the pooled
+    /// vector, or (`all_tokens`) its token states row-major.
+    async fn run(
+        &self,
+        inputs: Vec<ModelInput>,
+        opts: &EmbedOptions,
+        all_tokens: bool,
+    ) -> Result<(Vec<Vec<f32>>, usize), EmbedError> {
+        let n = inputs.len();
+        let _permit = self.admit(n, opts.max_inputs)?;
+        let prompt = self.prompt(opts.prompt_name.as_deref())?;
         self.metrics.in_flight.inc();
         let _gauge = GaugeGuard(&self.metrics.in_flight);
         let (tx, rx) = oneshot::channel();
         self.send_job(TokenizeJob::Embed {
-            texts,
+            inputs,
             truncate: opts.truncate,
+            truncation: opts.truncation,
+            prompt,
             reply: tx,
         })?;
         let tokenized = rx.await.map_err(|_| EmbedError::ShuttingDown)??;
@@ -315,6 +494,7 @@ impl Runtime {
 
         let (tx, rx) = oneshot::channel();
         let pending = Arc::new(Pending {
+            all_tokens,
             slots: Mutex::new(vec![Vec::new(); n]),
             remaining: AtomicUsize::new(n),
             reply: Mutex::new(Some(tx)),
@@ -339,22 +519,28 @@ impl Runtime {
             self.metrics.queue_size.set(st.entries.len() as i64);
         }
         self.queue.cv.notify_one();
-        let mut vectors = rx.await.map_err(|_| EmbedError::ShuttingDown)??;
-        let normalize = opts.normalize.unwrap_or(self.info.normalize);
-        for v in vectors.iter_mut() {
-            if let Some(d) = opts.dimensions {
-                v.truncate(d);
-            }
-            if normalize {
-                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-                if norm > 0.0 {
-                    v.iter_mut().for_each(|x| *x /= norm);
-                }
-            }
-        }
+        let out = rx.await.map_err(|_| EmbedError::ShuttingDown)??;
         self.metrics.texts.inc_by(n as u64);
         self.metrics.tokens.inc_by(tokens as u64);
-        Ok(EmbedOutput { vectors, tokens })
+        Ok((out, tokens))
+    }
+
+    /// Texts of token ids of the model's vocabulary, one per list; with
+    /// `skip_special`, special tokens are left out. An id outside the
+    /// vocabulary is `InvalidInput`.
+    pub async fn decode(
+        &self,
+        ids: Vec<Vec<u32>>,
+        skip_special: bool,
+    ) -> Result<Vec<String>, EmbedError> {
+        let _permit = self.admit(ids.len(), None)?;
+        let (tx, rx) = oneshot::channel();
+        self.send_job(TokenizeJob::Decode {
+            ids,
+            skip_special,
+            reply: tx,
+        })?;
+        rx.await.map_err(|_| EmbedError::ShuttingDown)?
     }
 
     /// Tokens of each text as the model sees them (truncated at
@@ -363,8 +549,13 @@ impl Runtime {
         &self,
         texts: Vec<String>,
         add_special: bool,
+        prompt_name: Option<&str>,
     ) -> Result<Vec<Vec<Token>>, EmbedError> {
-        let _permit = self.admit(texts.len())?;
+        let _permit = self.admit(texts.len(), None)?;
+        let texts = match self.prompt(prompt_name)? {
+            Some(p) => texts.into_iter().map(|t| format!("{p}{t}")).collect(),
+            None => texts,
+        };
         let (tx, rx) = oneshot::channel();
         self.send_job(TokenizeJob::Tokens {
             texts,
@@ -394,46 +585,42 @@ impl Drop for GaugeGuard<'_> {
 
 fn tokenizer_worker(
     rx: crossbeam_channel::Receiver<TokenizeJob>,
-    tok: &tokenizers::Tokenizer,
+    tok: &Tokenizers,
     max_seq: usize,
+    vocab: usize,
     metrics: &Metrics,
 ) {
     while let Ok(job) = rx.recv() {
         let t0 = Instant::now();
         match job {
             TokenizeJob::Embed {
-                texts,
+                inputs,
                 truncate,
+                truncation,
+                prompt,
                 reply,
             } => {
                 if reply.is_closed() {
                     continue;
                 }
-                let mut out = Vec::with_capacity(texts.len());
-                let mut err = None;
-                for (index, text) in texts.iter().enumerate() {
-                    match tok.encode(text.as_str(), true) {
-                        Ok(enc) => {
-                            if !truncate && !enc.get_overflowing().is_empty() {
-                                err = Some(EmbedError::InputTooLong {
-                                    index,
-                                    max: max_seq,
-                                });
-                                break;
-                            }
-                            out.push((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()));
-                        }
-                        Err(e) => {
-                            err = Some(EmbedError::Tokenizer(format!("input {index}: {e}")));
-                            break;
-                        }
-                    }
-                }
+                let cut = Cut {
+                    tok: match truncation {
+                        TruncationDirection::Left => &tok.left,
+                        TruncationDirection::Right => &tok.right,
+                    },
+                    truncate,
+                    truncation,
+                    max_seq,
+                    vocab,
+                    prompt: prompt.as_deref(),
+                };
+                let res = inputs
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, input)| cut.encode(index, input))
+                    .collect();
                 metrics.tokenize_seconds.observe(t0.elapsed().as_secs_f64());
-                let _ = reply.send(match err {
-                    Some(e) => Err(e),
-                    None => Ok(out),
-                });
+                let _ = reply.send(res);
             }
             TokenizeJob::Tokens {
                 texts,
@@ -444,15 +631,121 @@ fn tokenizer_worker(
                     .iter()
                     .enumerate()
                     .map(|(i, t)| {
-                        tok.encode(t.as_str(), add_special)
+                        tok.right
+                            .encode(t.as_str(), add_special)
                             .map(|enc| tokens_of(t, &enc))
                             .map_err(|e| EmbedError::Tokenizer(format!("input {i}: {e}")))
                     })
                     .collect();
                 let _ = reply.send(res);
             }
+            TokenizeJob::Decode {
+                ids,
+                skip_special,
+                reply,
+            } => {
+                let res = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, ids)| {
+                        check_vocab(ids, vocab, &format!("ids[{i}]"))?;
+                        tok.right
+                            .decode(ids, skip_special)
+                            .map_err(|e| EmbedError::Tokenizer(format!("ids[{i}]: {e}")))
+                    })
+                    .collect();
+                let _ = reply.send(res);
+            }
         }
     }
+}
+
+/// How one request's inputs become model token ids.
+struct Cut<'a> {
+    /// The tokenizer truncating from `truncation`'s end.
+    tok: &'a tokenizers::Tokenizer,
+    truncate: bool,
+    truncation: TruncationDirection,
+    max_seq: usize,
+    vocab: usize,
+    prompt: Option<&'a str>,
+}
+
+impl Cut<'_> {
+    fn encode(&self, index: usize, input: ModelInput) -> Result<(Vec<u32>, Vec<u32>), EmbedError> {
+        let text = match input {
+            ModelInput::Text(t) => t,
+            ModelInput::OpenAiIds(ids) => openai_text(&ids, index)?,
+            ModelInput::Ids(mut ids) => {
+                if ids.is_empty() {
+                    return Err(EmbedError::InvalidInput(format!(
+                        "input {index} is an empty list of token ids"
+                    )));
+                }
+                check_vocab(&ids, self.vocab, &format!("input {index}"))?;
+                if ids.len() > self.max_seq {
+                    if !self.truncate {
+                        return Err(EmbedError::InputTooLong {
+                            index,
+                            max: self.max_seq,
+                        });
+                    }
+                    match self.truncation {
+                        TruncationDirection::Right => ids.truncate(self.max_seq),
+                        TruncationDirection::Left => {
+                            ids.drain(..ids.len() - self.max_seq);
+                        }
+                    }
+                }
+                let types = vec![0; ids.len()];
+                return Ok((ids, types));
+            }
+        };
+        let text = match self.prompt {
+            Some(p) => format!("{p}{text}"),
+            None => text,
+        };
+        let enc = self
+            .tok
+            .encode(text.as_str(), true)
+            .map_err(|e| EmbedError::Tokenizer(format!("input {index}: {e}")))?;
+        if !self.truncate && !enc.get_overflowing().is_empty() {
+            return Err(EmbedError::InputTooLong {
+                index,
+                max: self.max_seq,
+            });
+        }
+        Ok((enc.get_ids().to_vec(), enc.get_type_ids().to_vec()))
+    }
+}
+
+/// `InvalidInput` naming the first id of `ids` at or above `vocab`.
+fn check_vocab(ids: &[u32], vocab: usize, at: &str) -> Result<(), EmbedError> {
+    match ids.iter().position(|&id| id as usize >= vocab) {
+        None => Ok(()),
+        Some(j) => Err(EmbedError::InvalidInput(format!(
+            "{at}: token id {} (position {j}) is outside the model's vocabulary \
+             (ids 0 to {})",
+            ids[j],
+            vocab.saturating_sub(1)
+        ))),
+    }
+}
+
+/// The text of OpenAI token ids (`cl100k_base`). Ids cut in the middle of
+/// a character (a client that split a long text into chunks) decode to
+/// U+FFFD, as tiktoken's own `decode` does.
+fn openai_text(ids: &[u32], index: usize) -> Result<String, EmbedError> {
+    let bpe = tiktoken_rs::cl100k_base_singleton();
+    let bytes = bpe.decode_bytes(ids).map_err(|e| {
+        let j = ids.iter().position(|&t| t == e.token).unwrap_or(0);
+        EmbedError::InvalidInput(format!(
+            "input {index}: {} (position {j}) is not a token id of {OPENAI_ENCODING}, the \
+             encoding OpenAI clients (tiktoken) use for embedding models",
+            e.token
+        ))
+    })?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn tokens_of(text: &str, enc: &tokenizers::Encoding) -> Vec<Token> {
@@ -538,60 +831,99 @@ fn model_loop(
     dim: usize,
     metrics: &Metrics,
 ) {
-    while let Ok(mut b) = rx.recv() {
-        if b.entries
+    while let Ok(b) = rx.recv() {
+        let mut entries = b.entries;
+        let cancelled = entries
             .iter()
-            .any(|e| e.req.cancelled.load(Ordering::Relaxed))
-        {
-            b.entries
-                .retain(|e| !e.req.cancelled.load(Ordering::Relaxed));
-            if b.entries.is_empty() {
-                continue;
-            }
-            b.packed = pack(&b.entries);
+            .any(|e| e.req.cancelled.load(Ordering::Relaxed));
+        if cancelled {
+            entries.retain(|e| !e.req.cancelled.load(Ordering::Relaxed));
         }
-        let now = Instant::now();
-        for e in &b.entries {
-            metrics
-                .queue_seconds
-                .observe(now.duration_since(e.enqueued).as_secs_f64());
+        let mixed =
+            entries.iter().any(|e| e.req.all_tokens) && entries.iter().any(|e| !e.req.all_tokens);
+        if !mixed {
+            let all_tokens = entries.first().is_some_and(|e| e.req.all_tokens);
+            let packed = if cancelled { pack(&entries) } else { b.packed };
+            run_group(&mut model, &pool, entries, packed, all_tokens, dim, metrics);
+            continue;
         }
-        metrics.batch_size.observe(b.entries.len() as f64);
-        metrics.batch_tokens.observe(b.packed.ids.len() as f64);
-        let encoder = &mut model.encoder;
-        let packed = &b.packed;
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pool.install(|| encoder.encode(packed))
-        }));
+        let (tokens, pooled): (Vec<Entry>, Vec<Entry>) =
+            entries.into_iter().partition(|e| e.req.all_tokens);
+        for (group, all_tokens) in [(pooled, false), (tokens, true)] {
+            let packed = pack(&group);
+            run_group(&mut model, &pool, group, packed, all_tokens, dim, metrics);
+        }
+    }
+}
+
+/// One forward pass over `entries` (all of one kind): pooled vectors, or
+/// every token's state; each result goes to its request's slot.
+fn run_group(
+    model: &mut Model,
+    pool: &rayon::ThreadPool,
+    entries: Vec<Entry>,
+    packed: PackedBatch,
+    all_tokens: bool,
+    dim: usize,
+    metrics: &Metrics,
+) {
+    if entries.is_empty() {
+        return;
+    }
+    let now = Instant::now();
+    for e in &entries {
         metrics
-            .inference_seconds
-            .observe(now.elapsed().as_secs_f64());
-        let pooled = match result {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => {
-                tracing::error!("forward pass failed: {e}");
-                b.entries
-                    .iter()
-                    .for_each(|en| en.req.fail(EmbedError::Model(e.to_string())));
-                continue;
+            .queue_seconds
+            .observe(now.duration_since(e.enqueued).as_secs_f64());
+    }
+    metrics.batch_size.observe(entries.len() as f64);
+    metrics.batch_tokens.observe(packed.ids.len() as f64);
+    let encoder = &mut model.encoder;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pool.install(|| {
+            if all_tokens {
+                encoder.encode_tokens(&packed)
+            } else {
+                encoder.encode(&packed)
             }
-            Err(_) => {
-                tracing::error!("forward pass panicked");
-                b.entries.iter().for_each(|en| {
-                    en.req
-                        .fail(EmbedError::Model("panic in forward pass".into()))
-                });
-                continue;
-            }
+        })
+    }));
+    metrics
+        .inference_seconds
+        .observe(now.elapsed().as_secs_f64());
+    let out = match result {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::error!("forward pass failed: {e}");
+            entries
+                .iter()
+                .for_each(|en| en.req.fail(EmbedError::Model(e.to_string())));
+            return;
+        }
+        Err(_) => {
+            tracing::error!("forward pass panicked");
+            entries.iter().for_each(|en| {
+                en.req
+                    .fail(EmbedError::Model("panic in forward pass".into()))
+            });
+            return;
+        }
+    };
+    let mut row = 0;
+    for (i, e) in entries.into_iter().enumerate() {
+        let v = if all_tokens {
+            let len = packed.lens[i];
+            let v = out[row * dim..(row + len) * dim].to_vec();
+            row += len;
+            v
+        } else {
+            out[i * dim..(i + 1) * dim].to_vec()
         };
-        for (i, e) in b.entries.into_iter().enumerate() {
-            let v = pooled[i * dim..(i + 1) * dim].to_vec();
-            e.req.slots.lock()[e.slot] = v;
-            if e.req.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                let slots = std::mem::take(&mut *e.req.slots.lock());
-                if let Some(tx) = e.req.reply.lock().take() {
-                    let _ = tx.send(Ok(slots));
-                }
+        e.req.slots.lock()[e.slot] = v;
+        if e.req.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let slots = std::mem::take(&mut *e.req.slots.lock());
+            if let Some(tx) = e.req.reply.lock().take() {
+                let _ = tx.send(Ok(slots));
             }
         }
     }

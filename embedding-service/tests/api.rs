@@ -147,6 +147,7 @@ async fn parity_fused_cpu_encoder() {
         assert_eq!(info["backend"], "fused");
     }
     parity(&st).await;
+    token_states_pool_to_the_vectors(&st).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,6 +156,31 @@ async fn parity_candle_graph() {
     let (_, info) = call(&st, "GET", "/info", None).await;
     assert_eq!(info["backend"], "candle");
     parity(&st).await;
+    token_states_pool_to_the_vectors(&st).await;
+}
+
+/// `/embed_all` of texts of different lengths in one batch (padded on the
+/// candle graph): each input's rows are its own tokens, and their mean is
+/// its `/embed` vector (MiniLM pools by mean).
+async fn token_states_pool_to_the_vectors(st: &AppState) {
+    let texts = [
+        "hot dog",
+        "a much longer sentence about the migration of birds",
+        "x",
+    ];
+    let (s, all) = call(st, "POST", "/embed_all", Some(json!({"inputs": texts}))).await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    for (i, t) in texts.iter().enumerate() {
+        let (_, toks) = call(st, "POST", "/tokenize", Some(json!({"inputs": t}))).await;
+        let rows: Vec<Vec<f64>> = all[i].as_array().unwrap().iter().map(floats).collect();
+        assert_eq!(rows.len(), toks[0].as_array().unwrap().len(), "{t}");
+        assert!(rows.iter().all(|r| r.len() == 384));
+        let mean: Vec<f64> = (0..384)
+            .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / rows.len() as f64)
+            .collect();
+        let pooled = embed_one(st, json!({"inputs": t})).await;
+        assert!(cosine(&mean, &pooled) > 0.99999, "{t}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,4 +571,448 @@ fn slow_clients_are_cut_off_by_the_served_router() {
         let body: Value = serde_json::from_str(got.split_once("\r\n\r\n").unwrap().1).unwrap();
         assert_eq!(body["error"]["code"], "request_timeout", "{path}: {body}");
     }
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+async fn embed_one(st: &AppState, body: Value) -> Vec<f64> {
+    let (s, v) = call(st, "POST", "/embed", Some(body.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{body} → {v}");
+    vecs(&v).remove(0)
+}
+
+/// Asserts a 422 whose message holds every one of `want`.
+async fn refused(st: &AppState, uri: &str, body: Value, want: &[&str]) {
+    let (s, v) = call(st, "POST", uri, Some(body.clone())).await;
+    assert_eq!(s.as_u16(), 422, "{uri} {body} → {v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    for w in want {
+        assert!(msg.contains(w), "{uri} {body}: {msg:?} lacks {w:?}");
+    }
+}
+
+/// text-embeddings-inference's routes: `POST /`, token-id inputs, the
+/// truncation direction, `/embed_all`, `/decode`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tei_routes() {
+    let st = state_with(|_| {}).await;
+    // POST / is POST /embed.
+    let body = json!({"inputs": ["hot dog", "a cat"], "normalize": false});
+    let (s1, root) = call(&st, "POST", "/", Some(body.clone())).await;
+    let (s2, embed) = call(&st, "POST", "/embed", Some(body)).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{root}");
+    assert_eq!(root, embed);
+
+    // Token ids of the model's vocabulary embed as the text they came from.
+    let (_, toks) = call(
+        &st,
+        "POST",
+        "/tokenize",
+        Some(json!({"inputs": "a cat sat on the mat"})),
+    )
+    .await;
+    let ids: Vec<u64> = toks[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!((ids[0], *ids.last().unwrap()), (101, 102), "[CLS] … [SEP]");
+    let text = embed_one(&st, json!({"inputs": "a cat sat on the mat"})).await;
+    let by_ids = embed_one(&st, json!({"inputs": ids})).await;
+    assert!(cosine(&text, &by_ids) > 0.99999);
+    let (s, mixed) = call(
+        &st,
+        "POST",
+        "/embed",
+        Some(json!({"inputs": [ids, "a cat sat on the mat"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let mixed = vecs(&mixed);
+    assert!(cosine(&mixed[0], &mixed[1]) > 0.99999);
+
+    // /decode round trip, with and without special tokens.
+    let (s, d) = call(&st, "POST", "/decode", Some(json!({"ids": ids}))).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d, json!(["a cat sat on the mat"]));
+    let (_, d) = call(
+        &st,
+        "POST",
+        "/decode",
+        Some(json!({"ids": [ids, [101, 102]], "skip_special_tokens": false})),
+    )
+    .await;
+    assert_eq!(
+        d,
+        json!(["[CLS] a cat sat on the mat [SEP]", "[CLS] [SEP]"])
+    );
+
+    // Out of the vocabulary (30522 ids) and other bad ids: 422, named.
+    for uri in ["/embed", "/"] {
+        refused(
+            &st,
+            uri,
+            json!({"inputs": [[101, 30522, 102]]}),
+            &["30522", "outside the model's vocabulary", "0 to 30521"],
+        )
+        .await;
+    }
+    refused(
+        &st,
+        "/embed_all",
+        json!({"inputs": [[]]}),
+        &["empty list of token ids"],
+    )
+    .await;
+    refused(
+        &st,
+        "/decode",
+        json!({"ids": [[5, 99999]]}),
+        &["99999", "vocabulary"],
+    )
+    .await;
+    refused(
+        &st,
+        "/decode",
+        json!({"ids": "1 2"}),
+        &["an array of token ids"],
+    )
+    .await;
+
+    // truncation_direction: Right keeps the head, Left keeps the tail.
+    let long = format!("{}dog", "cat ".repeat(400));
+    let head = embed_one(&st, json!({"inputs": "cat ".repeat(254)})).await;
+    let tail = embed_one(&st, json!({"inputs": format!("{}dog", "cat ".repeat(253))})).await;
+    let right = embed_one(
+        &st,
+        json!({"inputs": long, "truncation_direction": "Right"}),
+    )
+    .await;
+    let left = embed_one(&st, json!({"inputs": long, "truncation_direction": "Left"})).await;
+    let default = embed_one(&st, json!({"inputs": long})).await;
+    assert!(cosine(&right, &head) > 0.99999);
+    assert!(cosine(&left, &tail) > 0.99999);
+    assert!(
+        cosine(&left, &right) < 0.9999,
+        "left and right cut differently"
+    );
+    assert!(cosine(&default, &right) > 0.99999, "right is the default");
+    // Token ids over max_seq_length are cut the same way.
+    let long_ids: Vec<u64> = std::iter::once(101)
+        .chain(std::iter::repeat_n(4937, 400))
+        .chain([3899, 102])
+        .collect();
+    let (s, v) = call(
+        &st,
+        "POST",
+        "/embed_all",
+        Some(json!({"inputs": [long_ids], "truncation_direction": "left"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v[0].as_array().unwrap().len(), 256);
+    refused(
+        &st,
+        "/embed",
+        json!({"inputs": long_ids, "truncate": false}),
+        &["max_seq_length"],
+    )
+    .await;
+    refused(
+        &st,
+        "/embed",
+        json!({"inputs": long, "truncate": false, "truncation_direction": "Left"}),
+        &["max_seq_length"],
+    )
+    .await;
+
+    // /embed_all: tokens × hidden, and their mean is the pooled vector.
+    let (s, all) = call(
+        &st,
+        "POST",
+        "/embed_all",
+        Some(json!({"inputs": ["Hot dog", "a cat sat"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    let shapes: Vec<(usize, usize)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let rows = t.as_array().unwrap();
+            (rows.len(), rows[0].as_array().unwrap().len())
+        })
+        .collect();
+    assert_eq!(
+        shapes,
+        [(4, 384), (5, 384)],
+        "[CLS] Hot dog [SEP]; [CLS] a cat sat [SEP]"
+    );
+    let rows: Vec<Vec<f64>> = all[0].as_array().unwrap().iter().map(floats).collect();
+    let mean: Vec<f64> = (0..384)
+        .map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / rows.len() as f64)
+        .collect();
+    let pooled = embed_one(&st, json!({"inputs": "Hot dog"})).await;
+    assert!(
+        cosine(&mean, &pooled) > 0.99999,
+        "mean pooling of /embed_all = /embed"
+    );
+    // States are not normalised, and the two sequences of a batch differ.
+    let n: f64 = rows[1].iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((n - 1.0).abs() > 0.01, "raw state norm {n}");
+
+    // Wrong shapes are named, with the accepted ones.
+    for body in [
+        json!({"inputs": 5}),
+        json!({"inputs": {"a": 1}}),
+        json!({"inputs": true}),
+    ] {
+        refused(
+            &st,
+            "/embed",
+            body,
+            &["inputs", "must be a string, an array of strings, an array of token ids, or an array of token-id arrays"],
+        )
+        .await;
+    }
+    refused(
+        &st,
+        "/embed",
+        json!({"inputs": ["a", 1]}),
+        &["element 1 is a number"],
+    )
+    .await;
+    refused(
+        &st,
+        "/embed",
+        json!({"inputs": "a", "truncation_direction": "up"}),
+        &["truncation_direction"],
+    )
+    .await;
+    refused(
+        &st,
+        "/embed",
+        json!({"inputs": "a", "prompt_name": "query"}),
+        &["`query`", "defines no prompts"],
+    )
+    .await;
+    refused(
+        &st,
+        "/tokenize",
+        json!({"inputs": {"a": 1}}),
+        &["must be a string or an array of strings; got an object"],
+    )
+    .await;
+}
+
+/// OpenAI's `/v1/embeddings`: token-id input (cl100k_base, what tiktoken
+/// sends), 2048 inputs, its own body limit, `/v1/models`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_token_ids_models_and_limits() {
+    let st = state_with(|c| {
+        c.max_client_batch_size = 8;
+        c.body_limit_bytes = 64 * 1024;
+    })
+    .await;
+    let bpe = tiktoken_rs::cl100k_base().unwrap();
+    let texts = [
+        "hot dog",
+        "a frankfurter served in a long bun",
+        "naïve café ☕",
+    ];
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| bpe.encode_ordinary(t)).collect();
+    let emb = |o: &Value, i: usize| floats(&o["data"][i]["embedding"]);
+    let (s, by_text) = call(&st, "POST", "/v1/embeddings", Some(json!({"input": texts}))).await;
+    assert_eq!(s, StatusCode::OK, "{by_text}");
+    let (s, by_ids) = call(&st, "POST", "/v1/embeddings", Some(json!({"input": ids}))).await;
+    assert_eq!(s, StatusCode::OK, "{by_ids}");
+    for i in 0..3 {
+        assert!(
+            cosine(&emb(&by_text, i), &emb(&by_ids, i)) > 0.99999,
+            "input {i}"
+        );
+    }
+    assert_eq!(by_text["usage"], by_ids["usage"]);
+    let (_, one) = call(
+        &st,
+        "POST",
+        "/v1/embeddings",
+        Some(json!({"input": ids[1]})),
+    )
+    .await;
+    assert_eq!(one["data"].as_array().unwrap().len(), 1);
+    assert!(cosine(&emb(&one, 0), &emb(&by_text, 1)) > 0.99999);
+
+    // Out of cl100k_base, mixed kinds, wrong shapes: 422, named.
+    refused(
+        &st,
+        "/v1/embeddings",
+        json!({"input": [[9, 100300]]}),
+        &["100300", "cl100k_base"],
+    )
+    .await;
+    refused(
+        &st,
+        "/v1/embeddings",
+        json!({"input": [[9, 10], "text"]}),
+        &["cannot be mixed"],
+    )
+    .await;
+    refused(
+        &st,
+        "/v1/embeddings",
+        json!({"input": {"a": 1}}),
+        &["input", "got an object", "an array of token-id arrays"],
+    )
+    .await;
+
+    // 2048 inputs, beyond max_client_batch_size (8 here); 2049 is refused.
+    let many: Vec<String> = (0..2048).map(|i| format!("{i}")).collect();
+    let (s, v) = call(&st, "POST", "/v1/embeddings", Some(json!({"input": many}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["data"][2047]["index"], 2047);
+    let (s, v) = call(&st, "POST", "/embed", Some(json!({"inputs": vec!["a"; 9]}))).await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (422, Some("too_many_inputs"))
+    );
+    let mut over = many.clone();
+    over.push("x".into());
+    let (s, v) = call(&st, "POST", "/v1/embeddings", Some(json!({"input": over}))).await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (422, Some("too_many_inputs")),
+        "{v}"
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("2048"));
+
+    // A body over the service's limit (64 KiB here) but within OpenAI's:
+    // 20,000 token ids, cut at max_seq_length like a text.
+    let long: Vec<u32> = bpe.encode_ordinary(&"hello ".repeat(20_000));
+    let body = json!({"input": [long]});
+    assert!(body.to_string().len() > 64 * 1024);
+    let (s, v) = call(&st, "POST", "/v1/embeddings", Some(body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], 256);
+    let (s, _) = call(
+        &st,
+        "POST",
+        "/embed",
+        Some(json!({"inputs": "hello ".repeat(20_000)})),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 413);
+
+    // /v1/models in OpenAI's shapes.
+    let (s, m) = call(&st, "GET", "/v1/models", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let id = m["data"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(m["object"], "list");
+    assert_eq!(m["data"][0]["object"], "model");
+    assert!(m["data"][0]["created"].as_u64().unwrap() > 1_600_000_000);
+    let short = id.rsplit('/').next().unwrap().to_string();
+    for asked in [id.replace('/', "%2F"), short] {
+        let (s, one) = call(&st, "GET", &format!("/v1/models/{asked}"), None).await;
+        assert_eq!(s, StatusCode::OK, "{asked}: {one}");
+        assert_eq!(one, m["data"][0]);
+    }
+    let (s, v) = call(&st, "GET", "/v1/models/text-embedding-3-small", None).await;
+    assert_eq!(
+        (s.as_u16(), v["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}
+
+/// A model directory at `dir` linking every file of the test model but
+/// `config_sentence_transformers.json`, written as `prompts`.
+fn model_with_prompts(dir: &std::path::Path, prompts: Value) {
+    let src = embedding_service::model::source::resolve(&config().model)
+        .expect("model files")
+        .dir;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "config_sentence_transformers.json" {
+            let target = std::fs::canonicalize(e.path()).unwrap();
+            std::os::unix::fs::symlink(target, dir.join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.join("config_sentence_transformers.json"),
+        prompts.to_string(),
+    )
+    .unwrap();
+}
+
+/// Prompts from `config_sentence_transformers.json`, applied as
+/// sentence-transformers applies them: the prompt text before the input,
+/// the default prompt when none is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_from_the_model_config() {
+    let dir = std::env::temp_dir().join(format!("prompts-model-{}", std::process::id()));
+    model_with_prompts(
+        &dir,
+        json!({"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": "query"}),
+    );
+    let st = state_with(|c| c.model.path = Some(dir.clone())).await;
+    let plain = state_with(|_| {}).await;
+    let want_query = embed_one(&plain, json!({"inputs": "query: what is a hot dog"})).await;
+    let want_passage = embed_one(&plain, json!({"inputs": "passage: what is a hot dog"})).await;
+    let bare = embed_one(&plain, json!({"inputs": "what is a hot dog"})).await;
+    let named = embed_one(
+        &st,
+        json!({"inputs": "what is a hot dog", "prompt_name": "passage"}),
+    )
+    .await;
+    let default = embed_one(&st, json!({"inputs": "what is a hot dog"})).await;
+    assert!(cosine(&named, &want_passage) > 0.99999);
+    assert!(
+        cosine(&default, &want_query) > 0.99999,
+        "default_prompt_name applies"
+    );
+    assert!(
+        cosine(&default, &bare) < 0.9999,
+        "the prompt changes the vector"
+    );
+    // The same on /v1/embeddings (default prompt) and /tokenize.
+    let (_, o) = call(
+        &st,
+        "POST",
+        "/v1/embeddings",
+        Some(json!({"input": "what is a hot dog"})),
+    )
+    .await;
+    assert!(cosine(&floats(&o["data"][0]["embedding"]), &want_query) > 0.99999);
+    let (_, t) = call(
+        &st,
+        "POST",
+        "/tokenize",
+        Some(json!({"inputs": "hot dog", "prompt_name": "passage"})),
+    )
+    .await;
+    let words: Vec<&str> = t[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(words, ["[CLS]", "passage", ":", "hot", "dog", "[SEP]"]);
+    // An unknown name is a 422 naming the known ones.
+    refused(
+        &st,
+        "/embed",
+        json!({"inputs": "x", "prompt_name": "document"}),
+        &["`document`", "`passage`, `query`"],
+    )
+    .await;
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -17,7 +17,7 @@
 //! fails (the caller writes nothing).
 
 use crate::error::{ErrorBody, ErrorCode};
-use crate::wire::embedding::{EmbedRequest, InfoResponse, Inputs};
+use crate::wire::embedding::{EmbedInputs, EmbedRequest, InfoResponse};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,9 +74,11 @@ impl CallLimits {
 /// The `/embed` request body for `texts`, as sent.
 fn embed_request(texts: Vec<String>) -> EmbedRequest {
     EmbedRequest {
-        inputs: Inputs::Many(texts),
+        inputs: EmbedInputs::texts(texts),
         normalize: None,
         truncate: Some(true),
+        truncation_direction: None,
+        prompt_name: None,
         dimensions: None,
     }
 }

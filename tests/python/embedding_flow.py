@@ -11,11 +11,12 @@ import struct
 import sys
 
 from embedding_client import Client
-from embedding_client.api.embedding import embed, embed_batch, tokenize
-from embedding_client.api.openai import openai_embeddings
+from embedding_client.api.embedding import decode, embed, embed_all, embed_batch, embed_root, tokenize
+from embedding_client.api.openai import openai_embeddings, openai_model_get, openai_models
 from embedding_client.api.service import health, info, metrics
-from embedding_client.models import (EmbedBatchRequest, EmbedBatchResponse, EmbedRequest, EncodingFormat, ErrorBody,
-                                     HealthResponse, InfoResponse, OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse,
+from embedding_client.models import (DecodeRequest, EmbedAllRequest, EmbedBatchRequest, EmbedBatchResponse,
+                                     EmbedRequest, EncodingFormat, ErrorBody, HealthResponse, InfoResponse,
+                                     OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse, OpenAiModel, OpenAiModelList,
                                      Token, TokenizeRequest)
 from embedding_client.types import Unset
 
@@ -86,6 +87,31 @@ check([tok.text for tok in words] == ["hot", "dog"], f"tokenize texts (got {[tok
 check(all(isinstance(tok.start, int) and isinstance(tok.stop, int) for tok in words), "offsets of word tokens")
 check(all(tok.start is None and not isinstance(tok.start, Unset) for tok in t[0] if tok.special),
       "special tokens have null offsets")
+
+# TEI routes: POST / is /embed; token ids; /embed_all; /decode.
+root = embed_root.sync(client=client, body=EmbedRequest(inputs=["hot dog", "a frankfurter in a bun"], normalize=True))
+check(root == two, "POST / answers as POST /embed")
+ids = [tok.id for tok in t[0]]
+by_ids = embed.sync(client=client, body=EmbedRequest(inputs=ids))
+check(isinstance(by_ids, list) and is_vector(by_ids[0], dim)
+      and sum(a * b for a, b in zip(by_ids[0], one[0])) > 0.9999, "embed token ids = embed the text")
+left = embed.sync(client=client, body=EmbedRequest(inputs="word " * 300, truncation_direction="Left"))
+check(is_vector(left[0], dim), "truncation_direction Left")
+states = embed_all.sync(client=client, body=EmbedAllRequest(inputs=["hot dog", [101, 2003, 102]]))
+check(isinstance(states, list) and [len(s) for s in states] == [len(t[0]), 3]
+      and all(is_vector(row, dim) for s in states for row in s), "embed_all: tokens x dimension per input")
+texts = decode.sync(client=client, body=DecodeRequest(ids=[ids, ids]))
+check(texts == ["hot dog", "hot dog"], f"decode round trip (got {texts!r})")
+
+# OpenAI models and token-id input.
+ml = openai_models.sync(client=client)
+check(isinstance(ml, OpenAiModelList) and ml.object_ == "list" and len(ml.data) == 1
+      and isinstance(ml.data[0], OpenAiModel) and ml.data[0].id == i.model_id, "v1/models")
+short = i.model_id.rsplit("/", 1)[-1]
+mg = openai_model_get.sync(client=client, model=short)
+check(isinstance(mg, OpenAiModel) and mg.id == i.model_id and mg.object_ == "model", "v1/models/{model}")
+r = openai_embeddings.sync(client=client, body=OpenAiEmbeddingsRequest(input_=[[9042, 5679]]))
+check(isinstance(r, OpenAiEmbeddingsResponse) and is_vector(r.data[0].embedding, dim), "v1/embeddings token ids")
 
 # /metrics (Prometheus text)
 m = metrics.sync(client=client)

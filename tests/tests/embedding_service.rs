@@ -144,10 +144,15 @@ fn swagger_examples_succeed_as_they_are() {
         &[
             ("get", "/health"),
             ("get", "/info"),
+            ("post", "/"),
             ("post", "/embed"),
             ("post", "/embed/batch"),
+            ("post", "/embed_all"),
             ("post", "/v1/embeddings"),
+            ("get", "/v1/models"),
+            ("get", "/v1/models/{model}"),
             ("post", "/tokenize"),
+            ("post", "/decode"),
             ("get", "/metrics"),
         ],
     );

@@ -96,6 +96,10 @@ impl Encoder for FusedEncoder {
         let hidden = self.model.forward(batch)?;
         Ok(pool_packed(self.pooling, &hidden, self.hidden, &batch.lens))
     }
+
+    fn encode_tokens(&mut self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError> {
+        self.model.forward(batch)
+    }
 }
 
 enum Graph {
@@ -173,6 +177,35 @@ impl Encoder for CandleEncoder {
         for (i, &len) in batch.lens.iter().enumerate() {
             let rows = &hidden[i * l * h..(i * l + len) * h];
             self.pooling.pool(rows, h, &mut out[i * h..(i + 1) * h]);
+        }
+        Ok(out)
+    }
+
+    fn encode_tokens(&mut self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError> {
+        let (b, l) = (batch.lens.len(), batch.max_len());
+        let mut ids = vec![self.pad_id; b * l];
+        let mut types = vec![0u32; b * l];
+        let mut mask = vec![0u32; b * l];
+        let mut row = 0;
+        for (i, &len) in batch.lens.iter().enumerate() {
+            ids[i * l..i * l + len].copy_from_slice(&batch.ids[row..row + len]);
+            types[i * l..i * l + len].copy_from_slice(&batch.type_ids[row..row + len]);
+            mask[i * l..i * l + len].fill(1);
+            row += len;
+        }
+        let ids = Tensor::from_vec(ids, (b, l), &self.device)?;
+        let types = Tensor::from_vec(types, (b, l), &self.device)?;
+        let mask = Tensor::from_vec(mask, (b, l), &self.device)?;
+        let hidden = match &self.graph {
+            Graph::Bert(m) => m.forward(&ids, &types, Some(&mask))?,
+            Graph::XlmRoberta(m) => m.forward(&ids, &mask, &types, None, None, None)?,
+        };
+        let hidden: Vec<f32> = hidden.to_dtype(CDType::F32)?.flatten_all()?.to_vec1()?;
+        // Only the real rows of each sequence, packed back to back.
+        let h = self.hidden;
+        let mut out = Vec::with_capacity(batch.ids.len() * h);
+        for (i, &len) in batch.lens.iter().enumerate() {
+            out.extend_from_slice(&hidden[i * l * h..(i * l + len) * h]);
         }
         Ok(out)
     }

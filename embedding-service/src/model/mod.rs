@@ -74,6 +74,12 @@ pub trait Encoder: Send {
     /// One pooled (not normalised) vector per sequence, row-major
     /// `[lens.len() × dimension]`.
     fn encode(&mut self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError>;
+
+    /// The last hidden state of every token, not pooled: row-major
+    /// `[batch.ids.len() × dimension]`, rows in the batch's packed order
+    /// (sequence `i`'s `lens[i]` rows follow those of the sequences before
+    /// it; no padding rows).
+    fn encode_tokens(&mut self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError>;
 }
 
 pub struct Model {

@@ -10,6 +10,7 @@ use super::pooling::Pooling;
 use super::source::ModelFiles;
 use super::{Activation, ModelError};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,12 @@ pub struct ModelSpec {
     pub max_seq_length: usize,
     pub pooling: Pooling,
     pub normalize: bool,
+    /// `prompts` of `config_sentence_transformers.json`: name → text that
+    /// sentence-transformers prepends to an input before tokenising it.
+    pub prompts: BTreeMap<String, String>,
+    /// `default_prompt_name` of the same file: the prompt applied when a
+    /// request names none (always one of `prompts`).
+    pub default_prompt_name: Option<String>,
 }
 
 fn read_json(files: &ModelFiles, name: &str) -> Result<Option<Value>, ModelError> {
@@ -42,6 +49,37 @@ fn read_json(files: &ModelFiles, name: &str) -> Result<Option<Value>, ModelError
                 .map_err(|e| ModelError::Config(format!("{}: {e}", p.display())))
         }
     }
+}
+
+/// `prompts` and `default_prompt_name` of `config_sentence_transformers.json`
+/// (both optional, as sentence-transformers reads them). A default that is
+/// not one of the prompts is refused, as sentence-transformers refuses it.
+fn read_prompts(
+    files: &ModelFiles,
+) -> Result<(BTreeMap<String, String>, Option<String>), ModelError> {
+    let Some(cfg) = read_json(files, "config_sentence_transformers.json")? else {
+        return Ok((BTreeMap::new(), None));
+    };
+    let prompts: BTreeMap<String, String> = match cfg.get("prompts") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+            ModelError::Config(format!(
+                "config_sentence_transformers.json: `prompts` must map names to strings: {e}"
+            ))
+        })?,
+    };
+    let default = cfg
+        .get("default_prompt_name")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let Some(d) = &default {
+        if !prompts.contains_key(d) {
+            return Err(ModelError::Config(format!(
+                "config_sentence_transformers.json: default_prompt_name `{d}` is not in `prompts`"
+            )));
+        }
+    }
+    Ok((prompts, default))
 }
 
 pub fn usize_field(v: &Value, k: &str) -> Result<usize, ModelError> {
@@ -205,6 +243,7 @@ impl ModelSpec {
             })
             .unwrap_or(usable_pos)
             .min(usable_pos);
+        let (prompts, default_prompt_name) = read_prompts(files)?;
         Ok(Self {
             files: files.clone(),
             architecture,
@@ -214,7 +253,33 @@ impl ModelSpec {
             max_seq_length,
             pooling,
             normalize,
+            prompts,
+            default_prompt_name,
         })
+    }
+
+    /// The text of prompt `name`; `None` names the model's default prompt
+    /// (no prompt when it has none). An unknown name is an error naming
+    /// the known ones.
+    pub fn prompt(&self, name: Option<&str>) -> Result<Option<&str>, String> {
+        let Some(name) = name.or(self.default_prompt_name.as_deref()) else {
+            return Ok(None);
+        };
+        match self.prompts.get(name) {
+            Some(p) => Ok(Some(p.as_str())),
+            None if self.prompts.is_empty() => Err(format!(
+                "prompt_name `{name}` is unknown: this model defines no prompts \
+                 (config_sentence_transformers.json has no `prompts`)"
+            )),
+            None => Err(format!(
+                "prompt_name `{name}` is unknown; this model's prompts are: {}",
+                self.prompts
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
     }
 
     /// The activation named by `hidden_act`.

@@ -111,7 +111,7 @@ async fn fake_embedding_service() -> (String, Arc<Seen>) {
                         return err(413, "payload_too_large");
                     }
                     let req: EmbedRequest = serde_json::from_slice(&body).unwrap();
-                    let texts = req.inputs.into_vec();
+                    let texts = req.inputs.into_texts().expect("texts");
                     if texts.len() > FAKE_MAX_BATCH {
                         seen.over_limit.fetch_add(1, Ordering::SeqCst);
                         return err(422, "too_many_inputs");
