@@ -278,9 +278,7 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
         .request_seconds
         .with_label_values(&[&route])
         .observe(t0.elapsed().as_secs_f64());
-    if status.is_client_error() || status.is_server_error() {
-        s.metrics.errors.with_label_values(&[status.as_str()]).inc();
-    }
+    s.metrics.count_error(&resp);
     resp
 }
 
@@ -305,6 +303,7 @@ fn routes_with_spec(
         .routes(routes!(info))
         .routes(routes!(health))
         .routes(routes!(metrics))
+        .merge(shared::http::root_routes("embedding-service", env!("CARGO_PKG_VERSION")))
         .split_for_parts();
     shared::openapi::finish_error_responses(&mut spec, ERROR_EXAMPLES);
     set_batch_limit(&mut spec, config.max_client_batch_size);
@@ -345,6 +344,7 @@ pub fn router(state: AppState) -> axum::Router {
         "embedding-service",
         state.config.api_key.as_deref(),
         state.config.body_limit_bytes,
+        &state.config.http,
     )
     .layer(axum::middleware::from_fn_with_state(state.clone(), track))
     .with_state(state)

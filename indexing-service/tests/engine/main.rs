@@ -13,3 +13,4 @@ mod limits;
 mod magnitudes;
 mod recall;
 mod storage;
+mod surface;
