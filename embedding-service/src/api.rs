@@ -303,7 +303,10 @@ fn routes_with_spec(
         .routes(routes!(info))
         .routes(routes!(health))
         .routes(routes!(metrics))
-        .merge(shared::http::root_routes("embedding-service", env!("CARGO_PKG_VERSION")))
+        .merge(shared::http::root_routes(
+            "embedding-service",
+            env!("CARGO_PKG_VERSION"),
+        ))
         .split_for_parts();
     shared::openapi::finish_error_responses(&mut spec, ERROR_EXAMPLES);
     set_batch_limit(&mut spec, config.max_client_batch_size);
@@ -454,6 +457,7 @@ mod tests {
         let spec = openapi(&EmbeddingConfig::default());
         let body = [200, 400, 401, 413, 415, 422, 429, 500, 503];
         let expected: Vec<(String, &str, Vec<u16>)> = vec![
+            ("/".into(), "get", vec![200, 401]),
             ("/embed".into(), "post", body.to_vec()),
             ("/embed/batch".into(), "post", body.to_vec()),
             ("/health".into(), "get", vec![200, 503]),

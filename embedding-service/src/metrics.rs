@@ -152,19 +152,15 @@ impl Metrics {
 
     /// Counts an error answer in `embed_errors_total` under its error code
     /// (`empty_input`, `not_found`, ...: the `code` of the JSON error body,
-    /// which the error types attach to the response). Answers that are not
-    /// errors are not counted; an error answer without a code (none is made
-    /// today) counts as `internal` for a 5xx and `invalid_request` otherwise.
+    /// which `ErrorBody` and the framework-error middleware attach to the
+    /// response). Answers without an error body are not counted: successes,
+    /// and `/health`'s 503 while the model loads (a probe's answer, not an
+    /// error).
     pub fn count_error(&self, resp: &axum::response::Response) {
-        let status = resp.status();
-        if !(status.is_client_error() || status.is_server_error()) {
+        let Some(code) = resp.extensions().get::<shared::ErrorCode>() else {
             return;
-        }
-        let code = match resp.extensions().get::<shared::ErrorCode>() {
-            Some(c) => c.as_str(),
-            None if status.is_server_error() => shared::ErrorCode::Internal.as_str(),
-            None => shared::ErrorCode::InvalidRequest.as_str(),
         };
+        let code = code.as_str();
         self.errors.with_label_values(&[code]).inc();
     }
 

@@ -1,12 +1,16 @@
 use clap::{Parser, Subcommand};
 use shared::config::Config;
 
-/// Collections of vectors with payloads on disk, HNSW/PQ indexes and
-/// filtered search, over HTTP. Configuration: `config.yaml` (path from
-/// CONFIG_PATH) and INDEXING__* environment variables; logging: RUST_LOG,
-/// LOG_FORMAT=text|json.
+/// The command line: a subcommand (default `serve`), `--help`, `--version`.
 #[derive(Parser)]
-#[command(name = "indexing-service", version, about)]
+#[command(
+    name = "indexing-service",
+    version,
+    about,
+    after_help = "Configuration: config.yaml (path from CONFIG_PATH) and INDEXING__* \
+                  environment variables (e.g. INDEXING__PORT=8000); `print-config` shows \
+                  the result. Logging: RUST_LOG (default info), LOG_FORMAT=text|json."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -893,7 +893,10 @@ mod tests {
                 .indexing
                 .http
                 .cors,
-            CorsOrigins::List(vec!["https://a.example".into(), "http://localhost:*".into()])
+            CorsOrigins::List(vec![
+                "https://a.example".into(),
+                "http://localhost:*".into()
+            ])
         );
         for bad in ["a.example", "https://a.example/", "http://a:x", "ftp://a"] {
             let e = load(bad).unwrap_err().to_string();

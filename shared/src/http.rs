@@ -151,8 +151,7 @@ pub async fn require_bearer(
 ) -> Response {
     if let Some(key) = key {
         let path = req.uri().path();
-        let open = matches!(path, "/health" | "/ready")
-            || (public_docs && is_docs_path(path));
+        let open = matches!(path, "/health" | "/ready") || (public_docs && is_docs_path(path));
         if !open {
             let ok = req
                 .headers()
@@ -363,7 +362,9 @@ pub fn with_request_id_and_access_log<S: Clone + Send + Sync + 'static>(
         })
         .on_request(())
         .on_response(
-            |resp: &axum::http::Response<axum::body::Body>, latency: Duration, _span: &tracing::Span| {
+            |resp: &axum::http::Response<axum::body::Body>,
+             latency: Duration,
+             _span: &tracing::Span| {
                 let ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
                 tracing::info!(
                     target: "access",

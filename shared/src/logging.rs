@@ -71,8 +71,9 @@ pub fn init(config: &LogConfig) -> Result<LogSettings, String> {
         std::io::stderr().is_terminal(),
     )?;
     let filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
-        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v)
-            .map_err(|e| format!("{}={v:?}: {e}", EnvFilter::DEFAULT_ENV))?,
+        Ok(v) if !v.trim().is_empty() => {
+            EnvFilter::try_new(&v).map_err(|e| format!("{}={v:?}: {e}", EnvFilter::DEFAULT_ENV))?
+        }
         _ => EnvFilter::new("info"),
     };
     let builder = tracing_subscriber::fmt()
@@ -117,7 +118,11 @@ mod tests {
         );
         // A file or a pipe: plain text.
         assert!(!resolve(&auto, env(&[]), false).unwrap().ansi);
-        assert!(!resolve(&auto, env(&[("NO_COLOR", "1")]), true).unwrap().ansi);
+        assert!(
+            !resolve(&auto, env(&[("NO_COLOR", "1")]), true)
+                .unwrap()
+                .ansi
+        );
         let always = LogConfig {
             color: LogColor::Always,
             ..auto

@@ -152,7 +152,11 @@ fn payload_value(
 
 /// The parts a request asks for: `with_vector` (default false) and
 /// `with_payload` (default `payload_default`).
-fn parts(with_vector: Option<bool>, with_payload: Option<bool>, payload_default: bool) -> ReadParts {
+fn parts(
+    with_vector: Option<bool>,
+    with_payload: Option<bool>,
+    payload_default: bool,
+) -> ReadParts {
     ReadParts {
         vector: with_vector.unwrap_or(false),
         payload: with_payload.unwrap_or(payload_default),
@@ -1031,7 +1035,10 @@ fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
-        .merge(shared::http::root_routes("indexing-service", env!("CARGO_PKG_VERSION")))
+        .merge(shared::http::root_routes(
+            "indexing-service",
+            env!("CARGO_PKG_VERSION"),
+        ))
         .split_for_parts();
     super::spec::finish(&mut spec);
     (api, spec)

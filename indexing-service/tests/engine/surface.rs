@@ -301,19 +301,44 @@ fn reads_return_vector_and_payload_only_when_asked() {
         assert_eq!(p["vector"].as_array().unwrap().len(), 4);
         let (s, e) = g("/collections/c/points/1?with_vector=maybe").await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
-        assert!(e["error"]["message"].as_str().unwrap().contains("with_vector"));
+        assert!(e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("with_vector"));
 
         // By ids: payload by default, vector when asked.
-        let (_, r) = call(&app, Method::POST, "/collections/c/points", Some(json!({"ids": [1, 2]}))).await;
-        assert!(r["points"].as_array().unwrap().iter().all(|p| has_payload(p) && p.get("vector").is_none()), "{r}");
+        let (_, r) = call(
+            &app,
+            Method::POST,
+            "/collections/c/points",
+            Some(json!({"ids": [1, 2]})),
+        )
+        .await;
+        assert!(
+            r["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| has_payload(p) && p.get("vector").is_none()),
+            "{r}"
+        );
         let body = json!({"ids": [2], "with_vector": true, "with_payload": false});
         let (_, r) = call(&app, Method::POST, "/collections/c/points", Some(body)).await;
         let p = &r["points"][0];
-        assert!(!has_payload(p) && p["vector"].as_array().unwrap().len() == 4, "{r}");
+        assert!(
+            !has_payload(p) && p["vector"].as_array().unwrap().len() == 4,
+            "{r}"
+        );
 
         // Scroll: a filter still applies without the payload returned.
         let body = json!({"filter": {"must": [{"key": "n", "match": 2}]}, "with_payload": false});
-        let (_, r) = call(&app, Method::POST, "/collections/c/points/scroll", Some(body)).await;
+        let (_, r) = call(
+            &app,
+            Method::POST,
+            "/collections/c/points/scroll",
+            Some(body),
+        )
+        .await;
         let pts = r["points"].as_array().unwrap();
         assert_eq!(pts.len(), 1, "{r}");
         assert_eq!(pts[0]["id"], 2);
@@ -325,12 +350,22 @@ fn reads_return_vector_and_payload_only_when_asked() {
         let (_, r) = call(&app, Method::POST, "/collections/c/search", Some(q.clone())).await;
         let h = &r["results"][0];
         assert!(has_payload(h) && h.get("vector").is_none(), "{r}");
-        let (_, r) = call(&app, Method::POST, "/collections/c/points/search", Some(q.clone())).await;
+        let (_, r) = call(
+            &app,
+            Method::POST,
+            "/collections/c/points/search",
+            Some(q.clone()),
+        )
+        .await;
         assert!(!has_payload(&r["results"][0]), "{r}");
-        let q = json!({"vector": [1, 0, 0, 0], "top_k": 1, "with_payload": true, "with_vector": true});
+        let q =
+            json!({"vector": [1, 0, 0, 0], "top_k": 1, "with_payload": true, "with_vector": true});
         let (_, r) = call(&app, Method::POST, "/collections/c/points/search", Some(q)).await;
         let h = &r["results"][0];
-        assert!(has_payload(h) && h["vector"].as_array().unwrap().len() == 4, "{r}");
+        assert!(
+            has_payload(h) && h["vector"].as_array().unwrap().len() == 4,
+            "{r}"
+        );
         let q = json!({"collection": "c", "vector": [0, 1, 0, 0], "with_payload": false});
         let (_, r) = call(&app, Method::POST, "/search", Some(q)).await;
         assert_eq!(r["results"][0]["id"], 2);
@@ -362,7 +397,10 @@ fn took_ms_has_at_most_three_decimals() {
             assert!(decimals <= 3, "took_ms printed as {raw}");
         }
     });
-    assert_eq!(shared::wire::indexing::round_millis(8.298506000000001), 8.299);
+    assert_eq!(
+        shared::wire::indexing::round_millis(8.298506000000001),
+        8.299
+    );
     assert_eq!(
         serde_json::to_string(&shared::wire::indexing::SearchResponse {
             results: vec![],
@@ -391,7 +429,12 @@ fn a_description_shows_only_the_settings_of_its_index_kind() {
             )
             .await;
             assert_eq!(s, StatusCode::CREATED, "{v}");
-            for v in [v, call(&app, Method::GET, &format!("/collections/{name}"), None).await.1] {
+            for v in [
+                v,
+                call(&app, Method::GET, &format!("/collections/{name}"), None)
+                    .await
+                    .1,
+            ] {
                 let ix = &v["index"];
                 assert_eq!(ix["kind"], kind, "{v}");
                 for k in present {
@@ -439,10 +482,14 @@ fn the_collection_copies_only_the_parts_asked_for() {
             .search_parts(&[1.0, 0.0, 0.0], 2, None, Default::default(), none)
             .unwrap();
         assert_eq!(hits.len(), 2, "round {round}");
-        assert!(hits.iter().all(|h| h.point.vector.is_empty() && h.point.payload.is_none()));
+        assert!(hits
+            .iter()
+            .all(|h| h.point.vector.is_empty() && h.point.payload.is_none()));
         let (page, _) = c.scroll_parts(None, 10, None, none).unwrap();
         assert_eq!(page.len(), 2);
-        assert!(page.iter().all(|p| p.vector.is_empty() && p.content.is_none()));
+        assert!(page
+            .iter()
+            .all(|p| p.vector.is_empty() && p.content.is_none()));
         c.flush().unwrap();
     }
 }
@@ -466,7 +513,13 @@ fn the_command_line_has_help_version_and_clear_errors() {
         let out = run(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         let text = String::from_utf8_lossy(&out.stdout);
-        for cmd in ["serve", "print-config", "print-openapi", "healthcheck", "probe"] {
+        for cmd in [
+            "serve",
+            "print-config",
+            "print-openapi",
+            "healthcheck",
+            "probe",
+        ] {
             assert!(text.contains(cmd), "{args:?}: {cmd} missing from\n{text}");
         }
     }
@@ -526,7 +579,10 @@ fn log_of_one_request(env: &[(&str, &str)]) -> Vec<String> {
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
@@ -546,7 +602,10 @@ fn log_of_one_request(env: &[(&str, &str)]) -> Vec<String> {
                 .unwrap();
                 let mut out = String::new();
                 std::io::Read::read_to_string(&mut s, &mut out).unwrap();
-                assert!(out.to_ascii_lowercase().contains("x-request-id: req-7"), "{out}");
+                assert!(
+                    out.to_ascii_lowercase().contains("x-request-id: req-7"),
+                    "{out}"
+                );
                 sent = true;
             }
         }
@@ -570,7 +629,13 @@ fn the_log_has_access_lines_json_on_request_and_no_colours_in_files() {
         .iter()
         .find(|l| l.contains("req-7"))
         .unwrap_or_else(|| panic!("no access line in {text:#?}"));
-    for part in ["GET", "/nope", "status=404", "latency_ms=", "request_id=req-7"] {
+    for part in [
+        "GET",
+        "/nope",
+        "status=404",
+        "latency_ms=",
+        "request_id=req-7",
+    ] {
         assert!(access.contains(part), "{part} missing: {access}");
     }
     assert!(
