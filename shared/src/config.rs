@@ -472,8 +472,11 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// One human-readable line per event.
     #[default]
     Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, the
+    /// event's fields, and the request `span`).
     Json,
 }
 
@@ -481,9 +484,12 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogColor {
+    /// Colours when stderr is a terminal and `NO_COLOR` is unset.
     #[default]
     Auto,
+    /// Always colours (text format only).
     Always,
+    /// Never colours.
     Never,
 }
 

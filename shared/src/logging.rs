@@ -22,6 +22,7 @@ pub const LOG_FORMAT_VAR: &str = "LOG_FORMAT";
 /// What [`init`] settled on, resolved from the config and the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogSettings {
+    /// Text or JSON lines.
     pub format: LogFormat,
     /// ANSI colours in text lines.
     pub ansi: bool,

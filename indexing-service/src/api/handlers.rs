@@ -534,6 +534,7 @@ pub struct CollectionDescription {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(as = IndexSettings)]
 pub struct IndexDescription {
+    /// `hnsw`, `ivf_pq` or `flat`.
     pub kind: IndexKind,
     /// HNSW graph settings (kind `hnsw`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -65,9 +65,13 @@ pub struct PointPath {
 /// `true` or `false`.
 #[derive(Debug)]
 pub struct PointGet {
+    /// The collection name.
     pub name: String,
+    /// The point id, read by the rule of the module docs.
     pub id: PointId,
+    /// `?with_vector=`, when given.
     pub with_vector: Option<bool>,
+    /// `?with_payload=`, when given.
     pub with_payload: Option<bool>,
 }
 

@@ -223,7 +223,10 @@ pub struct StoredPoint {
 /// `dimension` floats; a sealed segment's payload is parsed from JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadParts {
+    /// Copy the vector (`dimension` floats).
     pub vector: bool,
+    /// Copy the payload and the content (parsed from JSON on sealed
+    /// segments).
     pub payload: bool,
 }
 
