@@ -19,6 +19,7 @@ import random
 import re
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -77,10 +78,15 @@ def main():
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--base", default="bench-data/wordnet-base.fvecs")
     p.add_argument("--query", default="bench-data/wordnet-query.fvecs")
-    p.add_argument("--tsv", default="../shared/datasets/wordnet-glosses.tsv")
+    p.add_argument("--tsv", default="bench-data/wordnet-glosses.tsv")
     p.add_argument("--points", type=int, default=100000)
     p.add_argument("--seconds", type=int, default=10)
     a = p.parse_args()
+    for path, how in ((a.base, "python3 scripts/make_ann_data.py (see docs/BENCHMARKS.md)"),
+                      (a.query, "python3 scripts/make_ann_data.py (see docs/BENCHMARKS.md)"),
+                      (a.tsv, f"python3 scripts/wordnet_glosses.py --out {a.tsv}")):
+        if not os.path.exists(path):
+            sys.exit(f"{path} not found: make it with {how}")
     rng = random.Random(7)
     base, queries = fvecs(a.base), fvecs(a.query)
     dim = len(base[0])

@@ -426,9 +426,7 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
         .request_seconds
         .with_label_values(&[&route])
         .observe(t0.elapsed().as_secs_f64());
-    if status.is_client_error() || status.is_server_error() {
-        s.metrics.errors.with_label_values(&[status.as_str()]).inc();
-    }
+    s.metrics.count_error(&resp);
     resp
 }
 
@@ -469,6 +467,10 @@ fn routes_with_spec(
         .routes(routes!(info))
         .routes(routes!(health))
         .routes(routes!(metrics))
+        .merge(shared::http::root_routes(
+            "embedding-service",
+            env!("CARGO_PKG_VERSION"),
+        ))
         .split_for_parts();
     shared::openapi::finish_error_responses(&mut spec, ERROR_EXAMPLES);
     set_batch_limit(&mut spec, config.max_client_batch_size);
@@ -511,6 +513,7 @@ pub fn router(state: AppState) -> axum::Router {
         "embedding-service",
         state.config.api_key.as_deref(),
         state.config.body_limit_bytes,
+        &state.config.http,
     )
     .layer(axum::middleware::from_fn_with_state(state.clone(), track))
     .with_state(state)
@@ -643,6 +646,7 @@ mod tests {
         let spec = openapi(&EmbeddingConfig::default());
         let body = [200, 400, 401, 413, 415, 422, 429, 500, 503];
         let expected: Vec<(String, &str, Vec<u16>)> = vec![
+            ("/".into(), "get", vec![200, 401]),
             ("/".into(), "post", body.to_vec()),
             ("/decode".into(), "post", body.to_vec()),
             ("/embed".into(), "post", body.to_vec()),

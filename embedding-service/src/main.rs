@@ -30,11 +30,6 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
     let config = match Config::load() {
         Ok(c) => c,
@@ -43,6 +38,10 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    if let Err(e) = shared::logging::init(&config.embedding.log) {
+        eprintln!("embedding-service: {e}");
+        std::process::exit(2);
+    }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Healthcheck => {
             shared::http::run_probe(config.embedding.port, "/health", None, false)

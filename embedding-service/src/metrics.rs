@@ -1,10 +1,14 @@
-//! Prometheus metrics of the embedding service (`GET /metrics`).
+//! Prometheus metrics of the embedding service (`GET /metrics`): the
+//! `embed_*` families below, `embed_build_info{version}` (always 1), and
+//! on Linux the standard `process_*` families (CPU seconds, resident and
+//! virtual memory, open and maximum file descriptors, start time).
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// The registry of the service and its families; `/metrics` renders it.
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -19,6 +23,8 @@ pub struct Metrics {
     pub texts: IntCounter,
     pub in_flight: IntGauge,
     pub queue_size: IntGauge,
+    /// `embed_build_info{version}`: 1.
+    pub build_info: IntGaugeVec,
 }
 
 fn exp_buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
@@ -92,6 +98,17 @@ impl Metrics {
         )
         .unwrap();
         let queue_size = IntGauge::new("embed_queue_size", "Texts waiting for a batch").unwrap();
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "embed_build_info",
+                "Always 1; the labels name the running build",
+            ),
+            &["version"],
+        )
+        .unwrap();
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
@@ -105,9 +122,16 @@ impl Metrics {
             Box::new(texts.clone()),
             Box::new(in_flight.clone()),
             Box::new(queue_size.clone()),
+            Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric names");
         Self {
             registry,
             requests,
@@ -122,7 +146,22 @@ impl Metrics {
             texts,
             in_flight,
             queue_size,
+            build_info,
         }
+    }
+
+    /// Counts an error answer in `embed_errors_total` under its error code
+    /// (`empty_input`, `not_found`, ...: the `code` of the JSON error body,
+    /// which `ErrorBody` and the framework-error middleware attach to the
+    /// response). Answers without an error body are not counted: successes,
+    /// and `/health`'s 503 while the model loads (a probe's answer, not an
+    /// error).
+    pub fn count_error(&self, resp: &axum::response::Response) {
+        let Some(code) = resp.extensions().get::<shared::ErrorCode>() else {
+            return;
+        };
+        let code = code.as_str();
+        self.errors.with_label_values(&[code]).inc();
     }
 
     /// The text exposition format.

@@ -1,11 +1,43 @@
+use clap::{Parser, Subcommand};
 use shared::config::Config;
 
+/// The command line: a subcommand (default `serve`), `--help`, `--version`.
+#[derive(Parser)]
+#[command(
+    name = "indexing-service",
+    version,
+    about,
+    after_help = "Configuration: config.yaml (path from CONFIG_PATH) and INDEXING__* \
+                  environment variables (e.g. INDEXING__PORT=8000); `print-config` shows \
+                  the result. Logging: RUST_LOG (default info), LOG_FORMAT=text|json."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Print the effective configuration (secrets redacted) and exit.
+    PrintConfig,
+    /// Print the OpenAPI document the service serves at `/openapi.json`,
+    /// and exit.
+    PrintOpenapi,
+    /// Exit 0 when the local service answers 200 on /health (for container
+    /// health checks; needs no tools in the image).
+    Healthcheck,
+    /// GET a path on the local service and print the body (default
+    /// /health; e.g. /metrics). Sends the configured API key.
+    Probe {
+        #[arg(default_value = "/health")]
+        path: String,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let cli = Cli::parse();
     let config = match Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -13,44 +45,40 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
-    match std::env::args().nth(1).as_deref() {
-        Some("print-config") => {
+    if let Err(e) = shared::logging::init(&config.indexing.log) {
+        eprintln!("indexing-service: {e}");
+        std::process::exit(2);
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::PrintConfig => {
             println!("{}", serde_yaml::to_string(&config.redacted())?);
-            return Ok(());
+            Ok(())
         }
-        Some("print-openapi") => {
+        Command::PrintOpenapi => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&indexing_service::api::openapi())?
             );
-            return Ok(());
+            Ok(())
         }
-        Some("healthcheck") => {
+        Command::Healthcheck => {
             shared::http::run_probe(config.indexing.port, "/health", None, false)
         }
-        Some("probe") => {
-            let path = std::env::args().nth(2).unwrap_or_else(|| "/health".into());
-            shared::http::run_probe(
-                config.indexing.port,
-                &path,
-                config.indexing.api_key.as_deref(),
-                true,
-            )
-        }
-        Some("serve") | None => {}
-        Some(other) => {
-            eprintln!(
-                "indexing-service: unknown command `{other}` (serve, print-config, print-openapi)"
+        Command::Probe { path } => shared::http::run_probe(
+            config.indexing.port,
+            &path,
+            config.indexing.api_key.as_deref(),
+            true,
+        ),
+        Command::Serve => {
+            tracing::info!(
+                "effective config:\n{}",
+                serde_yaml::to_string(&config.redacted().indexing)?
             );
-            std::process::exit(2);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(indexing_service::run(config.indexing))
         }
     }
-    tracing::info!(
-        "effective config:\n{}",
-        serde_yaml::to_string(&config.redacted().indexing)?
-    );
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(indexing_service::run(config.indexing))
 }

@@ -56,7 +56,8 @@ pub struct EmbeddingConfig {
     pub host: String,
     /// Port to bind (8001).
     pub port: u16,
-    /// When set, every call but `/health` needs `Authorization: Bearer <key>`.
+    /// When set, every call but `/health`, `/ready` and (with
+    /// `http.public_docs`) the docs routes needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     pub model: ModelConfig,
     /// `auto | cpu | cuda | cuda:N | metal`. `auto` tries CUDA, Metal, then CPU.
@@ -88,6 +89,7 @@ pub struct EmbeddingConfig {
     /// On SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_timeout_secs: u64,
     pub http: HttpServerConfig,
+    pub log: LogConfig,
 }
 
 impl Default for EmbeddingConfig {
@@ -109,6 +111,7 @@ impl Default for EmbeddingConfig {
             warmup: true,
             shutdown_timeout_secs: 30,
             http: HttpServerConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -205,7 +208,8 @@ pub struct IndexingConfig {
     pub data_dir: PathBuf,
     /// Base URL of the embedding service (also `EMBEDDING_SERVICE_URL`).
     pub embedding_service_url: String,
-    /// When set, every call but `/health` needs `Authorization: Bearer <key>`.
+    /// When set, every call but `/health`, `/ready` and (with
+    /// `http.public_docs`) the docs routes needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     /// Key sent to the embedding service, if it has one.
     pub embedding_api_key: Option<String>,
@@ -220,6 +224,7 @@ pub struct IndexingConfig {
     pub wal: WalConfig,
     pub flush_threshold: FlushThreshold,
     pub http: HttpServerConfig,
+    pub log: LogConfig,
     /// The URL other replicas reach this one at, published in
     /// `<data_dir>/writer.json` while this process is the writer (followers
     /// forward writes there). Unset: `http://<hostname>:<port>`, which is
@@ -280,6 +285,7 @@ impl Default for IndexingConfig {
             http: HttpServerConfig::default(),
             advertise_url: None,
             replication: ReplicationConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -312,6 +318,19 @@ pub struct HttpServerConfig {
     /// kernel's accept backlog (no task, no buffers) until one closes. Each
     /// open connection costs a task and buffers (tens of KiB).
     pub max_connections: usize,
+    /// Browser origins allowed to call the service (CORS): a list of
+    /// origins (`https://app.example.com`; `http://localhost:*` stands for
+    /// any port), `*` for any origin, or `off` (no CORS headers; browsers
+    /// then refuse cross-origin calls). Preflight (`OPTIONS`) requests of
+    /// allowed origins are answered without the API key. Default: local
+    /// development origins (`http://localhost:*`, `http://127.0.0.1:*`,
+    /// `http://[::1]:*`).
+    pub cors: CorsOrigins,
+    /// Whether `/`, `/docs` (Swagger UI) and `/openapi.json` answer without
+    /// the API key (default true, like text-embeddings-inference). With
+    /// false they need `Authorization: Bearer <key>` like every other route
+    /// when a key is set.
+    pub public_docs: bool,
 }
 
 impl Default for HttpServerConfig {
@@ -321,8 +340,199 @@ impl Default for HttpServerConfig {
             body_read_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
             max_connections: 1024,
+            cors: CorsOrigins::default(),
+            public_docs: true,
         }
     }
+}
+
+/// `*.http.cors`: which browser origins may call the service.
+///
+/// In YAML: a list of origins, `"*"`, or `off` (also `false` or null). From
+/// the environment (`INDEXING__HTTP__CORS`): `*`, `off`, or origins
+/// separated by commas. An origin is `http://` or `https://`, a host and an
+/// optional port, where the port `*` stands for any port (and none); no
+/// path, no trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No CORS headers: browsers refuse cross-origin calls.
+    Off,
+    /// Any origin (`Access-Control-Allow-Origin: *`).
+    Any,
+    /// These origins (patterns with a `:*` port allowed).
+    List(Vec<String>),
+}
+
+impl Default for CorsOrigins {
+    fn default() -> Self {
+        Self::List(
+            ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*"]
+                .map(String::from)
+                .to_vec(),
+        )
+    }
+}
+
+impl CorsOrigins {
+    /// Whether a request's `Origin` header value is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|pattern| origin_matches(pattern, origin)),
+        }
+    }
+
+    /// Checks every origin's form. Errors: a message naming the bad entry.
+    fn validate(&self) -> Result<(), String> {
+        let Self::List(list) = self else {
+            return Ok(());
+        };
+        for o in list {
+            let rest = o
+                .strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+                .ok_or_else(|| {
+                    format!("`{o}` is not an origin: it must start with http:// or https://")
+                })?;
+            let (host, port) = match rest.rsplit_once(':') {
+                Some((h, p)) if !h.is_empty() && !p.contains(']') => (h, Some(p)),
+                _ => (rest, None),
+            };
+            let host_ok = !host.is_empty()
+                && !host.contains(['/', '?', '#', '*', ' '])
+                && (host.starts_with('[') == host.ends_with(']'));
+            let port_ok = match port {
+                None => true,
+                Some("*") => true,
+                Some(p) => p.parse::<u16>().is_ok(),
+            };
+            if !host_ok || !port_ok {
+                return Err(format!(
+                    "`{o}` is not an origin: expected scheme://host or scheme://host:port \
+                     (port `*` for any), with no path"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `pattern` matches `origin` exactly, or, ending in `:*`, with any port or
+/// none.
+fn origin_matches(pattern: &str, origin: &str) -> bool {
+    match pattern.strip_suffix(":*") {
+        Some(base) => match origin.strip_prefix(base) {
+            Some("") => true,
+            Some(rest) => rest
+                .strip_prefix(':')
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            None => false,
+        },
+        None => pattern == origin,
+    }
+}
+
+impl Serialize for CorsOrigins {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Off => s.serialize_str("off"),
+            Self::Any => s.serialize_str("*"),
+            Self::List(l) => l.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CorsOrigins {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CorsOrigins;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of origins, \"*\", or off")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<CorsOrigins, E> {
+                if v {
+                    Err(E::custom(
+                        "`true` is ambiguous: give a list of origins, or \"*\" for any origin",
+                    ))
+                } else {
+                    Ok(CorsOrigins::Off)
+                }
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<CorsOrigins, E> {
+                Ok(CorsOrigins::Off)
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<CorsOrigins, E> {
+                Ok(CorsOrigins::Off)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CorsOrigins, E> {
+                match v.trim() {
+                    "" | "off" | "none" | "false" => Ok(CorsOrigins::Off),
+                    "*" => Ok(CorsOrigins::Any),
+                    list => Ok(CorsOrigins::List(
+                        list.split(',')
+                            .map(|o| o.trim().to_string())
+                            .filter(|o| !o.is_empty())
+                            .collect(),
+                    )),
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<CorsOrigins, A::Error> {
+                let mut list = Vec::new();
+                while let Some(o) = seq.next_element::<String>()? {
+                    list.push(o.trim().to_string());
+                }
+                if list.iter().any(|o| o == "*") {
+                    return Ok(CorsOrigins::Any);
+                }
+                Ok(CorsOrigins::List(list))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `embedding.log:` / `indexing.log:` — how the service writes its log
+/// (to stderr). Verbosity is `RUST_LOG` (default `info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (one human-readable line per event) or `json` (one JSON object
+    /// per line, for log collectors). The environment variable
+    /// `LOG_FORMAT=json|text` wins over this.
+    pub format: LogFormat,
+    /// `auto` (colours only when stderr is a terminal and `NO_COLOR` is
+    /// unset), `always`, or `never`. JSON lines never carry colours.
+    pub color: LogColor,
+}
+
+/// See [`LogConfig::format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, the
+    /// event's fields, and the request `span`).
+    Json,
+}
+
+/// See [`LogConfig::color`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogColor {
+    /// Colours when stderr is a terminal and `NO_COLOR` is unset.
+    #[default]
+    Auto,
+    /// Always colours (text format only).
+    Always,
+    /// Never colours.
+    Never,
 }
 
 impl HttpServerConfig {
@@ -340,7 +550,9 @@ impl HttpServerConfig {
                 return Err(invalid(&format!("{section}.{key}"), "must be at least 1"));
             }
         }
-        Ok(())
+        self.cors
+            .validate()
+            .map_err(|m| invalid(&format!("{section}.cors"), m))
     }
 }
 
@@ -731,8 +943,70 @@ mod tests {
     }
 
     #[test]
+    fn cors_takes_a_list_a_star_or_off_and_names_bad_origins() {
+        let c = Config::load_from(None, env(&[])).unwrap();
+        for h in [&c.embedding.http, &c.indexing.http] {
+            assert!(h.public_docs);
+            assert!(h.cors.allows("http://localhost:5173"));
+            assert!(h.cors.allows("http://localhost"));
+            assert!(h.cors.allows("http://127.0.0.1:8080"));
+            assert!(h.cors.allows("http://[::1]:3000"));
+            assert!(!h.cors.allows("https://localhost:5173"));
+            assert!(!h.cors.allows("http://localhost.evil.example"));
+            assert!(!h.cors.allows("http://localhost:80x"));
+            assert!(!h.cors.allows("http://example.com"));
+        }
+        let load = |v: &str| Config::load_from(None, env(&[("INDEXING__HTTP__CORS", v)]));
+        assert_eq!(load("*").unwrap().indexing.http.cors, CorsOrigins::Any);
+        assert_eq!(load("off").unwrap().indexing.http.cors, CorsOrigins::Off);
+        assert_eq!(load("false").unwrap().indexing.http.cors, CorsOrigins::Off);
+        assert_eq!(
+            load("https://a.example, http://localhost:*")
+                .unwrap()
+                .indexing
+                .http
+                .cors,
+            CorsOrigins::List(vec![
+                "https://a.example".into(),
+                "http://localhost:*".into()
+            ])
+        );
+        for bad in ["a.example", "https://a.example/", "http://a:x", "ftp://a"] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains("indexing.http.cors"), "{bad}: {e}");
+        }
+        let e = load("true").unwrap_err().to_string();
+        assert!(e.contains("indexing.http.cors"), "{e}");
+        let dir = std::env::temp_dir().join(format!("cfg-cors-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.yaml");
+        std::fs::write(
+            &p,
+            "embedding:\n  http:\n    cors: [\"*\"]\n    public_docs: false\n  log:\n    format: json\nindexing:\n  http:\n    cors: [https://b.example:8443]\n",
+        )
+        .unwrap();
+        let c = Config::load_from(Some(&p), env(&[])).unwrap();
+        assert_eq!(c.embedding.http.cors, CorsOrigins::Any);
+        assert!(!c.embedding.http.public_docs);
+        assert_eq!(c.embedding.log.format, LogFormat::Json);
+        assert!(c.indexing.http.cors.allows("https://b.example:8443"));
+        assert!(!c.indexing.http.cors.allows("https://b.example"));
+        // What print-config writes reads back the same.
+        let yaml = serde_yaml::to_string(&c).unwrap();
+        std::fs::write(&p, yaml).unwrap();
+        let again = Config::load_from(Some(&p), env(&[])).unwrap();
+        assert_eq!(again.embedding.http, c.embedding.http);
+        assert_eq!(again.indexing.http, c.indexing.http);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
     fn root_config_yaml_parses() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.yaml");
-        Config::load_from(Some(&p), env(&[])).unwrap();
+        let c = Config::load_from(Some(&p), env(&[])).unwrap();
+        // The file states the defaults.
+        assert_eq!(c.indexing.http, HttpServerConfig::default());
+        assert_eq!(c.embedding.http, HttpServerConfig::default());
+        assert_eq!(c.indexing.log, LogConfig::default());
     }
 }

@@ -159,9 +159,11 @@ impl ErrorBody {
 
 impl IntoResponse for ErrorBody {
     fn into_response(self) -> Response {
-        let status = self.error.code.status();
+        let code = self.error.code;
         let mut resp = axum::Json(self).into_response();
-        *resp.status_mut() = status;
+        *resp.status_mut() = code.status();
+        // For middleware that counts errors by code (metrics).
+        resp.extensions_mut().insert(code);
         resp
     }
 }

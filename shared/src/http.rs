@@ -139,16 +139,19 @@ pub async fn not_found() -> ErrorBody {
     ErrorBody::new(ErrorCode::NotFound, "no such route")
 }
 
-/// Middleware: when `key` is set, every request except the health probes needs
-/// `Authorization: Bearer <key>`.
+/// Middleware: when `key` is set, every request needs
+/// `Authorization: Bearer <key>` except the health probes (`/health`,
+/// `/ready`) and, with `public_docs`, the documentation routes (`/`,
+/// `/docs`, `/docs/*`, `/openapi.json`).
 pub async fn require_bearer(
     key: Option<std::sync::Arc<str>>,
+    public_docs: bool,
     req: Request,
     next: Next,
 ) -> Response {
     if let Some(key) = key {
         let path = req.uri().path();
-        let open = matches!(path, "/health" | "/ready");
+        let open = matches!(path, "/health" | "/ready") || (public_docs && is_docs_path(path));
         if !open {
             let ok = req
                 .headers()
@@ -167,6 +170,12 @@ pub async fn require_bearer(
         }
     }
     next.run(req).await
+}
+
+/// The routes `http.public_docs` opens: the service index, Swagger UI and
+/// its assets, and the OpenAPI document.
+fn is_docs_path(path: &str) -> bool {
+    matches!(path, "/" | "/docs" | "/openapi.json") || path.starts_with("/docs/")
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -285,30 +294,226 @@ pub fn run_probe(port: u16, path: &str, api_key: Option<&str>, print: bool) -> !
 
 /// What both services put around their API routes: `/openapi.json` (the
 /// spec the routes were registered with), Swagger UI at `/docs`, a JSON 404,
-/// the optional bearer key (all but the health probes) and the body limit.
+/// the optional bearer key (all but the health probes, and the docs routes
+/// when `http.public_docs`), the body limit, JSON error bodies, CORS per
+/// `http.cors` (preflights answered before the key check), one access log
+/// line per request, and the request id (`x-request-id`: the client's, or
+/// a generated UUID) on every response, error responses included.
 pub fn with_spec_docs_and_auth<S: Clone + Send + Sync + 'static>(
     api: axum::Router<S>,
     spec: utoipa::openapi::OpenApi,
     title: &'static str,
     api_key: Option<&str>,
     body_limit: usize,
+    http: &HttpServerConfig,
 ) -> axum::Router<S> {
     let spec = std::sync::Arc::new(spec);
     let key: Option<std::sync::Arc<str>> = api_key.map(std::sync::Arc::from);
-    api.route(
-        "/openapi.json",
+    let public_docs = http.public_docs;
+    let router = api
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let spec = spec.clone();
+                async move { axum::Json(spec.as_ref().clone()) }
+            }),
+        )
+        .merge(swagger_ui(title))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            require_bearer(key.clone(), public_docs, req, next)
+        }))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(json_errors));
+    let router = match cors_layer(&http.cors) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    with_request_id_and_access_log(router)
+}
+
+/// The `x-request-id` header.
+pub const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// Wraps `router` (outermost first): a request id is set on the request
+/// when it has none (a UUID v4) and copied onto the response; one access
+/// log line per request (target `access`, level info) inside a `request`
+/// span carrying `method`, `path` and `request_id`, with `status` and
+/// `latency_ms` on the line itself. Events logged while a request is
+/// handled carry the same span, so errors can be matched to requests.
+pub fn with_request_id_and_access_log<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+) -> axum::Router<S> {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::TraceLayer;
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            let id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id = %id,
+            )
+        })
+        .on_request(())
+        .on_response(
+            |resp: &axum::http::Response<axum::body::Body>,
+             latency: Duration,
+             _span: &tracing::Span| {
+                let ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
+                tracing::info!(
+                    target: "access",
+                    status = resp.status().as_u16(),
+                    latency_ms = ms,
+                    "request done"
+                );
+            },
+        )
+        .on_failure(());
+    router
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The CORS layer for `origins` (none when `off`): the allowed origins
+/// get `Access-Control-Allow-Origin` on every answer, and preflight
+/// (`OPTIONS` with `Access-Control-Request-Method`) is answered here, before
+/// the key check, allowing the methods of both APIs and the headers
+/// `Authorization`, `Content-Type` and `X-Request-Id`; `X-Request-Id` is
+/// exposed to scripts. Browsers cache a preflight for 10 minutes.
+pub fn cors_layer(origins: &CorsOrigins) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = match origins {
+        CorsOrigins::Off => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(_) => {
+            let origins = origins.clone();
+            AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+                origin.to_str().is_ok_and(|o| origins.allows(o))
+            })
+        }
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
+            .expose_headers([REQUEST_ID])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// `GET /`: what the service is and where to look next.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "name": "indexing-service",
+    "version": "0.1.0",
+    "links": {"docs": "/docs", "openapi": "/openapi.json", "health": "/health", "metrics": "/metrics"}
+}))]
+pub struct ServiceIndex {
+    /// The service's name (`indexing-service`, `embedding-service`).
+    pub name: String,
+    /// The service's version (semver).
+    pub version: String,
+    pub links: ServiceLinks,
+}
+
+/// Paths of the service's other entry points.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ServiceLinks {
+    /// Swagger UI.
+    pub docs: String,
+    /// The OpenAPI document.
+    pub openapi: String,
+    /// Liveness probe.
+    pub health: String,
+    /// Prometheus metrics.
+    pub metrics: String,
+}
+
+/// The service's name, version and links to its docs, spec, health probe
+/// and metrics. Open without the API key unless `http.public_docs` is false.
+#[utoipa::path(get, path = "/", tag = "service", operation_id = "service_index",
+    responses(
+        (status = 200, body = ServiceIndex),
+        (status = 401, body = ErrorBody),
+    ))]
+#[allow(dead_code)] // Only its spec is used; `root_routes` serves the route.
+async fn service_index() {}
+
+/// The spec of `GET /`, and the bearer-key scheme both services use:
+/// Swagger UI's Authorize button sends `Authorization: Bearer <key>`.
+/// The key is optional in the spec (`security: [{}, {bearer_auth: []}]`)
+/// because it is a setting.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(service_index),
+    components(schemas(ServiceIndex, ServiceLinks, ErrorBody, ErrorCode)),
+    modifiers(&BearerAuth),
+    security((), ("bearer_auth" = []))
+)]
+struct RootDoc;
+
+/// Declares the `bearer_auth` security scheme.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, spec: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = spec.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer_auth",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The service's `api_key` (config), sent as `Authorization: Bearer <key>`. \
+                         Only needed when a key is configured; `/health` and `/ready` never need it.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /` for a service called `name` at `version`, with its spec (and
+/// the bearer-key security scheme): merge it into the service's
+/// `OpenApiRouter` so route and spec come together.
+pub fn root_routes<S: Clone + Send + Sync + 'static>(
+    name: &'static str,
+    version: &'static str,
+) -> utoipa_axum::router::OpenApiRouter<S> {
+    use utoipa::OpenApi;
+    let index = ServiceIndex {
+        name: name.into(),
+        version: version.into(),
+        links: ServiceLinks {
+            docs: "/docs".into(),
+            openapi: "/openapi.json".into(),
+            health: "/health".into(),
+            metrics: "/metrics".into(),
+        },
+    };
+    utoipa_axum::router::OpenApiRouter::with_openapi(RootDoc::openapi()).route(
+        "/",
         axum::routing::get(move || {
-            let spec = spec.clone();
-            async move { axum::Json(spec.as_ref().clone()) }
+            let index = index.clone();
+            async move { axum::Json(index) }
         }),
     )
-    .merge(swagger_ui(title))
-    .fallback(not_found)
-    .layer(axum::middleware::from_fn(move |req, next| {
-        require_bearer(key.clone(), req, next)
-    }))
-    .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-    .layer(axum::middleware::from_fn(json_errors))
 }
 
 /// Middleware: every error answer carries the JSON error body. Answers
@@ -373,6 +578,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         ),
     };
     let (mut parts, _) = resp.into_parts();
+    parts.extensions.insert(code);
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);
     parts.headers.insert(
         axum::http::header::CONTENT_TYPE,
@@ -385,7 +591,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 // ---------------------------------------------------------------------------
 // The serving loop.
 
-use crate::config::HttpServerConfig;
+use crate::config::{CorsOrigins, HttpServerConfig};
 use axum::body::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -916,6 +1122,7 @@ mod serve_tests {
             body_read_timeout_ms: 2,
             idle_timeout_ms: 3,
             max_connections: 4,
+            ..HttpServerConfig::default()
         };
         assert_eq!(
             ServerLimits::from(&c),

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod logging;
 pub mod openapi;
 pub mod wire;
 

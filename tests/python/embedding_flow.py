@@ -13,7 +13,7 @@ import sys
 from embedding_client import Client
 from embedding_client.api.embedding import decode, embed, embed_all, embed_batch, embed_root, tokenize
 from embedding_client.api.openai import openai_embeddings, openai_model_get, openai_models
-from embedding_client.api.service import health, info, metrics
+from embedding_client.api.service import health, info, metrics, service_index
 from embedding_client.models import (DecodeRequest, EmbedAllRequest, EmbedBatchRequest, EmbedBatchResponse,
                                      EmbedRequest, EncodingFormat, ErrorBody, HealthResponse, InfoResponse,
                                      OpenAiEmbeddingsRequest, OpenAiEmbeddingsResponse, OpenAiModel, OpenAiModelList,
@@ -34,6 +34,8 @@ def is_vector(v, dim):
 
 client = Client(base_url=sys.argv[1], timeout=120)
 
+root = service_index.sync(client=client)
+check(root.name == "embedding-service" and root.links.openapi == "/openapi.json", "service index at /")
 h = health.sync(client=client)
 check(isinstance(h, HealthResponse) and h.status == "ok", f"health (got {h!r})")
 

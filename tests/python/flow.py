@@ -13,7 +13,7 @@ from indexing_client.api.collections import create_collection, get_collection, l
 from indexing_client.api.documents import embed_documents, search
 from indexing_client.api.points import (count_points, delete_point, delete_points, get_point, patch_point,
                                         scroll_points, search_batch, search_collection, upsert_points)
-from indexing_client.api.service import health, metrics, ready
+from indexing_client.api.service import health, metrics, ready, service_index
 from indexing_client.models import (BatchSearchRequest, BatchSearchResponse, CollectionDescription, CountRequest,
                                     CountResponse, CreateCollectionRequest, DeleteByFilter, DeleteByIds,
                                     DeletePointsResponse, EmbedDocumentsRequest, EmbedDocumentsResponse, ErrorBody,
@@ -36,6 +36,8 @@ def is_set(v):
 
 client = Client(base_url=sys.argv[1], timeout=120)
 check(health.sync(client=client).status == "ok", "health")
+root = service_index.sync(client=client)
+check(root.name == "indexing-service" and root.links.docs == "/docs", "service index at /")
 r = ready.sync(client=client)
 check(isinstance(r, Status) and r.status == "ready", "ready")
 

@@ -142,6 +142,7 @@ fn swagger_examples_succeed_as_they_are() {
         &svc.url,
         &spec,
         &[
+            ("get", "/"),
             ("get", "/health"),
             ("get", "/info"),
             ("post", "/"),

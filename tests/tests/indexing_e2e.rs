@@ -548,6 +548,7 @@ fn swagger_examples_succeed_on_a_fresh_stack() {
         &idx.url,
         &spec,
         &[
+            ("get", "/"),
             ("get", "/health"),
             ("get", "/ready"),
             ("post", "/search"),

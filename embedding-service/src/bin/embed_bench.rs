@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! cargo run --release -p embedding-service --bin embed-bench -- \
-//!     --texts ../shared/datasets/wordnet-glosses.tsv --python /opt/stvenv/bin/python
+//!     --texts bench-data/wordnet-glosses.tsv --python /opt/stvenv/bin/python
 //! ```
+//! (`bench-data/wordnet-glosses.tsv` comes from `scripts/wordnet_glosses.py`;
+//! the default, `tests/fixtures/wordnet-3000.tsv`, is a sample in the repository.)
 //! It starts the release `embedding-service` binary beside itself (or uses
 //! `--url`), takes `--n` real texts spread evenly over the file, sorts them
 //! by token count, and sends them as batches of 1 and 32 from 1, 4 and 16
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 struct Args {
     /// TSV whose last column is the text (WordNet glosses), or one text a line.
-    #[arg(long, default_value = "../shared/datasets/wordnet-glosses.tsv")]
+    #[arg(long, default_value = "tests/fixtures/wordnet-3000.tsv")]
     texts: PathBuf,
     #[arg(long, default_value_t = 1000)]
     n: usize,
@@ -133,7 +135,16 @@ impl Drop for Service {
 
 fn load_texts(path: &PathBuf, n: usize) -> Vec<String> {
     let all: Vec<String> = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "embed-bench: cannot read --texts {}: {e}\n\
+                 Make the WordNet file with `python3 scripts/wordnet_glosses.py \
+                 --out bench-data/wordnet-glosses.tsv`, or pass \
+                 --texts tests/fixtures/wordnet-3000.tsv (run from the repository root).",
+                path.display()
+            );
+            std::process::exit(2)
+        })
         .lines()
         .map(|l| l.rsplit('\t').next().unwrap_or(l).trim().to_string())
         .filter(|t| !t.is_empty())

@@ -7,10 +7,10 @@
 //! numbers (a test compares the generated document with the constants).
 
 use super::new_collection::{collection_config, defaults_for, requested_index};
-use super::point_path::{PointIdQuery, PointPath};
+use super::point_path::{PointGet, PointGetQuery, PointIdQuery, PointPath};
 use super::{ApiError, AppState};
 use crate::collection::{
-    Collection, CollectionError, CollectionInfo, NewPoint, ScoredPoint, StoredPoint,
+    Collection, CollectionError, CollectionInfo, NewPoint, ReadParts, ScoredPoint, StoredPoint,
 };
 use crate::index::segment_index::{
     HnswSettings, IndexKind, IndexSettings, IvfSettings, Quantization, SearchParams,
@@ -150,22 +150,37 @@ fn payload_value(
     p.map(serde_json::Value::Object)
 }
 
-fn hit(h: ScoredPoint, with_vector: bool) -> SearchHit {
+/// The parts a request asks for: `with_vector` (default false) and
+/// `with_payload` (default `payload_default`).
+fn parts(
+    with_vector: Option<bool>,
+    with_payload: Option<bool>,
+    payload_default: bool,
+) -> ReadParts {
+    ReadParts {
+        vector: with_vector.unwrap_or(false),
+        payload: with_payload.unwrap_or(payload_default),
+    }
+}
+
+/// A hit on the wire; the collection left out what `parts` did not ask for.
+fn hit(h: ScoredPoint, parts: ReadParts) -> SearchHit {
     SearchHit {
         id: h.point.id,
         score: h.score,
         content: h.point.content,
         metadata: payload_value(h.point.payload),
-        vector: with_vector.then_some(h.point.vector),
+        vector: parts.vector.then_some(h.point.vector),
     }
 }
 
-fn point_out(p: StoredPoint, with_vector: bool) -> PointOutput {
+/// A point on the wire; the collection left out what `parts` did not ask for.
+fn point_out(p: StoredPoint, parts: ReadParts) -> PointOutput {
     PointOutput {
         id: p.id,
         content: p.content,
         metadata: payload_value(p.payload),
-        vector: with_vector.then_some(p.vector),
+        vector: parts.vector.then_some(p.vector),
     }
 }
 
@@ -296,15 +311,18 @@ async fn query_vector(s: &AppState, req: &mut SearchRequest) -> Result<Vec<f32>,
     }
 }
 
-/// One search; the caller has run `check_search` on `req`.
+/// One search; the caller has run `check_search` on `req`. `with_payload`
+/// defaults to `payload_default` (true on this service's own routes,
+/// false on Qdrant's path, as Qdrant does).
 async fn run_search(
     s: &AppState,
     c: Arc<Collection>,
     mut req: SearchRequest,
+    payload_default: bool,
 ) -> Result<SearchResponse, ApiError> {
     let t0 = Instant::now();
     let vector = query_vector(s, &mut req).await?;
-    search_vector(c, vector, req, t0).await
+    search_vector(c, vector, req, t0, payload_default).await
 }
 
 /// One search for `vector` (the query resolved), timed from `t0`.
@@ -313,6 +331,7 @@ async fn search_vector(
     vector: Vec<f32>,
     req: SearchRequest,
     t0: Instant,
+    payload_default: bool,
 ) -> Result<SearchResponse, ApiError> {
     let k = req.top_k.unwrap_or(DEFAULT_TOP_K);
     let params = SearchParams {
@@ -321,10 +340,11 @@ async fn search_vector(
         exact: req.exact.unwrap_or(false),
     };
     let filter = req.filter;
-    let hits = blocking(move || Ok(c.search_with(&vector, k, filter.as_ref(), params)?)).await?;
-    let wv = req.with_vector.unwrap_or(false);
+    let parts = parts(req.with_vector, req.with_payload, payload_default);
+    let hits =
+        blocking(move || Ok(c.search_parts(&vector, k, filter.as_ref(), params, parts)?)).await?;
     Ok(SearchResponse {
-        results: hits.into_iter().map(|h| hit(h, wv)).collect(),
+        results: hits.into_iter().map(|h| hit(h, parts)).collect(),
         took_ms: t0.elapsed().as_secs_f64() * 1000.0,
     })
 }
@@ -416,7 +436,7 @@ async fn search(
 ) -> Res<SearchResponse> {
     check_search(&req, "")?;
     let name = match target(&s, req.collection.clone())? {
-        Target::Existing(c) => return Ok(Json(run_search(&s, c, req).await?)),
+        Target::Existing(c) => return Ok(Json(run_search(&s, c, req, true).await?)),
         Target::MissingDefault(name) => name,
     };
     // The default collection, not made yet: make it only for a search
@@ -440,7 +460,7 @@ async fn search(
         .into());
     }
     let c = create_default(&s, name, dim).await?;
-    Ok(Json(search_vector(c, vector, req, t0).await?))
+    Ok(Json(search_vector(c, vector, req, t0, true).await?))
 }
 
 /// `POST /collections`
@@ -476,20 +496,80 @@ pub struct CollectionDescription {
     pub name: String,
     pub dimension: usize,
     pub metric: Metric,
-    /// Index settings (kind, hnsw, ivf, quantization, min_points, exact_scan_below).
-    pub index: IndexSettings,
+    /// Index settings: the kind and only the settings that apply to it.
+    pub index: IndexDescription,
+    /// The appendable segment is sealed and indexed after this many vectors.
     pub flush_threshold_vectors: usize,
+    /// Live points.
     pub points: usize,
+    /// Segments: sealed ones and the appendable one.
     pub segments: usize,
+    /// Segments sealed (immutable, memory-mapped files).
     pub sealed_segments: usize,
     /// Segments sealed and waiting for (or in) their index build.
     pub building_segments: usize,
+    /// Sealed segments whose index is built.
     pub indexed_segments: usize,
+    /// Points in the appendable segment (searched by exact scan).
     pub appendable_points: usize,
+    /// Bytes in the write-ahead log (operations not yet in sealed segments).
     pub wal_bytes: u64,
+    /// Bytes of the collection's directory on disk.
     pub disk_bytes: u64,
+    /// Number of the last operation written to the write-ahead log (each
+    /// upsert, delete or payload change is one operation; see `operation`
+    /// in upsert answers).
     pub last_operation: u64,
+    /// Operations up to this number are in sealed segment files on disk,
+    /// so the write-ahead log no longer needs them: a restart replays only
+    /// `persisted_operation + 1 ..= last_operation` from the log. Every
+    /// acknowledged operation is durable either way (the log is synced per
+    /// `fsync`); the gap is how much a restart has to replay.
     pub persisted_operation: u64,
+}
+
+/// A collection's index settings as described: the settings of other index
+/// kinds are left out (`flat` has no `hnsw`, `ivf` or `quantization`;
+/// `hnsw` no `ivf`; `ivf_pq` no `hnsw`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = IndexSettings)]
+pub struct IndexDescription {
+    /// `hnsw`, `ivf_pq` or `flat`.
+    pub kind: IndexKind,
+    /// HNSW graph settings (kind `hnsw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub hnsw: Option<HnswSettings>,
+    /// IVF list settings (kind `ivf_pq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub ivf: Option<IvfSettings>,
+    /// How vectors are stored for traversal (kinds `hnsw` and `ivf_pq`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub quantization: Option<Quantization>,
+    /// Segments with fewer points are only scanned.
+    pub min_points: usize,
+    /// Filtered queries matching less than this share of a segment scan.
+    pub exact_scan_below: f32,
+}
+
+impl From<IndexSettings> for IndexDescription {
+    fn from(i: IndexSettings) -> Self {
+        let (hnsw, ivf) = match i.kind {
+            IndexKind::Hnsw => (true, false),
+            IndexKind::IvfPq => (false, true),
+            IndexKind::Flat => (false, false),
+        };
+        Self {
+            kind: i.kind,
+            hnsw: hnsw.then_some(i.hnsw),
+            ivf: ivf.then_some(i.ivf),
+            quantization: (i.kind != IndexKind::Flat).then_some(i.quantization),
+            min_points: i.min_points,
+            exact_scan_below: i.exact_scan_below,
+        }
+    }
 }
 
 fn describe(c: &Collection) -> CollectionDescription {
@@ -499,7 +579,7 @@ fn describe(c: &Collection) -> CollectionDescription {
         name: cfg.name.clone(),
         dimension: cfg.dimension,
         metric: cfg.metric,
-        index: cfg.index,
+        index: cfg.index.into(),
         flush_threshold_vectors: cfg.flush_threshold.vectors,
         points: i.points,
         segments: i.segments,
@@ -633,24 +713,25 @@ any segment is a string id (`/points/424242?id_type=string` is the string \"4242
 with `?id_type=integer` it must be an integer. Or use the body routes \
 (`POST /collections/{name}/points` with `ids`, `POST .../points/delete`), which take any id as JSON.";
 
-/// One point, with its vector (404 when absent). An all-digit string id
-/// needs `?id_type=string`; see the `id` parameter.
-#[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents"), ("id" = String, Path, description = ID_PATH_DOC, min_length = 1, example = "1"), PointIdQuery),
+/// One point, by default with its vector and payload (`?with_vector=false`,
+/// `?with_payload=false` leave them out); 404 when absent. An all-digit
+/// string id needs `?id_type=string`; see the `id` parameter.
+#[utoipa::path(get, path = "/collections/{name}/points/{id}", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents"), ("id" = String, Path, description = ID_PATH_DOC, min_length = 1, example = "1"), PointGetQuery),
     responses((status = 200, body = PointOutput), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, description = "The collection is damaged", body = ErrorBody)))]
-async fn get_point(
-    State(s): State<AppState>,
-    PointPath { name, id }: PointPath,
-) -> Res<PointOutput> {
+async fn get_point(State(s): State<AppState>, q: PointGet) -> Res<PointOutput> {
+    let PointGet { name, id, .. } = q;
+    // Qdrant's single-point read returns the vector too.
+    let parts = parts(Some(q.with_vector.unwrap_or(true)), q.with_payload, true);
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     let p = blocking(move || {
-        let mut v = c.get(std::slice::from_ref(&id))?;
+        let mut v = c.get_parts(std::slice::from_ref(&id), parts)?;
         v.pop().ok_or(ApiError::Collection(
             crate::collection::CollectionError::PointNotFound(id),
         ))
     })
     .await?;
-    Ok(Json(point_out(p, true)))
+    Ok(Json(point_out(p, parts)))
 }
 
 /// Set (or with `merge`, merge into) a point's metadata; the vector is untouched. See the `id` parameter for how the id is read.
@@ -673,14 +754,14 @@ async fn patch_point(
             req.metadata,
             req.merge.unwrap_or(false),
         )?;
-        c.get(std::slice::from_ref(&id))?
+        c.get_parts(std::slice::from_ref(&id), ReadParts::PAYLOAD)?
             .pop()
             .ok_or(ApiError::Collection(
                 crate::collection::CollectionError::PointNotFound(id),
             ))
     })
     .await?;
-    Ok(Json(point_out(p, false)))
+    Ok(Json(point_out(p, ReadParts::PAYLOAD)))
 }
 
 /// Delete one point. See the `id` parameter for how the id is read.
@@ -712,10 +793,10 @@ async fn get_points(
 ) -> Res<GetPointsResponse> {
     check_get(&req)?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
-    let wv = req.with_vector.unwrap_or(false);
-    let points = blocking(move || Ok(c.get(&req.ids)?)).await?;
+    let parts = parts(req.with_vector, req.with_payload, true);
+    let points = blocking(move || Ok(c.get_parts(&req.ids, parts)?)).await?;
     Ok(Json(GetPointsResponse {
-        points: points.into_iter().map(|p| point_out(p, wv)).collect(),
+        points: points.into_iter().map(|p| point_out(p, parts)).collect(),
     }))
 }
 
@@ -758,11 +839,13 @@ async fn scroll_points(
     check_scroll(&req)?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     let limit = req.limit.unwrap_or(DEFAULT_SCROLL_LIMIT);
-    let wv = req.with_vector.unwrap_or(false);
-    let (points, next) =
-        blocking(move || Ok(c.scroll(req.filter.as_ref(), limit, req.cursor.as_ref())?)).await?;
+    let parts = parts(req.with_vector, req.with_payload, true);
+    let (points, next) = blocking(move || {
+        Ok(c.scroll_parts(req.filter.as_ref(), limit, req.cursor.as_ref(), parts)?)
+    })
+    .await?;
     Ok(Json(ScrollResponse {
-        points: points.into_iter().map(|p| point_out(p, wv)).collect(),
+        points: points.into_iter().map(|p| point_out(p, parts)).collect(),
         next_cursor: next,
     }))
 }
@@ -800,11 +883,12 @@ async fn search_collection(
 ) -> Res<SearchResponse> {
     check_search(&req, "")?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
-    Ok(Json(run_search(&s, c, req).await?))
+    Ok(Json(run_search(&s, c, req, true).await?))
 }
 
-/// Search one collection by text or vector, at Qdrant's path (the same
-/// request and answer as `/collections/{name}/search`).
+/// Search one collection by text or vector, at Qdrant's path: the same
+/// request and answer as `/collections/{name}/search`, except that
+/// `with_payload` defaults to false, as in Qdrant.
 #[utoipa::path(post, path = "/collections/{name}/points/search", tag = "points", params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`; `documents` is the default collection, made by the first `POST /embed` or `POST /search`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")), request_body = SearchRequest,
     responses(
         (status = 200, body = SearchResponse),
@@ -813,11 +897,13 @@ async fn search_collection(
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 async fn search_points(
-    state: State<AppState>,
-    name: Path<String>,
-    req: ApiJson<SearchRequest>,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<SearchRequest>,
 ) -> Res<SearchResponse> {
-    search_collection(state, name, req).await
+    check_search(&req, "")?;
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    Ok(Json(run_search(&s, c, req, false).await?))
 }
 
 /// Several searches in one call, answered in order.
@@ -837,7 +923,7 @@ async fn search_batch(
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     let mut results = Vec::with_capacity(req.searches.len());
     for r in req.searches {
-        results.push(run_search(&s, c.clone(), r).await?);
+        results.push(run_search(&s, c.clone(), r, true).await?);
     }
     Ok(Json(BatchSearchResponse { results }))
 }
@@ -950,6 +1036,10 @@ fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
+        .merge(shared::http::root_routes(
+            "indexing-service",
+            env!("CARGO_PKG_VERSION"),
+        ))
         .split_for_parts();
     super::spec::finish(&mut spec);
     (api, spec)
@@ -964,6 +1054,7 @@ pub fn router(state: AppState) -> axum::Router {
         "indexing-service",
         state.config.api_key.as_deref(),
         state.config.body_limit_bytes,
+        &state.config.http,
     )
     .layer(axum::middleware::from_fn_with_state(state.clone(), track))
     .with_state(state)

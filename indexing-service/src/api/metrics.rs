@@ -1,9 +1,14 @@
-//! Prometheus metrics of the indexing service (`GET /metrics`).
+//! Prometheus metrics of the indexing service (`GET /metrics`): the
+//! `index_*` families below, `index_build_info{version}` (always 1), and
+//! on Linux the standard `process_*` families (CPU seconds, resident and
+//! virtual memory, open and maximum file descriptors, start time).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
+/// The registry of the service and its families; `/metrics` renders it.
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
@@ -16,6 +21,8 @@ pub struct Metrics {
     pub collections: IntGauge,
     /// Collections not opened because their files are damaged.
     pub collections_damaged: IntGauge,
+    /// `index_build_info{version}`: 1.
+    pub build_info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -65,6 +72,17 @@ impl Metrics {
             "Collections not opened because their files are damaged",
         )
         .unwrap();
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "index_build_info",
+                "Always 1; the labels name the running build",
+            ),
+            &["version"],
+        )
+        .unwrap();
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -75,9 +93,16 @@ impl Metrics {
             Box::new(wal_bytes.clone()),
             Box::new(collections.clone()),
             Box::new(collections_damaged.clone()),
+            Box::new(build_info.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric names");
         Self {
             registry,
             requests,
@@ -89,9 +114,11 @@ impl Metrics {
             wal_bytes,
             collections,
             collections_damaged,
+            build_info,
         }
     }
 
+    /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new()

@@ -256,6 +256,9 @@ mod tests {
                 p["$ref"].is_string() && p.get("default").is_none(),
                 "IndexSettings.{f}: {p}"
             );
+            // Present only for the index kinds they apply to.
+            let required = index["required"].as_array().unwrap();
+            assert!(!required.contains(&json!(f)), "IndexSettings.{f} required");
         }
     }
 
@@ -268,6 +271,7 @@ mod tests {
         let body_404 = vec![200, 400, 401, 404, 413, 415, 422, 500, 503];
         let by_name = vec![200, 401, 404, 422, 500, 503];
         let expected: Vec<(String, &str, Vec<u16>)> = vec![
+            ("/".into(), "get", vec![200, 401]),
             ("/collections".into(), "get", vec![200, 401, 500]),
             (
                 "/collections".into(),

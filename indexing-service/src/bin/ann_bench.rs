@@ -2,7 +2,7 @@
 //! (build time, build vectors/s, memory, recall@10 against queries/s on one
 //! thread and on all threads, per `ef`/`nprobe`), then a summary row per
 //! index with queries/s interpolated at recall@10 = 0.90, 0.95, 0.99, the
-//! same way as `../shared/bench/ann_peers.py` (run it beside this, on the
+//! same way as `scripts/ann_peers.py` (run it beside this, on the
 //! same files, for hnswlib and faiss).
 //!
 //! ```text

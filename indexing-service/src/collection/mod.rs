@@ -214,13 +214,39 @@ struct Manifest {
     next_segment_id: SegmentId,
 }
 
-/// A point as read back.
+/// A point as read back. What a read did not ask for (see [`ReadParts`])
+/// is empty: `vector` is `[]`, `payload` and `content` are None.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPoint {
     pub id: PointId,
     pub vector: Vec<f32>,
     pub payload: Option<Payload>,
     pub content: Option<String>,
+}
+
+/// Which parts of a point a read copies out: the vector, and the payload
+/// with the content. Leaving a part out saves its copy (a vector is
+/// `dimension` floats; a sealed segment's payload is parsed from JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadParts {
+    /// Copy the vector (`dimension` floats).
+    pub vector: bool,
+    /// Copy the payload and the content (parsed from JSON on sealed
+    /// segments).
+    pub payload: bool,
+}
+
+impl ReadParts {
+    /// Vector, payload and content.
+    pub const ALL: Self = Self {
+        vector: true,
+        payload: true,
+    };
+    /// Payload and content, no vector.
+    pub const PAYLOAD: Self = Self {
+        vector: false,
+        payload: true,
+    };
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -970,7 +996,7 @@ impl Collection {
             let Some(last) = chunk.last() else { break };
             cursor = Some(last.0.clone());
             for (id, loc, seg) in chunk {
-                match self.read_slot(&seg, loc.off, false)? {
+                match self.read_slot(&seg, loc.off, ReadParts::PAYLOAD)? {
                     Some((e, _)) if filter.matches(e.payload.as_ref()) => cands.push((id, loc)),
                     // Replaced meanwhile: its new slot is looked at below.
                     None => cands.push((id, loc)),
@@ -1129,11 +1155,12 @@ impl Collection {
     /// deleted (or replaced) since it was looked up. Sealed slots never
     /// change; vacuum leaves the old segment's files intact while anyone
     /// holds it.
+    /// Only the `parts` asked for are copied (the others come back empty).
     fn read_slot(
         &self,
         seg: &Seg,
         off: u32,
-        with_vector: bool,
+        parts: ReadParts,
     ) -> Result<Option<(Extra, Vec<f32>)>> {
         let dim = self.inner.config.dimension;
         let o = off as usize;
@@ -1143,23 +1170,33 @@ impl Collection {
                 if d.deleted[o] {
                     return Ok(None);
                 }
-                let v = if with_vector {
+                let v = if parts.vector {
                     d.vectors[o * dim..(o + 1) * dim].to_vec()
                 } else {
                     Vec::new()
                 };
-                Ok(Some((d.extras[o].clone(), v)))
+                let e = if parts.payload {
+                    d.extras[o].clone()
+                } else {
+                    Extra::default()
+                };
+                Ok(Some((e, v)))
             }
             Seg::Sealed(s, _) => {
                 if s.deleted.get(o) {
                     return Ok(None);
                 }
-                let v = if with_vector {
+                let v = if parts.vector {
                     s.vector(o).to_vec()
                 } else {
                     Vec::new()
                 };
-                Ok(Some((s.extra(o)?, v)))
+                let e = if parts.payload {
+                    s.extra(o)?
+                } else {
+                    Extra::default()
+                };
+                Ok(Some((e, v)))
             }
         }
     }
@@ -1172,12 +1209,12 @@ impl Collection {
         id: &PointId,
         mut seg: Seg,
         mut off: u32,
-        with_vector: bool,
+        parts: ReadParts,
     ) -> Result<Option<(Extra, Vec<f32>)>> {
         // A slot is replaced only by a newer write; a few rounds always
         // suffice unless the point is rewritten continuously.
         for _ in 0..8 {
-            if let Some(x) = self.read_slot(&seg, off, with_vector)? {
+            if let Some(x) = self.read_slot(&seg, off, parts)? {
                 return Ok(Some(x));
             }
             match self.resolve(id) {
@@ -1193,21 +1230,31 @@ impl Collection {
         match st.ids.get(id) {
             Some(&loc) => {
                 let p = self.point_at(&st, id.clone(), loc)?;
-                Ok(Some((
+                let extra = if parts.payload {
                     Extra {
                         payload: p.payload,
                         content: p.content,
-                    },
-                    p.vector,
-                )))
+                    }
+                } else {
+                    Extra::default()
+                };
+                let vector = if parts.vector { p.vector } else { Vec::new() };
+                Ok(Some((extra, vector)))
             }
             None => Ok(None),
         }
     }
 
-    /// Points by id; missing ids are skipped. The id map is read under a
-    /// brief lock, the points after it is released.
+    /// Points by id with every part; missing ids are skipped. See
+    /// [`Collection::get_parts`].
     pub fn get(&self, ids: &[PointId]) -> Result<Vec<StoredPoint>> {
+        self.get_parts(ids, ReadParts::ALL)
+    }
+
+    /// Points by id, with the `parts` asked for (the others left empty);
+    /// missing ids are skipped. The id map is read under a brief lock, the
+    /// points after it is released.
+    pub fn get_parts(&self, ids: &[PointId], parts: ReadParts) -> Result<Vec<StoredPoint>> {
         let found: Vec<(PointId, Loc, Seg)> = {
             let st = self.inner.state.read();
             ids.iter()
@@ -1221,7 +1268,7 @@ impl Collection {
         };
         let mut out = Vec::with_capacity(found.len());
         for (id, loc, seg) in found {
-            if let Some((extra, vector)) = self.read_point(&id, seg, loc.off, true)? {
+            if let Some((extra, vector)) = self.read_point(&id, seg, loc.off, parts)? {
                 out.push(StoredPoint {
                     id,
                     vector,
@@ -1250,7 +1297,7 @@ impl Collection {
             };
             cursor = Some(last.0.clone());
             for (id, loc, seg) in chunk {
-                if let Some((e, _)) = self.read_point(&id, seg, loc.off, false)? {
+                if let Some((e, _)) = self.read_point(&id, seg, loc.off, ReadParts::PAYLOAD)? {
                     if f.matches(e.payload.as_ref()) {
                         n += 1;
                     }
@@ -1269,6 +1316,18 @@ impl Collection {
         limit: usize,
         cursor: Option<&PointId>,
     ) -> Result<(Vec<StoredPoint>, Option<PointId>)> {
+        self.scroll_parts(filter, limit, cursor, ReadParts::ALL)
+    }
+
+    /// [`Collection::scroll`] with only the `parts` asked for copied out
+    /// (a filter still reads the payload to decide, then drops it).
+    pub fn scroll_parts(
+        &self,
+        filter: Option<&Filter>,
+        limit: usize,
+        cursor: Option<&PointId>,
+        parts: ReadParts,
+    ) -> Result<(Vec<StoredPoint>, Option<PointId>)> {
         let filter = filter
             .map(filter::CompiledFilter::new)
             .transpose()
@@ -1286,8 +1345,12 @@ impl Collection {
                 return Ok((out, None));
             };
             after = Some(last.0.clone());
+            let read = ReadParts {
+                vector: parts.vector,
+                payload: parts.payload || filter.is_some(),
+            };
             for (id, loc, seg) in chunk {
-                let Some((e, vector)) = self.read_point(&id, seg, loc.off, true)? else {
+                let Some((e, vector)) = self.read_point(&id, seg, loc.off, read)? else {
                     continue;
                 };
                 if !filter
@@ -1300,6 +1363,7 @@ impl Collection {
                     let next = out.last().map(|p| p.id.clone());
                     return Ok((out, next));
                 }
+                let e = if parts.payload { e } else { Extra::default() };
                 out.push(StoredPoint {
                     id,
                     vector,
@@ -1330,6 +1394,19 @@ impl Collection {
         k: usize,
         filter: Option<&Filter>,
         params: SearchParams,
+    ) -> Result<Vec<ScoredPoint>> {
+        self.search_parts(query, k, filter, params, ReadParts::ALL)
+    }
+
+    /// [`Collection::search_with`], copying only the `parts` asked for
+    /// into the hits (the others left empty).
+    pub fn search_parts(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+        params: SearchParams,
+        parts: ReadParts,
     ) -> Result<Vec<ScoredPoint>> {
         let c = &self.inner.config;
         if query.len() != c.dimension {
@@ -1409,19 +1486,35 @@ impl Collection {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for ((sid, off), sc) in top.into_sorted() {
+            let o = off as usize;
             let (id, vector, extra) = match by_id[&sid] {
                 Seg::Sealed(s, _) => (
-                    s.ids[off as usize].clone(),
-                    s.vector(off as usize).to_vec(),
-                    s.extra(off as usize)?,
+                    s.ids[o].clone(),
+                    if parts.vector {
+                        s.vector(o).to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                    if parts.payload {
+                        s.extra(o)?
+                    } else {
+                        Extra::default()
+                    },
                 ),
                 Seg::Mutable(m) => {
                     let d = m.data.read();
-                    let o = off as usize;
                     (
                         d.ids[o].clone(),
-                        d.vectors[o * c.dimension..(o + 1) * c.dimension].to_vec(),
-                        d.extras[o].clone(),
+                        if parts.vector {
+                            d.vectors[o * c.dimension..(o + 1) * c.dimension].to_vec()
+                        } else {
+                            Vec::new()
+                        },
+                        if parts.payload {
+                            d.extras[o].clone()
+                        } else {
+                            Extra::default()
+                        },
                     )
                 }
             };

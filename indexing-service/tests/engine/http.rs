@@ -70,3 +70,33 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// The service's state and router over `data_dir` with `edit` applied to
+/// the config first (an API key, CORS, ...).
+pub fn app_with_config(data_dir: &Path, edit: impl FnOnce(&mut IndexingConfig)) -> Router {
+    let mut cfg = IndexingConfig {
+        data_dir: data_dir.to_path_buf(),
+        embedding_service_url: "http://127.0.0.1:9".into(),
+        embedding_retries: 0,
+        embedding_timeout_ms: 200,
+        ..Default::default()
+    };
+    edit(&mut cfg);
+    indexing_service::app(indexing_service::state(cfg).expect("state"))
+}
+
+/// Sends a prepared request; returns the status, the headers and the body
+/// as text.
+pub async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}

@@ -14,3 +14,4 @@ mod magnitudes;
 mod recall;
 mod replicas;
 mod storage;
+mod surface;

@@ -498,8 +498,14 @@ pub struct SearchRequest {
     /// Brute force over every point (for checking).
     #[serde(default)]
     pub exact: Option<bool>,
+    /// Include each hit's stored vector (default false).
     #[serde(default)]
     pub with_vector: Option<bool>,
+    /// Include each hit's `content` and `metadata` (when false both are
+    /// null). Default true on `/search` and `/collections/{name}/search`;
+    /// false on `/collections/{name}/points/search`, as in Qdrant.
+    #[serde(default)]
+    pub with_payload: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -508,9 +514,14 @@ pub struct SearchHit {
     /// Similarity (cosine, dot: higher is closer) or distance (euclidean:
     /// lower is closer).
     pub score: f32,
+    /// The stored text; null when the point has none or `with_payload` is
+    /// false.
     pub content: Option<String>,
+    /// The stored metadata; null when the point has none or
+    /// `with_payload` is false.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The stored vector, only with `with_vector: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
 }
@@ -518,7 +529,25 @@ pub struct SearchHit {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SearchResponse {
     pub results: Vec<SearchHit>,
+    /// Time the search took in the service, in milliseconds, rounded to
+    /// 3 decimals (microseconds).
+    #[serde(serialize_with = "millis_3")]
     pub took_ms: f64,
+}
+
+/// Milliseconds with at most 3 decimals, so `8.298506000000001` goes out
+/// as `8.299`.
+fn millis_3<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(round_millis(*ms))
+}
+
+/// `ms` rounded to 3 decimals (non-finite values pass through).
+pub fn round_millis(ms: f64) -> f64 {
+    if ms.is_finite() {
+        (ms * 1000.0).round() / 1000.0
+    } else {
+        ms
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -573,9 +602,14 @@ pub struct UpsertPointsResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PointOutput {
     pub id: PointId,
+    /// The stored text; null when the point has none or `with_payload` is
+    /// false.
     pub content: Option<String>,
+    /// The stored metadata; null when the point has none or
+    /// `with_payload` is false.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    /// The stored vector, only when asked for (`with_vector`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
 }
@@ -619,6 +653,10 @@ pub struct GetPointsRequest {
     /// Include each point's vector (default false).
     #[serde(default)]
     pub with_vector: Option<bool>,
+    /// Include each point's `content` and `metadata` (default true; when
+    /// false both are null).
+    #[serde(default)]
+    pub with_payload: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -689,8 +727,13 @@ pub struct ScrollRequest {
     /// `next_cursor` of the previous page.
     #[serde(default)]
     pub cursor: Option<PointId>,
+    /// Include each point's vector (default false).
     #[serde(default)]
     pub with_vector: Option<bool>,
+    /// Include each point's `content` and `metadata` (default true; when
+    /// false both are null). A `filter` applies either way.
+    #[serde(default)]
+    pub with_payload: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
