@@ -22,7 +22,7 @@
 //! - Results return in input order whatever the batching did.
 
 use crate::metrics::Metrics;
-use crate::model::{Model, PackedBatch};
+use crate::model::{Model, ModelError, PackedBatch};
 use parking_lot::{Condvar, Mutex, RwLock};
 use shared::config::EmbeddingConfig;
 use shared::wire::embedding::Token;
@@ -52,6 +52,8 @@ pub enum EmbedError {
     Tokenizer(String),
     #[error("forward pass failed: {0}")]
     Model(String),
+    #[error("the GPU has no memory free for this request's texts, even one at a time; retry later or send shorter texts")]
+    OutOfMemory,
 }
 
 /// What a caller asks of one embedding request.
@@ -570,9 +572,11 @@ fn model_loop(
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 tracing::error!("forward pass failed: {e}");
-                b.entries
-                    .iter()
-                    .for_each(|en| en.req.fail(EmbedError::Model(e.to_string())));
+                let err = match e {
+                    ModelError::OutOfMemory(_) => EmbedError::OutOfMemory,
+                    e => EmbedError::Model(e.to_string()),
+                };
+                b.entries.iter().for_each(|en| en.req.fail(err.clone()));
                 continue;
             }
             Err(_) => {

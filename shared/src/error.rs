@@ -60,6 +60,10 @@ pub enum ErrorCode {
     /// The collection's files are damaged and it was not opened; the rest
     /// of the service keeps serving (503).
     CollectionDamaged,
+    /// The GPU had no memory free for a text of the request even alone, after
+    /// its batch was split down to single texts (503). Retry later, or send
+    /// shorter texts; other requests keep being served.
+    OutOfMemory,
     /// Anything else; details are in the server log (500).
     Internal,
 }
@@ -82,9 +86,8 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            ModelNotReady | EmbeddingUnavailable | StorageUnavailable | CollectionDamaged => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ModelNotReady | EmbeddingUnavailable | StorageUnavailable | CollectionDamaged
+            | OutOfMemory => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,6 +118,7 @@ impl ErrorCode {
             EmbeddingUnavailable => "embedding_unavailable",
             StorageUnavailable => "storage_unavailable",
             CollectionDamaged => "collection_damaged",
+            OutOfMemory => "out_of_memory",
             Internal => "internal",
         }
     }
