@@ -107,8 +107,8 @@ done
 
 # 4. The offline image's context (embedding-service/Dockerfile.cuda, target
 # embedding-service-cuda-local): the binaries, and the CUDA libraries they
-# load (their DT_NEEDED found in the toolkit, plus nvrtc's builtins, which
-# nvrtc opens itself), hard-linked where the file system allows.
+# load: their DT_NEEDED found in the toolkit, and those libraries' own
+# (libcublas needs libcublasLt), hard-linked where the file system allows.
 img="$root/target/cuda-image"
 rm -rf "$img"; mkdir -p "$img/lib"
 for cap in $caps; do
@@ -116,11 +116,18 @@ for cap in $caps; do
   cp -l "$bin_dir/sm$cap/embedding-service" "$img/sm$cap/" 2>/dev/null || cp "$bin_dir/sm$cap/embedding-service" "$img/sm$cap/"
 done
 first=$(set -- $caps; echo "$1")
-needed=$(readelf -d "$img/sm$first/embedding-service" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p')
-for so in $needed $(cd "$lib" && ls libnvrtc-builtins.so.* 2>/dev/null | grep -v alt); do
-  [ -e "$lib/$so" ] || continue
-  src=$(readlink -f "$lib/$so")
-  cp -l "$src" "$img/lib/$so" 2>/dev/null || cp "$src" "$img/lib/$so"
+needed() { readelf -d "$1" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p'; }
+todo=$(needed "$img/sm$first/embedding-service")
+while [ -n "$todo" ]; do
+  next=""
+  for so in $todo; do
+    [ -e "$lib/$so" ] && [ ! -e "$img/lib/$so" ] || continue
+    src=$(readlink -f "$lib/$so")
+    cp -l "$src" "$img/lib/$so" 2>/dev/null || cp "$src" "$img/lib/$so"
+    next="$next $(needed "$img/lib/$so")"
+    case "$so" in libnvrtc.so*) next="$next $(cd "$lib" && ls libnvrtc-builtins.so.* | grep -v alt)" ;; esac
+  done
+  todo=$next
 done
 echo "image context: $img ($(du -sh "$img" | cut -f1); libraries: $(ls "$img/lib" | tr '\n' ' '))"
 echo "cuda build done: toolkit ${t_toolkit} s, total $((SECONDS - t_start)) s (CUDA_HOME=$CUDA_HOME)"

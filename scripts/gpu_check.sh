@@ -101,6 +101,11 @@ print(":".join(dirs))
 EOF
 )
 export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+if [ "$DEVICE" != cpu ] && ! ldconfig -p 2>/dev/null | grep -q 'libcuda.so.1 '; then
+  for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/lib64 /usr/lib/wsl/lib; do
+    [ -e "$d/libcuda.so.1" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d" && break
+  done
+fi
 if [ "$DEVICE" = cpu ] && ! ldconfig -p 2>/dev/null | grep -q 'libcuda.so.1 '; then
   for d in "$root/target/cuda-toolkit/nvidia/cu13/lib/stubs" "${CUDA_STUB_DIR:-}"; do
     [ -e "$d/libcuda.so.1" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d" && log "no driver: the libcuda stub from $d (CUDA calls fail, as on a host without GPU)"
@@ -118,7 +123,7 @@ start_service() { # device dtype [KEY=VALUE ...]
   local device=$1 dtype=$2; shift 2
   log "starting the service: device=$device dtype=$dtype $*"
   env EMBEDDING__DEVICE="$device" EMBEDDING__DTYPE="$dtype" EMBEDDING__MODEL__PATH="$model" \
-    EMBEDDING__HOST=127.0.0.1 EMBEDDING__PORT="$port" HF_HUB_OFFLINE=1 RUST_LOG="${RUST_LOG:-info}" "$@" \
+    EMBEDDING__HOST=127.0.0.1 EMBEDDING__PORT="$port" HF_HUB_OFFLINE=1 RUST_LOG="${RUST_LOG:-warn}" "$@" \
     "$bin" serve >> "$OUT/service.log" 2>&1 &
   pid=$!
   python3 - "$port" "$pid" <<'EOF'

@@ -48,7 +48,8 @@ async fn state(budget: usize) -> AppState {
     let st = AppState::new(cfg.clone());
     let s2 = st.clone();
     tokio::task::spawn_blocking(move || {
-        let mut m = model::load(&cfg).expect("model loads (run `embedding-service fetch-model` first)");
+        let mut m =
+            model::load(&cfg).expect("model loads (run `embedding-service fetch-model` first)");
         let real = std::mem::replace(&mut m.encoder, Box::new(Nothing));
         m.encoder = Box::new(SplitOnOom::new(Box::new(FullGpu {
             inner: real,
@@ -84,7 +85,12 @@ fn cosine(a: &Value, b: &Value) -> f64 {
         .zip(b)
         .map(|(x, y)| x.as_f64().unwrap() * y.as_f64().unwrap())
         .sum();
-    let n = |v: &Vec<Value>| v.iter().map(|x| x.as_f64().unwrap().powi(2)).sum::<f64>().sqrt();
+    let n = |v: &Vec<Value>| {
+        v.iter()
+            .map(|x| x.as_f64().unwrap().powi(2))
+            .sum::<f64>()
+            .sqrt()
+    };
     dot / (n(a) * n(b))
 }
 
@@ -97,7 +103,12 @@ async fn batches_over_the_memory_are_split_and_a_text_that_never_fits_is_503() {
         .map(|i| {
             format!(
                 "sentence {i} about {} and the weather in the {} of the year",
-                ["dogs", "the migration of birds", "tea", "a river crossing at dawn"][i % 4],
+                [
+                    "dogs",
+                    "the migration of birds",
+                    "tea",
+                    "a river crossing at dawn"
+                ][i % 4],
                 ["spring", "long dark months", "autumn"][i % 3]
             )
         })

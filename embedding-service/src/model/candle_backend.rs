@@ -147,9 +147,7 @@ pub fn pool_on_device(
             // Padding rows get -inf added, so they never win the max.
             let bias: Vec<f32> = lens
                 .iter()
-                .flat_map(|&len| {
-                    (0..l).map(move |t| if t < len { 0.0 } else { f32::NEG_INFINITY })
-                })
+                .flat_map(|&len| (0..l).map(move |t| if t < len { 0.0 } else { f32::NEG_INFINITY }))
                 .collect();
             let bias = Tensor::from_vec(bias, (b, l, 1), device)?;
             hidden.broadcast_add(&bias)?.max(1)
@@ -296,6 +294,9 @@ mod tests {
             .unwrap();
         let got = pool_on_device(Pooling::Mean, &hidden, &[2]).unwrap();
         assert_eq!(got.dtype(), CDType::F32);
-        assert_eq!(got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![2.0, 3.0]);
+        assert_eq!(
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![2.0, 3.0]
+        );
     }
 }

@@ -70,8 +70,8 @@ pub fn is_out_of_memory(e: &candle_core::Error) -> bool {
         #[cfg(feature = "cuda")]
         E::Cuda(inner) => {
             use candle_core::cuda_backend::cudarc::{cublas, driver};
-            use driver::result::DriverError;
             use candle_core::cuda_backend::CudaError;
+            use driver::result::DriverError;
             match inner.downcast_ref::<CudaError>() {
                 Some(CudaError::Cuda(DriverError(code)))
                     if *code == driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY =>
@@ -204,21 +204,27 @@ pub struct Model {
     pub backend: Backend,
 }
 
-/// Picks the device the config asks for; `auto` tries CUDA, Metal, then CPU.
+/// Picks the device the config asks for; `auto` tries CUDA, Metal, then
+/// CPU (a device that is not built in or not usable is skipped). An explicit
+/// `cuda`/`metal` that cannot be had is a [`ModelError::Device`] naming why:
+/// not built in, or no usable driver/device (with the driver's error).
 pub fn select_device(spec: DeviceSpec) -> Result<Device, ModelError> {
     let dev = |r: candle_core::Result<Device>, what: &str| {
         r.map_err(|e| ModelError::Device(format!("{what}: {e}")))
     };
     match spec {
         DeviceSpec::Cpu => Ok(Device::Cpu),
+        DeviceSpec::Cuda(n) if !cfg!(feature = "cuda") => Err(ModelError::Device(format!(
+            "cuda:{n}: this build has no CUDA support (build with `--features cuda`)"
+        ))),
         DeviceSpec::Cuda(n) => dev(
             Device::new_cuda(n),
-            &format!("cuda:{n} (built with the `cuda` feature?)"),
+            &format!("cuda:{n}: no usable NVIDIA driver or GPU"),
         ),
-        DeviceSpec::Metal => dev(
-            Device::new_metal(0),
-            "metal (built with the `metal` feature?)",
-        ),
+        DeviceSpec::Metal if !cfg!(feature = "metal") => Err(ModelError::Device(
+            "metal: this build has no Metal support (build with `--features metal`)".into(),
+        )),
+        DeviceSpec::Metal => dev(Device::new_metal(0), "metal: no usable Metal device"),
         DeviceSpec::Auto => {
             if let Ok(d) = Device::new_cuda(0) {
                 return Ok(d);
@@ -340,13 +346,21 @@ mod tests {
 
     #[test]
     fn out_of_memory_is_typed_through_candle_wrappers() {
-        let oom = candle_core::Error::Msg("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into());
+        let oom = candle_core::Error::Msg(
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into(),
+        );
         assert!(is_out_of_memory(&oom));
         let wrapped = oom.bt().context("forward pass");
         assert!(is_out_of_memory(&wrapped));
-        assert!(matches!(ModelError::from(wrapped), ModelError::OutOfMemory(_)));
+        assert!(matches!(
+            ModelError::from(wrapped),
+            ModelError::OutOfMemory(_)
+        ));
         let cublas = candle_core::Error::Msg("CublasError(CUBLAS_STATUS_ALLOC_FAILED)".into());
-        assert!(matches!(ModelError::from(cublas), ModelError::OutOfMemory(_)));
+        assert!(matches!(
+            ModelError::from(cublas),
+            ModelError::OutOfMemory(_)
+        ));
         let other = candle_core::Error::Msg("shape mismatch in matmul".into());
         assert!(!is_out_of_memory(&other));
         assert!(matches!(ModelError::from(other), ModelError::Candle(_)));
@@ -359,9 +373,7 @@ mod tests {
         // fail; quarters [3, 4], [5, 6], [8, 10] fit and [12, 16] = 32 is
         // split once more into single sequences.
         let lens = [3, 4, 5, 6, 8, 10, 12, 16];
-        let mut enc = SplitOnOom::new(Box::new(BudgetEncoder {
-            budget: 20,
-        }));
+        let mut enc = SplitOnOom::new(Box::new(BudgetEncoder { budget: 20 }));
         let out = enc.encode(&batch(&lens)).unwrap();
         assert_eq!(out, expected(&lens), "every row, in the batch's order");
         assert_eq!(enc.splits, 4);
@@ -370,18 +382,14 @@ mod tests {
     #[test]
     fn a_batch_that_fits_runs_once() {
         let lens = [3, 4, 5];
-        let mut enc = SplitOnOom::new(Box::new(BudgetEncoder {
-            budget: 1000,
-        }));
+        let mut enc = SplitOnOom::new(Box::new(BudgetEncoder { budget: 1000 }));
         assert_eq!(enc.encode(&batch(&lens)).unwrap(), expected(&lens));
         assert_eq!(enc.splits, 0);
     }
 
     #[test]
     fn a_single_sequence_that_does_not_fit_is_out_of_memory_and_the_encoder_stays_usable() {
-        let mut enc = SplitOnOom::new(Box::new(BudgetEncoder {
-            budget: 10,
-        }));
+        let mut enc = SplitOnOom::new(Box::new(BudgetEncoder { budget: 10 }));
         // Four sequences; the longest (20 tokens) cannot fit even alone.
         match enc.encode(&batch(&[2, 3, 4, 20])) {
             Err(ModelError::OutOfMemory(m)) => {
