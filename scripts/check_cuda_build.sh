@@ -6,7 +6,7 @@
 #   CUDA_COMPUTE_CAPS=90 ./scripts/check_cuda_build.sh
 #
 # Output: target/cuda/bin/sm80/embedding-service, target/cuda/bin/sm90/embedding-service
-# (stripped), built in their own target dir (target/cuda) so the normal
+# (debug info stripped), built in their own target dir (target/cuda) so the normal
 # target/ stays warm.
 #
 # Toolkit: CUDA 13.0 (nvcc, crt and cccl headers, nvvm, cudart, cublas,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check: one script, run on a machine with an NVIDIA GPU, that proves
 # the `cuda` build there and measures it. docs/BENCHMARKS.md ("GPU") has the
-# exact call for this workplace's GPU machine.
+# exact call for the H200 machine it is written for (no network, 64 MiB copied).
 #
 #   bash scripts/gpu_check.sh                 # on the GPU machine
 #   DEVICE=cpu bash scripts/gpu_check.sh      # the same plumbing on a CPU
