@@ -42,6 +42,7 @@ impl From<EmbedError> for ErrorBody {
             EmbedError::InvalidInput(_) => ErrorCode::InvalidRequest,
             EmbedError::Overloaded(_) => ErrorCode::Overloaded,
             EmbedError::ShuttingDown => ErrorCode::ModelNotReady,
+            EmbedError::OutOfMemory => ErrorCode::OutOfMemory,
             EmbedError::Tokenizer(_) | EmbedError::Model(_) => {
                 tracing::error!("internal error: {e}");
                 return ErrorBody::new(ErrorCode::Internal, "internal error; see the service log");
@@ -101,7 +102,7 @@ async fn embed_tei(s: &AppState, req: EmbedRequest) -> Result<Json<Vec<Vec<f32>>
         (status = 422, description = "Empty list, wrong input shape, too many inputs, text too long with truncate=false, bad dimensions, unknown prompt_name, token id outside the vocabulary", body = ErrorBody),
         (status = 429, description = "Too many requests in flight", body = ErrorBody),
         (status = 500, description = "Tokenizer or forward pass failed", body = ErrorBody),
-        (status = 503, description = "Model not loaded yet, or shutting down", body = ErrorBody),
+        (status = 503, description = "Model not loaded yet, or shutting down; or the GPU out of memory for a text even alone (out_of_memory)", body = ErrorBody),
     ))]
 async fn embed(
     State(s): State<AppState>,

@@ -31,7 +31,7 @@
 //!   OpenAI token ids (`cl100k_base`), decoded to text first.
 
 use crate::metrics::Metrics;
-use crate::model::{Model, ModelSpec, PackedBatch};
+use crate::model::{Model, ModelError, ModelSpec, PackedBatch};
 use parking_lot::{Condvar, Mutex, RwLock};
 use shared::config::EmbeddingConfig;
 use shared::wire::embedding::{Token, TruncationDirection};
@@ -70,6 +70,8 @@ pub enum EmbedError {
     /// token ids outside the vocabulary, an empty list of token ids.
     #[error("{0}")]
     InvalidInput(String),
+    #[error("the GPU has no memory free for this request's texts, even one at a time; retry later or send shorter texts")]
+    OutOfMemory,
 }
 
 /// What a caller asks of one embedding request.
@@ -895,9 +897,11 @@ fn run_group(
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             tracing::error!("forward pass failed: {e}");
-            entries
-                .iter()
-                .for_each(|en| en.req.fail(EmbedError::Model(e.to_string())));
+            let err = match e {
+                ModelError::OutOfMemory(_) => EmbedError::OutOfMemory,
+                e => EmbedError::Model(e.to_string()),
+            };
+            entries.iter().for_each(|en| en.req.fail(err.clone()));
             return;
         }
         Err(_) => {

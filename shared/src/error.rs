@@ -66,6 +66,10 @@ pub enum ErrorCode {
     /// A read asked for `consistency.after` an operation this replica has
     /// not applied within the configured wait (504).
     ConsistencyTimeout,
+    /// The GPU had no memory free for a text of the request even alone, after
+    /// its batch was split down to single texts (503). Retry later, or send
+    /// shorter texts; other requests keep being served.
+    OutOfMemory,
     /// Anything else; details are in the server log (500).
     Internal,
 }
@@ -89,7 +93,7 @@ impl ErrorCode {
             }
             Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ModelNotReady | EmbeddingUnavailable | StorageUnavailable | CollectionDamaged
-            | WriterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | WriterUnavailable | OutOfMemory => StatusCode::SERVICE_UNAVAILABLE,
             ConsistencyTimeout => StatusCode::GATEWAY_TIMEOUT,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -123,6 +127,7 @@ impl ErrorCode {
             CollectionDamaged => "collection_damaged",
             WriterUnavailable => "writer_unavailable",
             ConsistencyTimeout => "consistency_timeout",
+            OutOfMemory => "out_of_memory",
             Internal => "internal",
         }
     }

@@ -3,8 +3,16 @@
 //!
 //! The candle path pads each batch to its longest sequence (batches arrive
 //! sorted by length, so little is padded), runs candle-transformers'
-//! `BertModel` or `XLMRobertaModel` on the configured device and dtype, and
-//! pools only the real rows of each sequence on the host.
+//! `BertModel` or `XLMRobertaModel` on the configured device and dtype
+//! (f32, f16 or bf16 weights and activations), and pools only the real rows
+//! of each sequence. On the CPU the pooling runs on the host; on a GPU it
+//! runs on the device in f32 ([`pool_on_device`]), so only `batch ×
+//! hidden` floats cross to the host instead of `batch × length × hidden`.
+//!
+//! Errors: a device allocation failure surfaces as
+//! [`ModelError::OutOfMemory`] (see `From<candle_core::Error>`); the model
+//! wraps this encoder in [`super::SplitOnOom`] so such a batch is retried in
+//! halves.
 
 use super::fused::{FusedBert, FusedShape, Positions};
 use super::spec::{usize_field, Architecture, ModelSpec};
@@ -102,6 +110,56 @@ impl Encoder for FusedEncoder {
     }
 }
 
+/// Pools a padded `[batch, len, hidden]` tensor on its own device, in f32,
+/// into `[batch, hidden]`; sequence `i` has `lens[i]` real rows, the rest
+/// is padding. Same results as [`Pooling::pool`] over the real rows.
+pub fn pool_on_device(
+    pooling: Pooling,
+    hidden: &Tensor,
+    lens: &[usize],
+) -> candle_core::Result<Tensor> {
+    let (b, l, h) = hidden.dims3()?;
+    let device = hidden.device();
+    let hidden = hidden.to_dtype(CDType::F32)?;
+    match pooling {
+        Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1),
+        Pooling::LastToken => {
+            let rows: Vec<u32> = lens
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| (i * l + len - 1) as u32)
+                .collect();
+            let rows = Tensor::from_vec(rows, b, device)?;
+            hidden.reshape((b * l, h))?.index_select(&rows, 0)
+        }
+        Pooling::Mean | Pooling::MeanSqrtLen => {
+            let mask: Vec<f32> = lens
+                .iter()
+                .flat_map(|&len| (0..l).map(move |t| if t < len { 1.0 } else { 0.0 }))
+                .collect();
+            let mask = Tensor::from_vec(mask, (b, l, 1), device)?;
+            let sums = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let div: Vec<f32> = lens
+                .iter()
+                .map(|&len| match pooling {
+                    Pooling::Mean => len as f32,
+                    _ => (len as f32).sqrt(),
+                })
+                .collect();
+            sums.broadcast_div(&Tensor::from_vec(div, (b, 1), device)?)
+        }
+        Pooling::Max => {
+            // Padding rows get -inf added, so they never win the max.
+            let bias: Vec<f32> = lens
+                .iter()
+                .flat_map(|&len| (0..l).map(move |t| if t < len { 0.0 } else { f32::NEG_INFINITY }))
+                .collect();
+            let bias = Tensor::from_vec(bias, (b, l, 1), device)?;
+            hidden.broadcast_add(&bias)?.max(1)
+        }
+    }
+}
+
 enum Graph {
     Bert(bert::BertModel),
     XlmRoberta(xlm_roberta::XLMRobertaModel),
@@ -171,8 +229,12 @@ impl Encoder for CandleEncoder {
             Graph::Bert(m) => m.forward(&ids, &types, Some(&mask))?,
             Graph::XlmRoberta(m) => m.forward(&ids, &mask, &types, None, None, None)?,
         };
-        let hidden: Vec<f32> = hidden.to_dtype(CDType::F32)?.flatten_all()?.to_vec1()?;
         let h = self.hidden;
+        if !self.device.is_cpu() {
+            let pooled = pool_on_device(self.pooling, &hidden, &batch.lens)?;
+            return Ok(pooled.flatten_all()?.to_vec1()?);
+        }
+        let hidden: Vec<f32> = hidden.to_dtype(CDType::F32)?.flatten_all()?.to_vec1()?;
         let mut out = vec![0f32; b * h];
         for (i, &len) in batch.lens.iter().enumerate() {
             let rows = &hidden[i * l * h..(i * l + len) * h];
@@ -208,5 +270,63 @@ impl Encoder for CandleEncoder {
             out.extend_from_slice(&hidden[i * l * h..(i * l + len) * h]);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Device pooling (run here on the CPU device) equals host pooling over
+    /// the real rows, for every mode, with padding of varied length.
+    #[test]
+    fn device_pooling_matches_host_pooling() {
+        let (l, h) = (5usize, 3usize);
+        let lens = [1usize, 3, 5, 2];
+        let b = lens.len();
+        let data: Vec<f32> = (0..b * l * h)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let hidden = Tensor::from_vec(data.clone(), (b, l, h), &Device::Cpu).unwrap();
+        for pooling in [
+            Pooling::Cls,
+            Pooling::Mean,
+            Pooling::Max,
+            Pooling::MeanSqrtLen,
+            Pooling::LastToken,
+        ] {
+            let got: Vec<f32> = pool_on_device(pooling, &hidden, &lens)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let mut want = vec![0f32; b * h];
+            for (i, &len) in lens.iter().enumerate() {
+                pooling.pool(
+                    &data[i * l * h..(i * l + len) * h],
+                    h,
+                    &mut want[i * h..(i + 1) * h],
+                );
+            }
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-5, "{pooling:?}: {got:?} vs {want:?}");
+            }
+        }
+    }
+
+    /// Half-precision activations are pooled in f32.
+    #[test]
+    fn device_pooling_reads_half_precision() {
+        let hidden = Tensor::from_vec(vec![1f32, 2., 3., 4.], (1, 2, 2), &Device::Cpu)
+            .unwrap()
+            .to_dtype(CDType::F16)
+            .unwrap();
+        let got = pool_on_device(Pooling::Mean, &hidden, &[2]).unwrap();
+        assert_eq!(got.dtype(), CDType::F32);
+        assert_eq!(
+            got.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            vec![2.0, 3.0]
+        );
     }
 }
