@@ -20,14 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The router over opened storage, for tests that drive it without a
-/// socket, wrapped in the replication middleware (forwarding on a
-/// follower, read-your-writes waits).
+/// socket; the replication middleware (forwarding on a follower,
+/// read-your-writes waits) is part of it (see `api::router`).
 pub fn app(state: api::AppState) -> axum::Router {
-    let replica = state.replica.clone();
-    api::router(state).layer(axum::middleware::from_fn_with_state(
-        replica,
-        replication::middleware::layer,
-    ))
+    api::router(state)
 }
 
 /// Opens the data directory as the writer when its lock is free, else as

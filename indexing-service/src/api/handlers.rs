@@ -1048,6 +1048,14 @@ fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
 /// The router, with `/openapi.json` and Swagger UI at `/docs`.
 pub fn router(state: AppState) -> axum::Router {
     let (api, spec) = routes_with_spec();
+    // Replication sits inside authentication, the body limit, JSON errors,
+    // CORS and the access log: a follower forwards or waits only for
+    // requests the service would take, and its answers (forwarded ones
+    // included) carry a request id and an access-log line.
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        state.replica.clone(),
+        crate::replication::middleware::layer,
+    ));
     shared::http::with_spec_docs_and_auth(
         api,
         spec,

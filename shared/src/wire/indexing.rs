@@ -462,6 +462,16 @@ pub struct EmbedDocumentsResponse {
     pub ids: Vec<PointId>,
 }
 
+/// `consistency` of a read: see [`SearchRequest::consistency`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Consistency {
+    /// The operation number to wait for (from a write's `x-operation`).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub after: Option<u64>,
+}
+
 /// `POST /search` and `POST /collections/{name}/search`: by text (`query`)
 /// or by `vector`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, Default)]
@@ -506,6 +516,15 @@ pub struct SearchRequest {
     /// false on `/collections/{name}/points/search`, as in Qdrant.
     #[serde(default)]
     pub with_payload: Option<bool>,
+    /// Read-your-writes: answer only once this replica has applied the
+    /// collection's operation `after` (the `x-operation` header of a write's
+    /// answer). A read replica waits for it, at most
+    /// `indexing.replication.consistency_timeout_ms` (then 504
+    /// `consistency_timeout`); the writer answers at once. Header
+    /// `x-consistency-after` does the same on any read. Absent: eventual.
+    /// Inside a batch's `searches` only the batch's own `consistency` counts.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -557,6 +576,9 @@ pub struct BatchSearchRequest {
     /// At most 100 searches, answered in order.
     #[schema(max_items = 100)]
     pub searches: Vec<SearchRequest>,
+    /// Read-your-writes, as in `SearchRequest.consistency`.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -657,6 +679,9 @@ pub struct GetPointsRequest {
     /// false both are null).
     #[serde(default)]
     pub with_payload: Option<bool>,
+    /// Read-your-writes, as in `SearchRequest.consistency`.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -734,6 +759,9 @@ pub struct ScrollRequest {
     /// false both are null). A `filter` applies either way.
     #[serde(default)]
     pub with_payload: Option<bool>,
+    /// Read-your-writes, as in `SearchRequest.consistency`.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -749,6 +777,9 @@ pub struct ScrollResponse {
 pub struct CountRequest {
     #[serde(default)]
     pub filter: Option<Filter>,
+    /// Read-your-writes, as in `SearchRequest.consistency`.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
