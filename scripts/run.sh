@@ -17,6 +17,10 @@ port_of() {
 emb_port=$(./target/release/embedding-service print-config | port_of embedding)
 idx_port=$(./target/release/indexing-service print-config | port_of indexing)
 
+# The indexing service calls the embedding service started here, on
+# whatever port that one was given (EMBEDDING_SERVICE_URL set by hand wins).
+export EMBEDDING_SERVICE_URL="${EMBEDDING_SERVICE_URL:-http://127.0.0.1:$emb_port}"
+
 ./target/release/embedding-service serve &
 emb=$!
 trap 'kill -TERM $emb 2>/dev/null; wait $emb 2>/dev/null' EXIT INT TERM

@@ -737,13 +737,21 @@ fn check_vocab(ids: &[u32], vocab: usize, at: &str) -> Result<(), EmbedError> {
 /// The text of OpenAI token ids (`cl100k_base`). Ids cut in the middle of
 /// a character (a client that split a long text into chunks) decode to
 /// U+FFFD, as tiktoken's own `decode` does.
+/// Errors: an empty list (as for the model's own ids), an id outside
+/// the encoding (its range is stated).
 fn openai_text(ids: &[u32], index: usize) -> Result<String, EmbedError> {
+    if ids.is_empty() {
+        return Err(EmbedError::InvalidInput(format!(
+            "input {index} is an empty list of token ids"
+        )));
+    }
     let bpe = tiktoken_rs::cl100k_base_singleton();
     let bytes = bpe.decode_bytes(ids).map_err(|e| {
         let j = ids.iter().position(|&t| t == e.token).unwrap_or(0);
         EmbedError::InvalidInput(format!(
-            "input {index}: {} (position {j}) is not a token id of {OPENAI_ENCODING}, the \
-             encoding OpenAI clients (tiktoken) use for embedding models",
+            "input {index}: {} (position {j}) is not a token id of {OPENAI_ENCODING} (ordinary ids 0 to \
+             100256, special tokens 100257 to 100260 and 100276), the encoding OpenAI clients \
+             (tiktoken) use for embedding models",
             e.token
         ))
     })?;

@@ -53,19 +53,18 @@ fn main() -> anyhow::Result<()> {
             true,
         ),
         Command::PrintConfig => {
-            println!("{}", serde_yaml::to_string(&config.redacted())?);
+            shared::logging::print_stdout(&serde_yaml::to_string(&config.redacted())?)?;
             Ok(())
         }
         Command::PrintOpenapi => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&embedding_service::api::openapi(&config.embedding))?
-            );
+            shared::logging::print_stdout(&serde_json::to_string_pretty(
+                &embedding_service::api::openapi(&config.embedding),
+            )?)?;
             Ok(())
         }
         Command::FetchModel => {
             let files = embedding_service::model::source::fetch(&config.embedding.model)?;
-            println!("{}", files.dir.display());
+            shared::logging::print_stdout(&files.dir.display().to_string())?;
             eprintln!("model ready ({})", files.source);
             Ok(())
         }

@@ -856,9 +856,19 @@ async fn openai_token_ids_models_and_limits() {
         &st,
         "/v1/embeddings",
         json!({"input": [[9, 100300]]}),
-        &["100300", "cl100k_base"],
+        &["100300", "cl100k_base", "0 to 100256"],
     )
     .await;
+    // An empty token list is refused as on the TEI routes, not embedded as "".
+    for input in [json!([[]]), json!([[9, 10], []])] {
+        refused(
+            &st,
+            "/v1/embeddings",
+            json!({"input": input}),
+            &["empty list of token ids"],
+        )
+        .await;
+    }
     refused(
         &st,
         "/v1/embeddings",

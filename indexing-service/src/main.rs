@@ -51,14 +51,13 @@ fn main() -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::PrintConfig => {
-            println!("{}", serde_yaml::to_string(&config.redacted())?);
+            shared::logging::print_stdout(&serde_yaml::to_string(&config.redacted())?)?;
             Ok(())
         }
         Command::PrintOpenapi => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&indexing_service::api::openapi())?
-            );
+            shared::logging::print_stdout(&serde_json::to_string_pretty(
+                &indexing_service::api::openapi(),
+            )?)?;
             Ok(())
         }
         Command::Healthcheck => {

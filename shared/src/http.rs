@@ -157,8 +157,10 @@ pub async fn require_bearer(
                 .headers()
                 .get(AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(|t| constant_time_eq(t.as_bytes(), key.as_bytes()))
+                .and_then(|v| v.split_once(' '))
+                // The scheme is case-insensitive (RFC 7235 §2.1).
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| constant_time_eq(t.trim().as_bytes(), key.as_bytes()))
                 .unwrap_or(false);
             if !ok {
                 return ErrorBody::new(
@@ -384,11 +386,11 @@ pub fn with_request_id_and_access_log<S: Clone + Send + Sync + 'static>(
 /// The CORS layer for `origins` (none when `off`): the allowed origins
 /// get `Access-Control-Allow-Origin` on every answer, and preflight
 /// (`OPTIONS` with `Access-Control-Request-Method`) is answered here, before
-/// the key check, allowing the methods of both APIs and the headers
-/// `Authorization`, `Content-Type` and `X-Request-Id`; `X-Request-Id` is
-/// exposed to scripts. Browsers cache a preflight for 10 minutes.
+/// the key check, allowing the methods of both APIs and whichever headers
+/// the page asks to send; `X-Request-Id` and `X-Operation` are exposed to
+/// scripts. Browsers cache a preflight for 10 minutes.
 pub fn cors_layer(origins: &CorsOrigins) -> Option<tower_http::cors::CorsLayer> {
-    use axum::http::{header, HeaderValue, Method};
+    use axum::http::{HeaderValue, Method};
     use tower_http::cors::{AllowOrigin, CorsLayer};
     let allow = match origins {
         CorsOrigins::Off => return None,
@@ -410,8 +412,16 @@ pub fn cors_layer(origins: &CorsOrigins) -> Option<tower_http::cors::CorsLayer> 
                 Method::PATCH,
                 Method::DELETE,
             ])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
-            .expose_headers([REQUEST_ID])
+            // Whatever headers the browser asks to send (clients add their
+            // own, e.g. the OpenAI SDK's `x-stainless-*`, and read-your-writes
+            // sends `x-consistency-after`); the origin list is the guard.
+            .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
+            // Readable by the page: the request id, and a write's operation
+            // number for read-your-writes.
+            .expose_headers([
+                REQUEST_ID,
+                axum::http::HeaderName::from_static("x-operation"),
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }

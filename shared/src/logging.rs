@@ -93,6 +93,23 @@ pub fn init(config: &LogConfig) -> Result<LogSettings, String> {
     Ok(settings)
 }
 
+/// Writes `text` and a newline to stdout for the command-line subcommands
+/// (`print-config`, `print-openapi`, ...). A reader that closed the pipe
+/// early (`| head`) ends the output quietly instead of a panic; other
+/// write errors are returned.
+pub fn print_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(text.as_bytes())
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

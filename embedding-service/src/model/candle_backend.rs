@@ -209,8 +209,11 @@ impl CandleEncoder {
     }
 }
 
-impl Encoder for CandleEncoder {
-    fn encode(&mut self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError> {
+impl CandleEncoder {
+    /// The graph over the batch padded to its longest sequence (pad id,
+    /// type 0, mask 0 past each sequence's end): the last hidden state,
+    /// `[sequences × longest × hidden]`, in the model's dtype, on the device.
+    fn forward_padded(&self, batch: &PackedBatch) -> Result<Tensor, ModelError> {
         let (b, l) = (batch.lens.len(), batch.max_len());
         let mut ids = vec![self.pad_id; b * l];
         let mut types = vec![0u32; b * l];
@@ -229,6 +232,14 @@ impl Encoder for CandleEncoder {
             Graph::Bert(m) => m.forward(&ids, &types, Some(&mask))?,
             Graph::XlmRoberta(m) => m.forward(&ids, &mask, &types, None, None, None)?,
         };
+        Ok(hidden)
+    }
+}
+
+impl Encoder for CandleEncoder {
+    fn encode(&mut self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError> {
+        let (b, l) = (batch.lens.len(), batch.max_len());
+        let hidden = self.forward_padded(batch)?;
         let h = self.hidden;
         if !self.device.is_cpu() {
             let pooled = pool_on_device(self.pooling, &hidden, &batch.lens)?;
@@ -244,24 +255,8 @@ impl Encoder for CandleEncoder {
     }
 
     fn encode_tokens(&mut self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError> {
-        let (b, l) = (batch.lens.len(), batch.max_len());
-        let mut ids = vec![self.pad_id; b * l];
-        let mut types = vec![0u32; b * l];
-        let mut mask = vec![0u32; b * l];
-        let mut row = 0;
-        for (i, &len) in batch.lens.iter().enumerate() {
-            ids[i * l..i * l + len].copy_from_slice(&batch.ids[row..row + len]);
-            types[i * l..i * l + len].copy_from_slice(&batch.type_ids[row..row + len]);
-            mask[i * l..i * l + len].fill(1);
-            row += len;
-        }
-        let ids = Tensor::from_vec(ids, (b, l), &self.device)?;
-        let types = Tensor::from_vec(types, (b, l), &self.device)?;
-        let mask = Tensor::from_vec(mask, (b, l), &self.device)?;
-        let hidden = match &self.graph {
-            Graph::Bert(m) => m.forward(&ids, &types, Some(&mask))?,
-            Graph::XlmRoberta(m) => m.forward(&ids, &mask, &types, None, None, None)?,
-        };
+        let l = batch.max_len();
+        let hidden = self.forward_padded(batch)?;
         let hidden: Vec<f32> = hidden.to_dtype(CDType::F32)?.flatten_all()?.to_vec1()?;
         // Only the real rows of each sequence, packed back to back.
         let h = self.hidden;

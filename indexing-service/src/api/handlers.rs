@@ -189,10 +189,21 @@ const DEFAULT_TOP_K: usize = 10;
 /// Default scroll page size.
 const DEFAULT_SCROLL_LIMIT: usize = 100;
 
-/// `top_k`, `ef` and `nprobe` of one search; `at` prefixes the field names
-/// (`searches[3].` inside a batch). Errors: 422 naming the field and bound.
-fn check_search(req: &SearchRequest, at: &str) -> Result<(), ApiError> {
+/// `top_k`, `ef` and `nprobe` of one search, and on a route that names
+/// the collection in its path (`path`), a body `collection` that agrees
+/// with it; `at` prefixes the field names (`searches[3].` inside a batch).
+/// Errors: 422 naming the field and bound, or both collection names.
+fn check_search(req: &SearchRequest, at: &str, path: Option<&str>) -> Result<(), ApiError> {
     let field = |name: &str| format!("{at}{name}");
+    if let (Some(body), Some(path)) = (req.collection.as_deref(), path) {
+        if body != path {
+            return Err(ApiError::invalid(format!(
+                "`{}` is `{body}` but the path names collection `{path}`; leave it out \
+                 (the path chooses the collection)",
+                field("collection")
+            )));
+        }
+    }
     if let Some(k) = req.top_k {
         check_range(&field("top_k"), k, limits::MIN_TOP_K, limits::MAX_TOP_K)
             .map_err(ApiError::invalid)?;
@@ -209,11 +220,11 @@ fn check_search(req: &SearchRequest, at: &str) -> Result<(), ApiError> {
 
 /// The number of searches and each one's sizes. Errors: 422 naming the
 /// field (`searches`, `searches[i].ef`, ...) and the bound.
-fn check_batch_search(req: &BatchSearchRequest) -> Result<(), ApiError> {
+fn check_batch_search(req: &BatchSearchRequest, path: &str) -> Result<(), ApiError> {
     check_len("searches", req.searches.len(), limits::MAX_BATCH_SEARCHES)
         .map_err(ApiError::invalid)?;
     for (i, r) in req.searches.iter().enumerate() {
-        check_search(r, &format!("searches[{i}]."))?;
+        check_search(r, &format!("searches[{i}]."), Some(path))?;
     }
     Ok(())
 }
@@ -321,8 +332,21 @@ async fn run_search(
     payload_default: bool,
 ) -> Result<SearchResponse, ApiError> {
     let t0 = Instant::now();
+    let by_text = req.query.is_some();
     let vector = query_vector(s, &mut req).await?;
-    search_vector(c, vector, req, t0, payload_default).await
+    match search_vector(c, vector, req, t0, payload_default).await {
+        // Say where a text query's dimension comes from.
+        Err(ApiError::Collection(CollectionError::DimensionMismatch { expected, got, .. }))
+            if by_text =>
+        {
+            Err(ApiError::from(CollectionError::DimensionMismatch {
+                subject: "the text `query`, embedded by the model, gives a vector that".into(),
+                expected,
+                got,
+            }))
+        }
+        r => r,
+    }
 }
 
 /// One search for `vector` (the query resolved), timed from `t0`.
@@ -434,7 +458,7 @@ async fn search(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Res<SearchResponse> {
-    check_search(&req, "")?;
+    check_search(&req, "", None)?;
     let name = match target(&s, req.collection.clone())? {
         Target::Existing(c) => return Ok(Json(run_search(&s, c, req, true).await?)),
         Target::MissingDefault(name) => name,
@@ -453,7 +477,7 @@ async fn search(
     };
     if vector.len() != dim {
         return Err(ApiError::from(CollectionError::DimensionMismatch {
-            index: 0,
+            subject: "the query vector".into(),
             expected: dim,
             got: vector.len(),
         })
@@ -881,7 +905,7 @@ async fn search_collection(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Res<SearchResponse> {
-    check_search(&req, "")?;
+    check_search(&req, "", Some(&name))?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     Ok(Json(run_search(&s, c, req, true).await?))
 }
@@ -901,7 +925,7 @@ async fn search_points(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<SearchRequest>,
 ) -> Res<SearchResponse> {
-    check_search(&req, "")?;
+    check_search(&req, "", Some(&name))?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     Ok(Json(run_search(&s, c, req, false).await?))
 }
@@ -919,7 +943,7 @@ async fn search_batch(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<BatchSearchRequest>,
 ) -> Res<BatchSearchResponse> {
-    check_batch_search(&req)?;
+    check_batch_search(&req, &name)?;
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     let mut results = Vec::with_capacity(req.searches.len());
     for r in req.searches {

@@ -93,6 +93,19 @@ impl From<ApiError> for ErrorBody {
                 }
             },
             ApiError::Embedding(c) => match c {
+                // The embedding service refused this service's own key: a
+                // fault of the deployment, not of the client's request.
+                ClientError::Rejected {
+                    code: ErrorCode::Unauthorized,
+                    ..
+                } => {
+                    tracing::error!("embedding call refused: {e}");
+                    return ErrorBody::new(
+                        ErrorCode::EmbeddingUnavailable,
+                        "the embedding service refused this service's API key \
+                         (`indexing.embedding_api_key`); nothing was written",
+                    );
+                }
                 ClientError::Rejected { code, .. } => *code,
                 ClientError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
                 ClientError::Unavailable(_) | ClientError::Protocol(_) => {

@@ -32,13 +32,119 @@ const ERROR_EXAMPLES: shared::openapi::ErrorExamples<'static> = &[
         ErrorCode::EmbeddingUnavailable,
         "embedding service unavailable: connection refused",
     ),
+    (
+        504,
+        ErrorCode::ConsistencyTimeout,
+        "operation 42 of collection `documents` was not applied on this replica within 5000 ms",
+    ),
+];
+
+/// Reads that take read-your-writes (`consistency.after` in the body, or
+/// the `x-consistency-after` header): the routes the replication
+/// middleware waits on, as `(path, method)`.
+const CONSISTENT_READS: &[(&str, &str)] = &[
+    ("/collections/{name}", "get"),
+    ("/collections/{name}/points", "post"),
+    ("/collections/{name}/points/count", "post"),
+    ("/collections/{name}/points/scroll", "post"),
+    ("/collections/{name}/points/search", "post"),
+    ("/collections/{name}/points/{id}", "get"),
+    ("/collections/{name}/search", "post"),
+    ("/collections/{name}/search/batch", "post"),
+    ("/search", "post"),
 ];
 
 /// Puts the error examples and default descriptions into `spec`, and
 /// makes nested settings plain references (see [`plain_nested_refs`]).
 pub(super) fn finish(spec: &mut utoipa::openapi::OpenApi) {
+    replication_surface(spec);
     shared::openapi::finish_error_responses(spec, ERROR_EXAMPLES);
     plain_nested_refs(spec);
+}
+
+/// What the replication middleware adds to the routes: on the reads of
+/// [`CONSISTENT_READS`], the `x-consistency-after` header and the 504
+/// `consistency_timeout` answer; on every answer of a write to a
+/// collection, the `x-operation` header.
+fn replication_surface(spec: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::path::{HttpMethod, ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{
+        ContentBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type,
+    };
+    let after = ParameterBuilder::new()
+        .name("x-consistency-after")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Read-your-writes: answer once this replica has applied this operation of the \
+             collection (a write's `x-operation`); a read replica waits at most \
+             `indexing.replication.consistency_timeout_ms`, then 504.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Int64,
+                )))
+                .minimum(Some(0)),
+        ))
+        .build();
+    let timeout = ResponseBuilder::new()
+        .description("This replica did not apply the operation asked for in time")
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build();
+    let operation = HeaderBuilder::new()
+        .schema(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Int64,
+                )))
+                .minimum(Some(0)),
+        )
+        .description(Some(
+            "The collection's last operation once this write was applied: pass it as \
+             `consistency.after` (or `x-consistency-after`) to read it on any replica.",
+        ))
+        .build();
+    for (path, item) in spec.paths.paths.iter_mut() {
+        let ops = [
+            (HttpMethod::Get, "get", &mut item.get),
+            (HttpMethod::Put, "put", &mut item.put),
+            (HttpMethod::Post, "post", &mut item.post),
+            (HttpMethod::Delete, "delete", &mut item.delete),
+            (HttpMethod::Patch, "patch", &mut item.patch),
+        ];
+        for (method, name, op) in ops {
+            let Some(op) = op.as_mut() else { continue };
+            if CONSISTENT_READS.contains(&(path.as_str(), name)) {
+                op.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(after.clone());
+                op.responses
+                    .responses
+                    .insert("504".into(), RefOr::T(timeout.clone()));
+                continue;
+            }
+            let write = method != HttpMethod::Get
+                && (path.starts_with("/collections/{name}") || path == "/embed");
+            let drops_collection = path == "/collections/{name}" && method == HttpMethod::Delete;
+            if !write || drops_collection {
+                continue;
+            }
+            for (status, resp) in op.responses.responses.iter_mut() {
+                if let (true, RefOr::T(resp)) = (status.starts_with('2'), resp) {
+                    resp.headers.insert("x-operation".into(), operation.clone());
+                }
+            }
+        }
+    }
 }
 
 /// A struct with `#[serde(default)]` (such as `IndexSettings`, read back
@@ -270,6 +376,10 @@ mod tests {
         // service, storage refusing writes, damaged collection).
         let body_404 = vec![200, 400, 401, 404, 413, 415, 422, 500, 503];
         let by_name = vec![200, 401, 404, 422, 500, 503];
+        // Reads also answer 504 when a replica has not applied
+        // `consistency.after` in time.
+        let read_body = vec![200, 400, 401, 404, 413, 415, 422, 500, 503, 504];
+        let read_by_name = vec![200, 401, 404, 422, 500, 503, 504];
         let expected: Vec<(String, &str, Vec<u16>)> = vec![
             ("/".into(), "get", vec![200, 401]),
             ("/collections".into(), "get", vec![200, 401, 500]),
@@ -278,7 +388,7 @@ mod tests {
                 "post",
                 vec![201, 400, 401, 409, 413, 415, 422, 500, 503],
             ),
-            ("/collections/{name}".into(), "get", by_name.clone()),
+            ("/collections/{name}".into(), "get", read_by_name.clone()),
             (
                 "/collections/{name}".into(),
                 "delete",
@@ -288,12 +398,12 @@ mod tests {
             (
                 "/collections/{name}/points".into(),
                 "post",
-                body_404.clone(),
+                read_body.clone(),
             ),
             (
                 "/collections/{name}/points/count".into(),
                 "post",
-                body_404.clone(),
+                read_body.clone(),
             ),
             (
                 "/collections/{name}/points/delete".into(),
@@ -303,17 +413,17 @@ mod tests {
             (
                 "/collections/{name}/points/scroll".into(),
                 "post",
-                body_404.clone(),
+                read_body.clone(),
             ),
             (
                 "/collections/{name}/points/search".into(),
                 "post",
-                body_404.clone(),
+                read_body.clone(),
             ),
             (
                 "/collections/{name}/points/{id}".into(),
                 "get",
-                by_name.clone(),
+                read_by_name,
             ),
             (
                 "/collections/{name}/points/{id}".into(),
@@ -328,18 +438,18 @@ mod tests {
             (
                 "/collections/{name}/search".into(),
                 "post",
-                body_404.clone(),
+                read_body.clone(),
             ),
             (
                 "/collections/{name}/search/batch".into(),
                 "post",
-                body_404.clone(),
+                read_body.clone(),
             ),
             ("/embed".into(), "post", body_404.clone()),
             ("/health".into(), "get", vec![200]),
             ("/metrics".into(), "get", vec![200, 401]),
             ("/ready".into(), "get", vec![200, 503]),
-            ("/search".into(), "post", body_404),
+            ("/search".into(), "post", read_body),
         ];
         assert_eq!(shared::openapi::statuses(&spec), expected);
     }

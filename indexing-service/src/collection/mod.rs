@@ -82,9 +82,10 @@ pub enum CollectionError {
     InvalidName(String),
     #[error("invalid collection settings: {0}")]
     InvalidConfig(String),
-    #[error("point {index}: vector has {got} dimensions, the collection has {expected}")]
+    /// `subject` names the vector: `point 3: vector`, `the query vector`.
+    #[error("{subject} has {got} dimensions, the collection has {expected}")]
     DimensionMismatch {
-        index: usize,
+        subject: String,
         expected: usize,
         got: usize,
     },
@@ -847,7 +848,7 @@ impl Collection {
             .map(|(index, p)| {
                 if p.vector.len() != c.dimension {
                     return Err(CollectionError::DimensionMismatch {
-                        index,
+                        subject: format!("point {index}: vector"),
                         expected: c.dimension,
                         got: p.vector.len(),
                     });
@@ -1411,7 +1412,7 @@ impl Collection {
         let c = &self.inner.config;
         if query.len() != c.dimension {
             return Err(CollectionError::DimensionMismatch {
-                index: 0,
+                subject: "the query vector".into(),
                 expected: c.dimension,
                 got: query.len(),
             });

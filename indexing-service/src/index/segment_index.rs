@@ -115,7 +115,8 @@ pub enum Quantization {
         oversampling: f32,
     },
     /// Product quantization: `subvectors` bytes per vector (0 to 65536;
-    /// must divide the dimension; 0 = dimension / 8), re-scoring
+    /// must divide the dimension; 0 = the largest divisor of the dimension up
+    /// to dimension / 8), re-scoring
     /// `oversampling × k` (`oversampling`: 1 to 100, default 4).
     Pq {
         #[serde(default)]
@@ -244,13 +245,28 @@ impl IndexSettings {
                 subvectors,
                 oversampling,
             } => Some((
-                if subvectors == 0 { dim / 8 } else { subvectors },
+                if subvectors == 0 {
+                    default_subvectors(dim)
+                } else {
+                    subvectors
+                },
                 oversampling,
             )),
-            _ if self.kind == IndexKind::IvfPq => Some((dim / 8, 4.0)),
+            _ if self.kind == IndexKind::IvfPq => Some((default_subvectors(dim), 4.0)),
             Quantization::None | Quantization::Scalar { .. } => None,
         }
     }
+}
+
+/// PQ's default number of subvectors for dimension `dim`: about one per 8
+/// dimensions, and always a divisor of `dim` — the largest divisor not above
+/// `max(dim / 8, 1)` (384 → 48, 300 → 30, 100 → 10, 50 → 5, 7 → 1).
+pub fn default_subvectors(dim: usize) -> usize {
+    let cap = (dim / 8).max(1);
+    (1..=cap)
+        .rev()
+        .find(|m| dim.is_multiple_of(*m))
+        .unwrap_or(1)
 }
 
 /// Per-query knobs.
@@ -734,5 +750,27 @@ fn search_index(
                 k,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default always divides the dimension (so no dimension makes a
+    /// default PQ or IVF-PQ collection invalid), and stays near one
+    /// subvector per 8 dimensions.
+    #[test]
+    fn default_subvectors_divide_every_dimension() {
+        for dim in 1..=4096usize {
+            let m = default_subvectors(dim);
+            assert!(m >= 1 && dim.is_multiple_of(m), "dim {dim}: {m}");
+            assert!(m <= (dim / 8).max(1), "dim {dim}: {m}");
+        }
+        assert_eq!(default_subvectors(384), 48);
+        assert_eq!(default_subvectors(300), 30);
+        assert_eq!(default_subvectors(100), 10);
+        assert_eq!(default_subvectors(50), 5);
+        assert_eq!(default_subvectors(4), 1);
     }
 }

@@ -273,16 +273,7 @@ impl Wal {
         mut apply: impl FnMut(u64, Op) -> Result<()>,
     ) -> Result<Wal> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().to_string();
-                let first = name.strip_suffix(".wal")?.parse::<u64>().ok()?;
-                Some((first, e.path()))
-            })
-            .collect();
-        files.sort();
+        let mut files = list_files(dir)?;
         let mut last_op = after;
         let mut prev_op = 0u64;
         let n = files.len();

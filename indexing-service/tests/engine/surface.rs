@@ -35,6 +35,75 @@ fn get(path: &str) -> Request<Body> {
 }
 
 #[test]
+fn cors_lets_pages_use_read_your_writes_and_client_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_config(dir.path(), |_| {});
+    rt().block_on(async {
+        let req = Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/collections/c/points/scroll")
+            .header(header::ORIGIN, "http://localhost:5173")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "content-type,x-consistency-after,x-stainless-os",
+            )
+            .body(Body::empty())
+            .unwrap();
+        let (s, h, _) = send(&app, req).await;
+        assert!(s.is_success(), "{s}");
+        let allowed = h[header::ACCESS_CONTROL_ALLOW_HEADERS]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        for want in ["x-consistency-after", "x-stainless-os", "content-type"] {
+            assert!(allowed.contains(want), "{want} not in {allowed}");
+        }
+        // A write's answer lets the page read its operation number.
+        let req = Request::post("/collections")
+            .header(header::ORIGIN, "http://localhost:5173")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(r#"{"name": "c", "dimension": 2}"#))
+            .unwrap();
+        let (s, h, _) = send(&app, req).await;
+        assert!(s.is_success(), "{s}");
+        let exposed = h[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(
+            exposed.contains("x-operation") && exposed.contains("x-request-id"),
+            "{exposed}"
+        );
+    });
+}
+
+/// The bearer scheme is matched without regard to case (RFC 7235), the key
+/// exactly.
+#[test]
+fn bearer_scheme_is_case_insensitive() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with_config(dir.path(), |c| c.api_key = Some("s3cret".into()));
+    rt().block_on(async {
+        for (auth, want) in [
+            ("Bearer s3cret", StatusCode::OK),
+            ("bearer s3cret", StatusCode::OK),
+            ("BEARER s3cret", StatusCode::OK),
+            ("bearer S3CRET", StatusCode::UNAUTHORIZED),
+            ("Basic s3cret", StatusCode::UNAUTHORIZED),
+            ("s3cret", StatusCode::UNAUTHORIZED),
+        ] {
+            let req = Request::get("/collections")
+                .header(header::AUTHORIZATION, auth)
+                .body(Body::empty())
+                .unwrap();
+            let (s, _, _) = send(&app, req).await;
+            assert_eq!(s, want, "{auth}");
+        }
+    });
+}
+
+#[test]
 fn cors_preflight_is_answered_without_the_key_for_allowed_origins() {
     let dir = tempfile::tempdir().unwrap();
     let app = app_with_config(dir.path(), |c| c.api_key = Some("s3cret".into()));
@@ -498,6 +567,33 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_indexing-service")
 }
 
+/// `print-openapi | head -1`: a reader that closes the pipe early ends the
+/// output quietly (exit 0), not with a panic (exit 101).
+#[test]
+fn printing_into_a_closed_pipe_is_not_a_panic() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["print-openapi", "print-config"] {
+        let mut child = Command::new(bin())
+            .arg(cmd)
+            .current_dir(dir.path())
+            .env_remove("CONFIG_PATH")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 1];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn the_command_line_has_help_version_and_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -658,4 +754,84 @@ fn the_log_has_access_lines_json_on_request_and_no_colours_in_files() {
     assert_eq!(access["span"]["method"], "GET", "{access}");
     assert_eq!(access["span"]["path"], "/nope", "{access}");
     assert!(lines.iter().any(|v| v["level"] == "INFO"));
+}
+
+/// Request shapes a Qdrant user sends, and conflicts that used to pass
+/// silently: `limit` for `top_k`, `payload` for `metadata`; a body
+/// `collection` that disagrees with the path is a 422; a dimension that
+/// does not fit names the query; any dimension gets a usable PQ default.
+#[test]
+fn qdrant_names_path_conflicts_and_pq_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _) = crate::http::app_on(dir.path());
+    rt().block_on(async {
+        let (s, v) = call(&app, Method::POST, "/collections", Some(json!({"name": "q", "dimension": 3}))).await;
+        assert!(s.is_success(), "{v}");
+        let (s, v) = call(
+            &app,
+            Method::PUT,
+            "/collections/q/points",
+            Some(json!({"points": [
+                {"id": 1, "vector": [1, 0, 0], "payload": {"kind": "a"}},
+                {"id": 2, "vector": [0, 1, 0], "payload": {"kind": "b"}},
+                {"id": 3, "vector": [0, 0, 1], "payload": {"kind": "b"}}
+            ]})),
+        )
+        .await;
+        assert!(s.is_success(), "{v}");
+        let (s, v) = call(
+            &app,
+            Method::POST,
+            "/collections/q/points/search",
+            Some(json!({"vector": [0, 1, 0], "limit": 2, "with_payload": true})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let hits = v["results"].as_array().unwrap();
+        assert_eq!(hits.len(), 2, "{v}");
+        assert_eq!(hits[0]["metadata"]["kind"], "b", "{v}");
+
+        for (path, body) in [
+            ("/collections/q/search", json!({"vector": [1, 0, 0], "collection": "other"})),
+            (
+                "/collections/q/search/batch",
+                json!({"searches": [{"vector": [1, 0, 0]}, {"vector": [1, 0, 0], "collection": "other"}]}),
+            ),
+        ] {
+            let (s, v) = call(&app, Method::POST, path, Some(body)).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {v}");
+            let m = v["error"]["message"].as_str().unwrap();
+            assert!(m.contains("other") && m.contains("`q`"), "{m}");
+        }
+        // The same name as the path is fine.
+        let (s, v) = call(
+            &app,
+            Method::POST,
+            "/collections/q/search",
+            Some(json!({"vector": [1, 0, 0], "collection": "q"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+
+        let (s, v) = call(
+            &app,
+            Method::POST,
+            "/collections/q/search",
+            Some(json!({"vector": [1, 0, 0, 0]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(m.starts_with("the query vector has 4 dimensions"), "{m}");
+
+        for dim in [3, 4, 7, 50, 100, 300] {
+            for body in [
+                json!({"name": format!("ivf{dim}"), "dimension": dim, "index": "ivf_pq"}),
+                json!({"name": format!("pq{dim}"), "dimension": dim, "quantization": {"type": "pq"}}),
+            ] {
+                let (s, v) = call(&app, Method::POST, "/collections", Some(body.clone())).await;
+                assert!(s.is_success(), "{body}: {v}");
+            }
+        }
+    });
 }

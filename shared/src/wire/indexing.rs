@@ -482,8 +482,9 @@ pub struct SearchRequest {
     pub query: Option<String>,
     #[serde(default)]
     pub vector: Option<Vec<f32>>,
-    /// How many results: 1 to 1000 (default 10).
-    #[serde(default)]
+    /// How many results: 1 to 1000 (default 10). Qdrant's name `limit` is
+    /// read as `top_k`.
+    #[serde(default, alias = "limit")]
     #[schema(minimum = 1, maximum = 1000)]
     pub top_k: Option<usize>,
     #[serde(default)]
@@ -597,7 +598,9 @@ pub struct PointInput {
     pub vector: Option<Vec<f32>>,
     #[serde(default)]
     pub content: Option<String>,
-    #[serde(default)]
+    /// The point's payload (a JSON object). Qdrant's name `payload` is read
+    /// as `metadata`.
+    #[serde(default, alias = "payload")]
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
 }

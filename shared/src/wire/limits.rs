@@ -48,7 +48,8 @@ pub const MIN_DIMENSION: usize = 1;
 pub const MAX_DIMENSION: usize = 65_536;
 
 /// PQ bytes per vector (`quantization.subvectors`), 0..=65536 (0 =
-/// dimension / 8); it must also divide the dimension.
+/// the largest divisor of the dimension up to dimension / 8); it must also
+/// divide the dimension.
 pub const MIN_SUBVECTORS: usize = 0;
 pub const MAX_SUBVECTORS: usize = MAX_DIMENSION;
 
