@@ -507,3 +507,105 @@ def test_langchain_store_with_the_services_model(embedding_url):
         assert retriever.invoke(target["gloss"])[0].id == target["synset"]
     finally:
         store.delete_collection()
+
+
+# -- snapshots -------------------------------------------------------------------
+
+
+def snapshot_state(client, n):
+    """Every point of a collection with vector and payload, in id order."""
+    return [(p.id, p.content, p.metadata, p.vector)
+            for p in client.scroll_all(n, page_size=1000, with_vector=True)]
+
+
+def test_snapshots_create_list_download_restore_delete(client, tmp_path):
+    n, restored = name("snap"), name("restored")
+    client.create_collection(n, dimension=16)
+    try:
+        rng = np.random.default_rng(5)
+        client.upload_points(n, [{"id": i, "vector": rng.normal(size=16).tolist(),
+                                  "content": f"text {i}", "metadata": {"i": i, "odd": i % 2}}
+                                 for i in range(2000)], progress=False)
+        before = snapshot_state(client, n)
+        desc = client.create_snapshot(n)
+        assert desc.name.endswith(".snapshot") and desc.size > 0
+        assert desc.name in [s.name for s in client.list_snapshots(n)]
+        f = client.download_snapshot(n, desc.name, tmp_path)
+        assert f == tmp_path / desc.name and f.stat().st_size == desc.size
+        assert hashlib.sha256(f.read_bytes()).hexdigest() == desc.checksum
+
+        # Writes after the snapshot are not in it.
+        client.delete(n, ids=list(range(0, 2000, 3)))
+        client.upsert(n, [{"id": 5000, "vector": [1.0] * 16}])
+        assert snapshot_state(client, n) != before
+
+        r = client.upload_snapshot(restored, f)
+        assert (r.collection, r.source_collection, r.points) == (restored, n, 2000)
+        assert snapshot_state(client, restored) == before
+        r = client.recover_snapshot(n, desc.name)
+        assert r.points == 2000 and snapshot_state(client, n) == before
+
+        # A damaged file is refused with the server's words; nothing changes.
+        data = bytearray(f.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        bad = tmp_path / "damaged.snapshot"
+        bad.write_bytes(bytes(data))
+        client.delete(restored, ids=[1])
+        for args in [(bad,), (f, "0" * 64)]:
+            with pytest.raises(BadRequestError) as e:
+                client.upload_snapshot(restored, *args)
+            assert e.value.status == 422 and e.value.code == "snapshot_invalid"
+            assert e.value.message
+            assert client.count(restored) == 1999
+
+        client.delete_snapshot(n, desc.name)
+        assert desc.name not in [s.name for s in client.list_snapshots(n)]
+        with pytest.raises(NotFoundError):
+            client.download_snapshot(n, desc.name, tmp_path / "gone")
+        assert not (tmp_path / "gone").exists()
+    finally:
+        for c in (n, restored):
+            try:
+                client.delete_collection(c)
+            except NotFoundError:
+                pass
+
+
+def test_async_snapshots_and_the_whole_storage(indexing_url, client, tmp_path):
+    n = name("asnap")
+    client.create_collection(n, dimension=4)
+    client.upsert(n, [{"id": i, "vector": [float(i), 1.0, 0.0, 0.5]} for i in range(1, 50)])
+    before = snapshot_state(client, n)
+
+    async def go():
+        async with AsyncClient(indexing_url) as c:
+            desc = await c.create_snapshot(n)
+            assert desc.name in [s.name for s in await c.list_snapshots(n)]
+            f = await c.download_snapshot(n, desc.name, tmp_path / "a.snapshot")
+            assert hashlib.sha256(f.read_bytes()).hexdigest() == desc.checksum
+            await c.delete(n, ids=[1, 2, 3])
+            r = await c.upload_snapshot(n, f)
+            assert r.points == 49
+            await c.delete_snapshot(n, desc.name)
+            full = await c.create_snapshot(None)
+            assert full.name in [s.name for s in await c.list_snapshots(None)]
+            g = await c.download_snapshot(None, full.name, tmp_path)
+            assert hashlib.sha256(g.read_bytes()).hexdigest() == full.checksum
+            await c.delete_snapshot(None, full.name)
+
+    try:
+        asyncio.run(go())
+        assert snapshot_state(client, n) == before
+    finally:
+        client.delete_collection(n)
+
+
+def test_download_checks_the_servers_checksum(tmp_path):
+    s = Script([(200, {"x-checksum-sha256": "0" * 64}, {"not": "what the header says"})])
+    try:
+        with Client(s.url) as c:
+            with pytest.raises(vecdb.ChecksumMismatchError):
+                c.download_snapshot("docs", "x.snapshot", tmp_path)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        s.close()

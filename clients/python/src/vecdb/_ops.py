@@ -19,6 +19,7 @@ from .models import (
     Point,
     PointId,
     QueryResponse,
+    RecoverResult,
     ScoredPoint,
     ScrollPage,
     SnapshotDescription,
@@ -163,35 +164,38 @@ def query(collection: str, body: Mapping[str, Any]) -> Call:
                 lambda r: QueryResponse.from_json(r.json()), dict(body))
 
 
-def create_snapshot(collection: str) -> Call:
-    return Call("POST", f"/collections/{seg(collection)}/snapshots",
+def _snapshots_root(collection: Optional[str]) -> str:
+    """``/collections/{name}/snapshots``, or ``/snapshots`` (the whole
+    storage) when ``collection`` is None."""
+    return "/snapshots" if collection is None else f"/collections/{seg(collection)}/snapshots"
+
+
+def create_snapshot(collection: Optional[str]) -> Call:
+    return Call("POST", _snapshots_root(collection),
                 lambda r: SnapshotDescription.from_json(r.json()))
 
 
-def list_snapshots(collection: str) -> Call:
+def list_snapshots(collection: Optional[str]) -> Call:
     def parse(r: httpx.Response) -> List[SnapshotDescription]:
         d = r.json()
         items = d["snapshots"] if isinstance(d, dict) else d
         return [SnapshotDescription.from_json(s) for s in items]
 
-    return Call("GET", f"/collections/{seg(collection)}/snapshots", parse)
+    return Call("GET", _snapshots_root(collection), parse)
 
 
-def snapshot_path(collection: str, snapshot: str) -> str:
-    return f"/collections/{seg(collection)}/snapshots/{seg(snapshot)}"
+def snapshot_path(collection: Optional[str], snapshot: str) -> str:
+    return f"{_snapshots_root(collection)}/{seg(snapshot)}"
 
 
-def delete_snapshot(collection: str, snapshot: str) -> Call:
+def delete_snapshot(collection: Optional[str], snapshot: str) -> Call:
     return Call("DELETE", snapshot_path(collection, snapshot), _none)
 
 
-def _json_or_none(r: httpx.Response) -> Any:
-    return r.json() if r.content else None
-
-
-def recover_snapshot(collection: str, location: str) -> Call:
-    return Call("POST", f"/collections/{seg(collection)}/snapshots/recover", _json_or_none,
-                {"location": location})
+def recover_snapshot(collection: str, location: str, checksum: Optional[str]) -> Call:
+    return Call("POST", f"/collections/{seg(collection)}/snapshots/recover",
+                lambda r: RecoverResult.from_json(r.json()),
+                _drop_none({"location": location, "checksum": checksum}))
 
 
 def upload_snapshot_path(collection: str) -> str:

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import time
 from pathlib import Path
 from typing import (
-    Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence, Union,
+    Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence,
 )
 
 from tqdm import tqdm
@@ -19,13 +18,14 @@ from ._ops import Call
 from ._transport import AsyncTransport, RetryPolicy
 from .bulk import DEFAULT_MAX_BYTES, PointLike, split_batches
 from .client import DEFAULT_URL, _sized
-from .errors import ChecksumMismatchError
+from .snapshots import CHECKSUM_HEADER, CHUNK, Download, PathLike, file_sha256
 from .models import (
     CollectionInfo,
     Filter,
     Point,
     PointId,
     QueryResponse,
+    RecoverResult,
     ScoredPoint,
     ScrollPage,
     SnapshotDescription,
@@ -35,7 +35,6 @@ from .models import (
 
 __all__ = ["AsyncClient"]
 
-_CHUNK = 1 << 20
 
 
 class AsyncClient:
@@ -223,58 +222,53 @@ class AsyncClient:
             last_op = max(last_op, results[i].operation)
         return UploadSummary(len(ids), n_batches, time.perf_counter() - t0, ids, last_op)
 
-    async def create_snapshot(self, collection: str) -> SnapshotDescription:
+    async def create_snapshot(self, collection: Optional[str]) -> SnapshotDescription:
         """See :meth:`vecdb.Client.create_snapshot`."""
         return await self._call(ops.create_snapshot(collection))
 
-    async def list_snapshots(self, collection: str) -> List[SnapshotDescription]:
+    async def list_snapshots(self, collection: Optional[str]) -> List[SnapshotDescription]:
         """See :meth:`vecdb.Client.list_snapshots`."""
         return await self._call(ops.list_snapshots(collection))
 
-    async def delete_snapshot(self, collection: str, snapshot: str) -> None:
+    async def delete_snapshot(self, collection: Optional[str], snapshot: str) -> None:
         """See :meth:`vecdb.Client.delete_snapshot`."""
         await self._call(ops.delete_snapshot(collection, snapshot))
 
     async def download_snapshot(
-        self, collection: str, snapshot: str, path: Union[str, "os.PathLike[str]"]
+        self, collection: Optional[str], snapshot: str, path: PathLike
     ) -> Path:
         """See :meth:`vecdb.Client.download_snapshot`."""
-        dest = Path(path)
-        if dest.is_dir():
-            dest = dest / snapshot
-        tmp = dest.with_name(dest.name + ".part")
-        h = hashlib.sha256()
         async with self._t.stream("GET", ops.snapshot_path(collection, snapshot)) as r:
-            expected = r.headers.get("x-checksum-sha256")
-            with open(tmp, "wb") as f:
-                async for chunk in r.aiter_bytes(_CHUNK):
-                    h.update(chunk)
-                    f.write(chunk)
-        if expected and expected.lower() != h.hexdigest():
-            tmp.unlink(missing_ok=True)
-            raise ChecksumMismatchError(
-                f"snapshot {snapshot}: SHA-256 {h.hexdigest()} but the server sent {expected}")
-        os.replace(tmp, dest)
-        return dest
+            d = Download(path, snapshot)
+            try:
+                async for chunk in r.aiter_bytes(CHUNK):
+                    d.write(chunk)
+            except BaseException:
+                d.abort()
+                raise
+            return d.finish(r.headers.get(CHECKSUM_HEADER))
 
-    async def recover_snapshot(self, collection: str, location: str) -> Any:
+    async def recover_snapshot(
+        self, collection: str, location: str, checksum: Optional[str] = None
+    ) -> RecoverResult:
         """See :meth:`vecdb.Client.recover_snapshot`."""
-        return await self._call(ops.recover_snapshot(collection, location))
+        return await self._call(ops.recover_snapshot(collection, location, checksum))
 
     async def upload_snapshot(
-        self, collection: str, path: Union[str, "os.PathLike[str]"]
-    ) -> Any:
+        self, collection: str, path: PathLike, checksum: Optional[str] = None
+    ) -> RecoverResult:
         """See :meth:`vecdb.Client.upload_snapshot`."""
+        checksum = checksum or await asyncio.to_thread(file_sha256, path)
 
         async def chunks() -> AsyncIterator[bytes]:
             with open(path, "rb") as f:
                 while True:
-                    b = f.read(_CHUNK)
+                    b = f.read(CHUNK)
                     if not b:
                         return
                     yield b
 
         r = await self._t.request("POST", ops.upload_snapshot_path(collection),
-                                  content=chunks(),
+                                  content=chunks(), params={"checksum": checksum},
                                   headers={"content-type": "application/x-tar"}, retry=False)
-        return r.json() if r.content else None
+        return RecoverResult.from_json(r.json())

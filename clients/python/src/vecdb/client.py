@@ -8,12 +8,11 @@ connection errors are retried with backoff (:class:`RetryPolicy`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -21,13 +20,14 @@ from . import _ops as ops
 from ._ops import Call
 from ._transport import RetryPolicy, SyncTransport
 from .bulk import DEFAULT_MAX_BYTES, PointLike, split_batches
-from .errors import ChecksumMismatchError
+from .snapshots import CHECKSUM_HEADER, CHUNK, Download, PathLike, file_sha256
 from .models import (
     CollectionInfo,
     Filter,
     Point,
     PointId,
     QueryResponse,
+    RecoverResult,
     ScoredPoint,
     ScrollPage,
     SnapshotDescription,
@@ -39,7 +39,6 @@ __all__ = ["Client", "DEFAULT_URL"]
 
 #: Where the indexing service listens by default.
 DEFAULT_URL = "http://localhost:8000"
-_CHUNK = 1 << 20
 
 
 def _sized(points: Iterable[Any]) -> Optional[int]:
@@ -322,58 +321,61 @@ class Client:
 
     # -- snapshots -------------------------------------------------------
 
-    def create_snapshot(self, collection: str) -> SnapshotDescription:
-        """Makes a consistent snapshot of a collection while writes go on;
+    def create_snapshot(self, collection: Optional[str]) -> SnapshotDescription:
+        """Makes a consistent snapshot of a collection while writes go on
+        (``collection=None``: of the whole storage, every collection);
         returns its description (``name``, ``size``, ``checksum``)."""
         return self._call(ops.create_snapshot(collection))
 
-    def list_snapshots(self, collection: str) -> List[SnapshotDescription]:
-        """The collection's snapshots."""
+    def list_snapshots(self, collection: Optional[str]) -> List[SnapshotDescription]:
+        """The complete snapshots of a collection (None: of the whole
+        storage), oldest first."""
         return self._call(ops.list_snapshots(collection))
 
-    def delete_snapshot(self, collection: str, snapshot: str) -> None:
+    def delete_snapshot(self, collection: Optional[str], snapshot: str) -> None:
         """Removes one snapshot file. Raises NotFoundError."""
         self._call(ops.delete_snapshot(collection, snapshot))
 
     def download_snapshot(
-        self, collection: str, snapshot: str, path: Union[str, "os.PathLike[str]"]
+        self, collection: Optional[str], snapshot: str, path: PathLike
     ) -> Path:
         """Streams a snapshot to ``path`` (a file, or a directory to put
         ``snapshot`` in), checking its SHA-256 against the server's
         ``x-checksum-sha256`` header. Returns the file's path; raises
         ChecksumMismatchError (and removes the file) on a mismatch."""
-        dest = Path(path)
-        if dest.is_dir():
-            dest = dest / snapshot
-        tmp = dest.with_name(dest.name + ".part")
-        h = hashlib.sha256()
         with self._t.stream("GET", ops.snapshot_path(collection, snapshot)) as r:
-            expected = r.headers.get("x-checksum-sha256")
-            with open(tmp, "wb") as f:
-                for chunk in r.iter_bytes(_CHUNK):
-                    h.update(chunk)
-                    f.write(chunk)
-        if expected and expected.lower() != h.hexdigest():
-            tmp.unlink(missing_ok=True)
-            raise ChecksumMismatchError(
-                f"snapshot {snapshot}: SHA-256 {h.hexdigest()} but the server sent {expected}")
-        os.replace(tmp, dest)
-        return dest
+            d = Download(path, snapshot)
+            try:
+                for chunk in r.iter_bytes(CHUNK):
+                    d.write(chunk)
+            except BaseException:
+                d.abort()
+                raise
+            return d.finish(r.headers.get(CHECKSUM_HEADER))
 
-    def recover_snapshot(self, collection: str, location: str) -> Any:
-        """Restores ``collection`` from a snapshot at ``location`` (a path
-        on the server or a URL it can read); returns the server's answer."""
-        return self._call(ops.recover_snapshot(collection, location))
+    def recover_snapshot(
+        self, collection: str, location: str, checksum: Optional[str] = None
+    ) -> RecoverResult:
+        """Replaces ``collection`` (creating it if absent) with a snapshot
+        file already on the server: ``location`` is an absolute path, a
+        ``file://`` URL or the name of one of the collection's snapshots.
+        With ``checksum`` (SHA-256 hex) a different file restores nothing.
+        A damaged file is refused (BadRequestError, code
+        ``snapshot_invalid``) and the collection is left as it was."""
+        return self._call(ops.recover_snapshot(collection, location, checksum))
 
     def upload_snapshot(
-        self, collection: str, path: Union[str, "os.PathLike[str]"]
-    ) -> Any:
-        """Uploads a snapshot file (raw tar body, streamed) and restores
-        ``collection`` from it; the server verifies it and refuses a
-        damaged file (BadRequestError with its message). Not retried."""
+        self, collection: str, path: PathLike, checksum: Optional[str] = None
+    ) -> RecoverResult:
+        """Uploads a snapshot file (streamed, not retried) and replaces
+        ``collection`` with it (creating it if absent). The file's SHA-256
+        (``checksum``, else computed here) goes with it, so a body that
+        arrives different restores nothing; a damaged file is refused
+        (BadRequestError, code ``snapshot_invalid``)."""
+        checksum = checksum or file_sha256(path)
         with open(path, "rb") as f:
-            chunks = iter(lambda: f.read(_CHUNK), b"")
+            chunks = iter(lambda: f.read(CHUNK), b"")
             r = self._t.request("POST", ops.upload_snapshot_path(collection), content=chunks,
+                                params={"checksum": checksum},
                                 headers={"content-type": "application/x-tar"}, retry=False)
-        return r.json() if r.content else None
-
+        return RecoverResult.from_json(r.json())

@@ -23,6 +23,7 @@ __all__ = [
     "SnapshotDescription",
     "QueryResponse",
     "UploadSummary",
+    "RecoverResult",
 ]
 
 #: A point id: an unsigned 64-bit integer or a string of 1 to 256 bytes.
@@ -131,8 +132,9 @@ class CollectionInfo:
 
 @dataclass
 class SnapshotDescription:
-    """A snapshot file of a collection: ``name``, ``creation_time`` (as the
-    server writes it), ``size`` in bytes and ``checksum`` (SHA-256, hex)."""
+    """A snapshot file (a tar archive on the server): ``name``,
+    ``creation_time`` (RFC 3339, UTC), ``size`` in bytes and ``checksum``
+    (SHA-256 of the whole file, 64 lowercase hex digits)."""
 
     name: str
     creation_time: Optional[str] = None
@@ -142,6 +144,23 @@ class SnapshotDescription:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "SnapshotDescription":
         return cls(d["name"], d.get("creation_time"), d.get("size"), d.get("checksum"))
+
+
+@dataclass
+class RecoverResult:
+    """Answer of a restore: the ``collection`` restored, the
+    ``source_collection`` the snapshot was made of, the last ``operation``
+    number it holds and the live ``points`` now in the collection."""
+
+    collection: str
+    source_collection: str
+    operation: int
+    points: int
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "RecoverResult":
+        return cls(d["collection"], d["source_collection"], int(d["operation"]),
+                   int(d["points"]))
 
 
 @dataclass
