@@ -139,7 +139,9 @@ def test_points_and_search_match_an_exact_reference(client, collection):
     client.set_metadata(collection, 5, {"group": 0, "tag": "odd"}, merge=False)
 
     page = client.scroll(collection, limit=250)
-    assert [p.id for p in page.points] == ids[:250] and page.next_cursor == 251
+    assert [p.id for p in page.points] == ids[:250] and page.next_cursor is not None
+    page2 = client.scroll(collection, limit=250, cursor=page.next_cursor)
+    assert [p.id for p in page2.points] == ids[250:500]
     assert [p.id for p in client.scroll_all(collection, page_size=77)] == ids
 
     for qi in range(5):

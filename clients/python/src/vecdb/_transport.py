@@ -88,6 +88,8 @@ class _Base:
         retry: Optional[RetryPolicy],
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout_s = timeout
         self.retry = retry or RetryPolicy()
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
         self.headers = _headers(api_key)

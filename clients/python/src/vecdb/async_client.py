@@ -18,6 +18,7 @@ from ._ops import Call
 from ._transport import AsyncTransport, RetryPolicy
 from .bulk import DEFAULT_MAX_BYTES, PointLike, split_batches
 from .client import DEFAULT_URL, _sized
+from .errors import NotFoundError
 from .snapshots import CHECKSUM_HEADER, CHUNK, Download, PathLike, file_sha256
 from .models import (
     CollectionInfo,
@@ -87,7 +88,11 @@ class AsyncClient:
 
     async def collection_exists(self, name: str) -> bool:
         """See :meth:`vecdb.Client.collection_exists`."""
-        return any(c.name == name for c in await self.list_collections())
+        try:
+            await self.get_collection(name)
+            return True
+        except NotFoundError:
+            return False
 
     async def create_collection(
         self, name: str, dimension: Optional[int] = None, metric: Optional[str] = None,

@@ -12,7 +12,7 @@ import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -20,6 +20,7 @@ from . import _ops as ops
 from ._ops import Call
 from ._transport import RetryPolicy, SyncTransport
 from .bulk import DEFAULT_MAX_BYTES, PointLike, split_batches
+from .errors import NotFoundError
 from .snapshots import CHECKSUM_HEADER, CHUNK, Download, PathLike, file_sha256
 from .models import (
     CollectionInfo,
@@ -34,6 +35,9 @@ from .models import (
     UpdateResult,
     UploadSummary,
 )
+
+if TYPE_CHECKING:
+    from .async_client import AsyncClient
 
 __all__ = ["Client", "DEFAULT_URL"]
 
@@ -78,6 +82,14 @@ class Client:
         """The base URL requests go to."""
         return self._t.base_url
 
+    def to_async(self) -> "AsyncClient":
+        """An :class:`AsyncClient` with this client's URL, key, timeout and
+        retry policy (its own connection pool)."""
+        from .async_client import AsyncClient
+
+        t = self._t
+        return AsyncClient(t.base_url, t.api_key or "", t.timeout_s, t.retry)
+
     def _call(self, c: Call) -> Any:
         r = self._t.request(c.method, c.path, json_body=c.json_body, params=c.params,
                             content=c.content, headers=c.headers)
@@ -111,7 +123,11 @@ class Client:
 
     def collection_exists(self, name: str) -> bool:
         """Whether a collection of that name exists."""
-        return any(c.name == name for c in self.list_collections())
+        try:
+            self.get_collection(name)
+            return True
+        except NotFoundError:
+            return False
 
     def create_collection(
         self,

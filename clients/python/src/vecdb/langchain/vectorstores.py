@@ -102,8 +102,7 @@ class VecdbVectorStore(VectorStore):
         self.collection_settings = dict(collection_settings or {})
         self.batch_size = batch_size
         self.client = client or Client(url, api_key)
-        base = self.client.url
-        self._async = PerLoop(lambda: AsyncClient(base, api_key), async_client)
+        self._async = PerLoop(self.client.to_async, async_client)
         self._exists = False
 
     @property
