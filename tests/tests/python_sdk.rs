@@ -75,7 +75,12 @@ fn pytest(module: &str) -> Option<String> {
     let stack = Stack::start(module.trim_end_matches(".py"));
     let out = std::process::Command::new(py)
         .args(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"])
-        .args(["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"])
+        .args([
+            "-o",
+            "asyncio_mode=auto",
+            "-o",
+            "asyncio_default_fixture_loop_scope=function",
+        ])
         .arg(workspace_root().join("tests/python").join(module))
         .current_dir(workspace_root())
         .env("VECDB_URL", &stack.idx.url)
