@@ -418,6 +418,8 @@ def test_async_client_bulk_upload_and_reads(indexing_url):
                     vecs, [f"p{i:05d}" for i in range(3000)], q, 7)
                 got = await c.retrieve(n, ["p00007", "nope"], with_vector=True)
                 assert [p.id for p in got] == ["p00007"] and len(got[0].vector) == 16
+                b = await c.search_batch(n, [{"vector": vecs[3].tolist(), "limit": 1}])
+                assert b[0][0].id == "p00003"
                 assert await c.delete(n, ids=["p00000", "p00001"]) == 2
                 with pytest.raises(BadRequestError) as e:
                     await c.upsert(n, [{"id": 1, "vector": [1.0]}])

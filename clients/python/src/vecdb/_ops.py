@@ -148,6 +148,16 @@ def search_body(query: Optional[str], vector: Optional[Sequence[float]], limit: 
     })
 
 
+def search_bodies(searches: Sequence[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """Bodies of a batch: each item holds ``search``'s keyword arguments."""
+    defaults: Dict[str, Any] = {
+        "query": None, "vector": None, "limit": 10, "filter": None, "with_vector": False,
+        "with_payload": True, "ef": None, "nprobe": None, "exact": None,
+        "consistency_after": None,
+    }
+    return [search_body(**{**defaults, **s}) for s in searches]
+
+
 def search(collection: str, body: Dict[str, Any]) -> Call:
     return Call("POST", f"/collections/{seg(collection)}/search",
                 lambda r: [ScoredPoint.from_json(h) for h in r.json()["results"]], body)

@@ -173,6 +173,12 @@ class AsyncClient:
                                ef, nprobe, exact, consistency_after)
         return await self._call(ops.search(collection, body))
 
+    async def search_batch(
+        self, collection: str, searches: Sequence[Mapping[str, Any]]
+    ) -> List[List[ScoredPoint]]:
+        """See :meth:`vecdb.Client.search_batch`."""
+        return await self._call(ops.search_batch(collection, ops.search_bodies(searches)))
+
     async def query(self, collection: str, request: Optional[Mapping[str, Any]] = None,
                     **fields: Any) -> QueryResponse:
         """See :meth:`vecdb.Client.query`."""

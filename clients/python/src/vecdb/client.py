@@ -265,12 +265,7 @@ class Client:
     ) -> List[List[ScoredPoint]]:
         """Up to 100 searches in one request, answered in order; each is a
         dict of :meth:`search`'s keyword arguments."""
-        bodies = [ops.search_body(**{"query": None, "vector": None, "limit": 10,
-                                     "filter": None, "with_vector": False,
-                                     "with_payload": True, "ef": None, "nprobe": None,
-                                     "exact": None, "consistency_after": None, **s})
-                  for s in searches]
-        return self._call(ops.search_batch(collection, bodies))
+        return self._call(ops.search_batch(collection, ops.search_bodies(searches)))
 
     def query(self, collection: str, request: Optional[Mapping[str, Any]] = None,
               **fields: Any) -> QueryResponse:
