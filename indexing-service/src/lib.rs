@@ -12,6 +12,7 @@ pub mod collection;
 pub mod index;
 pub mod lock_order;
 pub mod replication;
+pub mod snapshot;
 pub mod storage;
 
 use shared::client::EmbeddingClient;

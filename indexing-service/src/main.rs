@@ -34,6 +34,21 @@ enum Command {
         #[arg(default_value = "/health")]
         path: String,
     },
+    /// Restore a snapshot file (of the whole storage or of one collection)
+    /// into the configured data directory, then exit. No service may be
+    /// running on that directory. Each collection in the file replaces the
+    /// one of its name; other collections are left alone.
+    RestoreSnapshot {
+        /// The snapshot file (`GET /snapshots/{snapshot}` or
+        /// `GET /collections/{name}/snapshots/{snapshot}`).
+        file: std::path::PathBuf,
+        /// Data directory to restore into (default: `indexing.data_dir`).
+        #[arg(long)]
+        data_dir: Option<std::path::PathBuf>,
+        /// Restore a one-collection snapshot under this name.
+        #[arg(long)]
+        collection: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +84,27 @@ fn main() -> anyhow::Result<()> {
             config.indexing.api_key.as_deref(),
             true,
         ),
+        Command::RestoreSnapshot {
+            file,
+            data_dir,
+            collection,
+        } => {
+            let dir = data_dir.unwrap_or(config.indexing.data_dir);
+            match indexing_service::snapshot::restore_into_data_dir(
+                &dir,
+                &file,
+                collection.as_deref(),
+            ) {
+                Ok(done) => {
+                    shared::logging::print_stdout(&serde_json::to_string_pretty(&done)?)?;
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("indexing-service: restore-snapshot: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Serve => {
             tracing::info!(
                 "effective config:\n{}",

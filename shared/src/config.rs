@@ -219,6 +219,11 @@ pub struct IndexingConfig {
     pub embedding_retries: u32,
     /// Largest request body in bytes.
     pub body_limit_bytes: usize,
+    /// Largest snapshot file `POST /collections/{name}/snapshots/upload`
+    /// takes, in bytes (streamed to disk, never held in memory; the body
+    /// must still arrive within `http.body_read_timeout_ms`). Bounds the
+    /// disk an upload can fill.
+    pub snapshot_upload_limit_bytes: u64,
     /// Collection used by `/embed` and `/search` when none is named.
     pub default_collection: String,
     pub wal: WalConfig,
@@ -279,6 +284,7 @@ impl Default for IndexingConfig {
             embedding_timeout_ms: 30_000,
             embedding_retries: 3,
             body_limit_bytes: 32 * 1024 * 1024,
+            snapshot_upload_limit_bytes: 64 * 1024 * 1024 * 1024,
             default_collection: "documents".into(),
             wal: WalConfig::default(),
             flush_threshold: FlushThreshold::default(),

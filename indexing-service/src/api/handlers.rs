@@ -1060,6 +1060,7 @@ fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
+        .merge(super::snapshots::routes())
         .merge(shared::http::root_routes(
             "indexing-service",
             env!("CARGO_PKG_VERSION"),

@@ -11,6 +11,7 @@ mod handlers;
 pub mod metrics;
 mod new_collection;
 mod point_path;
+mod snapshots;
 mod spec;
 
 use crate::collection::{CollectionError, Storage};

@@ -52,7 +52,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 }
 
 /// A unique suffix for temporary and trash directory names.
-fn unique() -> String {
+pub(super) fn unique() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -79,7 +79,7 @@ pub struct FollowReport {
 /// Collections by name, with the ones that could not be opened.
 pub struct Storage {
     data_dir: PathBuf,
-    root: PathBuf,
+    pub(super) root: PathBuf,
     /// The data directory's lock, held by the writer (leaf lock).
     lock: Mutex<Option<DirLock>>,
     writer: AtomicBool,
@@ -87,9 +87,9 @@ pub struct Storage {
     /// deleted and created again is a new directory). Leaf lock.
     loaded: Mutex<HashMap<String, u64>>,
     /// Lock level `Catalog`.
-    collections: OrderedRwLock<BTreeMap<String, Arc<Collection>>>,
+    pub(super) collections: OrderedRwLock<BTreeMap<String, Arc<Collection>>>,
     /// Collections whose files are damaged: name → reason (no paths).
-    damaged: Mutex<BTreeMap<String, String>>,
+    pub(super) damaged: Mutex<BTreeMap<String, String>>,
     /// Per-name admin locks (level `Admin`); the map itself is a leaf lock.
     admin: Mutex<HashMap<String, Arc<OrderedMutex<()>>>>,
 }
@@ -162,6 +162,7 @@ impl Storage {
     ) -> Result<(BTreeMap<String, Arc<Collection>>, BTreeMap<String, String>)> {
         let root = root.to_path_buf();
         std::fs::create_dir_all(&root).map_err(io_err(&root))?;
+        super::snapshot::recover_leftovers(&root);
         let mut map = BTreeMap::new();
         let mut damaged = BTreeMap::new();
         for e in std::fs::read_dir(&root).map_err(io_err(&root))?.flatten() {
@@ -287,7 +288,7 @@ impl Storage {
     }
 
     /// Errors: `ReadOnly` on a follower.
-    fn writable(&self) -> Result<()> {
+    pub(super) fn writable(&self) -> Result<()> {
         if self.is_writer() {
             Ok(())
         } else {
@@ -297,7 +298,7 @@ impl Storage {
         }
     }
 
-    fn admin_lock(&self, name: &str) -> Arc<OrderedMutex<()>> {
+    pub(super) fn admin_lock(&self, name: &str) -> Arc<OrderedMutex<()>> {
         self.admin
             .lock()
             .entry(name.to_string())

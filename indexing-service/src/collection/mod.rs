@@ -42,9 +42,11 @@
 
 mod follower;
 mod manager;
+mod snapshot;
 pub(crate) use follower::FileStamp;
 pub use follower::{FollowStep, ReplicaStatus, Role};
 pub use manager::{validate_name, FollowReport, Storage};
+pub use snapshot::{test_pause, FrozenView, SNAPSHOTS_DIR, TEST_PAUSE_ENV};
 
 use crate::index::segment_index::{search_segment, IndexSettings, SearchParams, SegmentIndex};
 use crate::index::{self, filter, TopK};

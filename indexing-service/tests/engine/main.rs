@@ -13,5 +13,6 @@ mod limits;
 mod magnitudes;
 mod recall;
 mod replicas;
+mod snapshots;
 mod storage;
 mod surface;
