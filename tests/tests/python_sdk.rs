@@ -129,5 +129,5 @@ fn langchain_standard_suites_pass() {
 
 #[test]
 fn python_sdk_tests_pass() {
-    pytest("test_sdk.py", true);
+    pytest("test_sdk.py", false);
 }
