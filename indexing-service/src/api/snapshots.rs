@@ -113,7 +113,10 @@ async fn stream_file(path: PathBuf, d: SnapshotDescription) -> Result<Response, 
     responses((status = 200, body = SnapshotDescription), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 500, body = ErrorBody),
         (status = 503, description = "The collection is damaged, or no writer is reachable", body = ErrorBody)))]
-async fn create_snapshot(State(s): State<AppState>, Path(name): Path<String>) -> Res<SnapshotDescription> {
+async fn create_snapshot(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Res<SnapshotDescription> {
     let st = s.storage.clone();
     Ok(Json(
         blocking(move || Snapshots::new(&st).create(Scope::Collection(&name))).await?,
@@ -125,10 +128,12 @@ async fn create_snapshot(State(s): State<AppState>, Path(name): Path<String>) ->
     params(("name" = String, Path, description = "Collection name", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")),
     responses((status = 200, body = ListSnapshotsResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)))]
-async fn list_snapshots(State(s): State<AppState>, Path(name): Path<String>) -> Res<ListSnapshotsResponse> {
+async fn list_snapshots(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Res<ListSnapshotsResponse> {
     let st = s.storage.clone();
-    let snapshots =
-        blocking(move || Snapshots::new(&st).list(Scope::Collection(&name))).await?;
+    let snapshots = blocking(move || Snapshots::new(&st).list(Scope::Collection(&name))).await?;
     Ok(Json(ListSnapshotsResponse { snapshots }))
 }
 
