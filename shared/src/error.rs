@@ -92,9 +92,7 @@ impl ErrorCode {
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidRequest | EmptyInput | TooManyInputs | InputTooLong | InvalidDimensions
             | DimensionMismatch | InvalidVector | InvalidPayload | InvalidFilter
-            | SnapshotInvalid => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            | SnapshotInvalid => StatusCode::UNPROCESSABLE_ENTITY,
             Overloaded => StatusCode::TOO_MANY_REQUESTS,
             ModelNotReady | EmbeddingUnavailable | StorageUnavailable | CollectionDamaged
             | WriterUnavailable | OutOfMemory => StatusCode::SERVICE_UNAVAILABLE,

@@ -22,6 +22,23 @@ use utoipa_axum::routes;
 
 type Res<T> = Result<Json<T>, ErrorBody>;
 
+/// A snapshot file in the spec: bytes (`type: string, format: binary`).
+struct SnapshotFile;
+
+impl utoipa::PartialSchema for SnapshotFile {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .description(Some("A snapshot file: a tar archive (docs/SNAPSHOTS.md)."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for SnapshotFile {}
+
 /// The snapshot routes, merged into the service's router.
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -113,7 +130,10 @@ async fn stream_file(path: PathBuf, d: SnapshotDescription) -> Result<Response, 
     responses((status = 200, body = SnapshotDescription), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 500, body = ErrorBody),
         (status = 503, description = "The collection is damaged, or no writer is reachable", body = ErrorBody)))]
-async fn create_snapshot(State(s): State<AppState>, Path(name): Path<String>) -> Res<SnapshotDescription> {
+async fn create_snapshot(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Res<SnapshotDescription> {
     let st = s.storage.clone();
     Ok(Json(
         blocking(move || Snapshots::new(&st).create(Scope::Collection(&name))).await?,
@@ -125,10 +145,12 @@ async fn create_snapshot(State(s): State<AppState>, Path(name): Path<String>) ->
     params(("name" = String, Path, description = "Collection name", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents")),
     responses((status = 200, body = ListSnapshotsResponse), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)))]
-async fn list_snapshots(State(s): State<AppState>, Path(name): Path<String>) -> Res<ListSnapshotsResponse> {
+async fn list_snapshots(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Res<ListSnapshotsResponse> {
     let st = s.storage.clone();
-    let snapshots =
-        blocking(move || Snapshots::new(&st).list(Scope::Collection(&name))).await?;
+    let snapshots = blocking(move || Snapshots::new(&st).list(Scope::Collection(&name))).await?;
     Ok(Json(ListSnapshotsResponse { snapshots }))
 }
 
@@ -137,7 +159,7 @@ async fn list_snapshots(State(s): State<AppState>, Path(name): Path<String>) -> 
 #[utoipa::path(get, path = "/collections/{name}/snapshots/{snapshot}", tag = "snapshots",
     params(("name" = String, Path, description = "Collection name", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents"),
         ("snapshot" = String, Path, description = "Snapshot file name", example = "documents-2026-12-01-07-30-00-123-42.snapshot")),
-    responses((status = 200, description = "The snapshot file", content_type = "application/x-tar", body = Vec<u8>,
+    responses((status = 200, description = "The snapshot file", content((SnapshotFile = "application/x-tar"), (SnapshotFile = "application/octet-stream")),
             headers(("x-checksum-sha256" = String, description = "SHA-256 of the file, 64 hex digits"))),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 500, body = ErrorBody)))]
 async fn download_snapshot(
@@ -200,7 +222,7 @@ async fn recover_snapshot(
 #[utoipa::path(post, path = "/collections/{name}/snapshots/upload", tag = "snapshots",
     params(("name" = String, Path, description = "Collection name", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents"),
         UploadSnapshotQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The snapshot file"),
+    request_body(content = SnapshotFile, content_type = "application/octet-stream", description = "The snapshot file (sent as application/x-tar or application/octet-stream)"),
     responses((status = 200, body = RecoverSnapshotResponse), (status = 401, body = ErrorBody), (status = 408, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, description = "A damaged, truncated or unexpected snapshot file (`snapshot_invalid`), or a bad request", body = ErrorBody),
@@ -363,7 +385,7 @@ async fn list_storage_snapshots(State(s): State<AppState>) -> Res<ListSnapshotsR
 /// restore-snapshot <file>`.
 #[utoipa::path(get, path = "/snapshots/{snapshot}", tag = "snapshots",
     params(("snapshot" = String, Path, description = "Snapshot file name", example = "storage-2026-12-01-07-30-00-123.snapshot")),
-    responses((status = 200, description = "The snapshot file", content_type = "application/x-tar", body = Vec<u8>,
+    responses((status = 200, description = "The snapshot file", content((SnapshotFile = "application/x-tar"), (SnapshotFile = "application/octet-stream")),
             headers(("x-checksum-sha256" = String, description = "SHA-256 of the file, 64 hex digits"))),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 500, body = ErrorBody)))]
 async fn download_storage_snapshot(

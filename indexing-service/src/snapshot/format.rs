@@ -207,6 +207,7 @@ pub fn write_archive(
     let half = sources.len() / 2;
     for (i, (name, path)) in sources.iter().enumerate() {
         if i == half {
+            b.get_mut().flush()?;
             pause();
         }
         let f = std::fs::File::open(path)?;
@@ -244,9 +245,8 @@ pub fn extract(
     src: &Path,
     mut dest: impl FnMut(&CollectionEntry) -> Result<PathBuf, SnapshotError>,
 ) -> Result<SnapshotManifest, SnapshotError> {
-    let f = std::fs::File::open(src).map_err(|e| {
-        SnapshotError::BadRequest(format!("cannot open the snapshot file: {e}"))
-    })?;
+    let f = std::fs::File::open(src)
+        .map_err(|e| SnapshotError::BadRequest(format!("cannot open the snapshot file: {e}")))?;
     let mut ar = tar::Archive::new(std::io::BufReader::with_capacity(1 << 20, f));
     let truncated = |e: std::io::Error| {
         invalid(format!(
@@ -259,7 +259,11 @@ pub fn extract(
         .ok_or_else(|| invalid("the snapshot file is empty or is not a tar archive"))?
         .map_err(truncated)?;
     let mut first = first;
-    let path = first.path().map_err(truncated)?.to_string_lossy().to_string();
+    let path = first
+        .path()
+        .map_err(truncated)?
+        .to_string_lossy()
+        .to_string();
     if path != MANIFEST {
         return Err(invalid(format!(
             "the snapshot file does not start with `{MANIFEST}` (found `{path}`): not a snapshot \

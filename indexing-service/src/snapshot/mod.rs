@@ -127,7 +127,9 @@ impl<'a> Snapshots<'a> {
     /// follower, storage and I/O errors (nothing is listed then).
     pub fn create(&self, scope: Scope) -> Result<SnapshotDescription, SnapshotError> {
         if !self.storage.is_writer() {
-            return Err(CollectionError::ReadOnly("snapshots are made by the writer".into()).into());
+            return Err(
+                CollectionError::ReadOnly("snapshots are made by the writer".into()).into(),
+            );
         }
         let collections = match scope {
             Scope::Collection(name) => vec![self.storage.get(name)?],
@@ -188,9 +190,8 @@ impl<'a> Snapshots<'a> {
             .create_new(true)
             .open(&tmp)
             .map_err(io(&tmp))?;
-        let written = format::write_archive(out, kind, &created_at, &trees, || {
-            test_pause("archive")
-        });
+        let written =
+            format::write_archive(out, kind, &created_at, &trees, || test_pause("archive"));
         let (size, checksum) = match written {
             Ok(x) => x,
             Err(e) => {
@@ -206,12 +207,9 @@ impl<'a> Snapshots<'a> {
         std::fs::rename(&tmp, &path).map_err(io(&path))?;
         crate::storage::fsutil::sync_dir(dir)?;
         tracing::info!(snapshot = %name, bytes = size, "snapshot written");
-        Ok(SnapshotDescription {
-            name,
-            creation_time: created_at,
-            size,
-            checksum,
-        })
+        let d = self.describe(&path, &name)?;
+        debug_assert_eq!((d.size, &d.checksum), (size, &checksum));
+        Ok(d)
     }
 
     /// The description of one snapshot file: size and time from the file,
@@ -251,8 +249,7 @@ impl<'a> Snapshots<'a> {
         let mut out = Vec::new();
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if !valid_snapshot_name(&name) || !e.file_type().map(|t| t.is_file()).unwrap_or(false)
-            {
+            if !valid_snapshot_name(&name) || !e.file_type().map(|t| t.is_file()).unwrap_or(false) {
                 continue;
             }
             match self.describe(&e.path(), &name) {
@@ -277,7 +274,9 @@ impl<'a> Snapshots<'a> {
     ) -> Result<(PathBuf, SnapshotDescription), SnapshotError> {
         self.check_scope(scope)?;
         if !valid_snapshot_name(snapshot) {
-            return Err(SnapshotError::NotFound(snapshot.chars().take(200).collect()));
+            return Err(SnapshotError::NotFound(
+                snapshot.chars().take(200).collect(),
+            ));
         }
         let path = self.dir(scope).join(snapshot);
         let d = self.describe(&path, snapshot)?;
@@ -416,7 +415,9 @@ impl<'a> Snapshots<'a> {
             Ok(stage.to_path_buf())
         })?;
         let Some(entry) = manifest.collections.first() else {
-            return Err(SnapshotError::Invalid("the snapshot holds no collection".into()));
+            return Err(SnapshotError::Invalid(
+                "the snapshot holds no collection".into(),
+            ));
         };
         let mut config = entry.config.clone();
         config.name = name.to_string();
