@@ -48,6 +48,9 @@ pub enum ErrorCode {
     InvalidPayload,
     /// A filter is malformed (422).
     InvalidFilter,
+    /// A snapshot file is damaged, truncated, of an unknown format or not
+    /// the expected checksum; nothing was restored (422).
+    SnapshotInvalid,
     /// Too many requests in flight: retry later (429).
     Overloaded,
     /// The model is still loading or warming up (503).
@@ -88,7 +91,8 @@ impl ErrorCode {
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidRequest | EmptyInput | TooManyInputs | InputTooLong | InvalidDimensions
-            | DimensionMismatch | InvalidVector | InvalidPayload | InvalidFilter => {
+            | DimensionMismatch | InvalidVector | InvalidPayload | InvalidFilter
+            | SnapshotInvalid => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Overloaded => StatusCode::TOO_MANY_REQUESTS,
@@ -120,6 +124,7 @@ impl ErrorCode {
             InvalidVector => "invalid_vector",
             InvalidPayload => "invalid_payload",
             InvalidFilter => "invalid_filter",
+            SnapshotInvalid => "snapshot_invalid",
             Overloaded => "overloaded",
             ModelNotReady => "model_not_ready",
             EmbeddingUnavailable => "embedding_unavailable",

@@ -3,3 +3,4 @@
 pub mod embedding;
 pub mod indexing;
 pub mod limits;
+pub mod snapshot;
