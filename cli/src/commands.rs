@@ -227,10 +227,19 @@ async fn snapshot(c: &Client, cmd: SnapshotCmd) -> Result<(), Failure> {
         } => {
             let r = match (file, location) {
                 (Some(f), _) => c.upload_snapshot(&collection, &f).await?,
-                (None, Some(l)) => c.recover_snapshot(&collection, &l).await?,
+                (None, Some(l)) => {
+                    let req = vdb_client::RecoverSnapshotRequest {
+                        location: l,
+                        checksum: None,
+                    };
+                    c.recover_snapshot(&collection, &req).await?
+                }
                 (None, None) => unreachable!("clap requires one of them"),
             };
-            println!("restored `{collection}`: {}", json(&r));
+            println!(
+                "restored `{collection}` from a snapshot of `{}`: {} points, up to operation {}",
+                r.source_collection, r.points, r.operation
+            );
         }
         SnapshotCmd::Delete {
             snapshot,

@@ -5,7 +5,7 @@
 //!   snapshot bodies are in [`types`].
 //! - One pooled `reqwest` client (keep-alive connections, reused across
 //!   calls and tasks; [`Client`] is cheap to clone).
-//! - Retries with exponential backoff and full jitter (`backon`) on 429,
+//! - Retries with exponential backoff and random jitter (`backon`: up to one more delay) on 429,
 //!   503, connection errors and timeouts; a server's `Retry-After` (in
 //!   seconds) replaces the computed delay, capped at
 //!   [`ClientConfig::max_retry_after`].
@@ -45,7 +45,11 @@ pub use shared::wire::indexing::{
     PointInput, PointOutput, ScrollRequest, ScrollResponse, SearchHit, SearchRequest,
     SearchResponse, UpsertPointsRequest, UpsertPointsResponse,
 };
-pub use types::{CollectionDescription, CreateCollection, SnapshotDescription, SnapshotList};
+pub use shared::wire::snapshot::{
+    ListSnapshotsResponse, RecoverSnapshotRequest, RecoverSnapshotResponse, SnapshotDescription,
+    CHECKSUM_HEADER, SNAPSHOT_MEDIA_TYPE,
+};
+pub use types::{CollectionDescription, CreateCollection};
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -230,15 +234,7 @@ impl Client {
             None => None,
         };
         let resp = self.execute(method, path, body, self.cfg.timeout).await?;
-        let url = resp.url().to_string();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Connect {
-            url: url.clone(),
-            detail: error_chain(&e),
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            url,
-            detail: e.to_string(),
-        })
+        decode(resp).await
     }
 
     /// A call whose answer has no body to read (204 and the like).
@@ -384,7 +380,7 @@ impl Client {
         name: &str,
     ) -> Result<Vec<SnapshotDescription>, ClientError> {
         let path = format!("/collections/{}/snapshots", seg(name));
-        let r: SnapshotList = self.call(Method::GET, &path, None::<&()>).await?;
+        let r: ListSnapshotsResponse = self.call(Method::GET, &path, None::<&()>).await?;
         Ok(r.snapshots)
     }
 
@@ -410,34 +406,41 @@ impl Client {
     }
 
     /// `POST /collections/{name}/snapshots/recover`: restore from a file
-    /// already on the server (`location`: a path or `file://` URL there).
+    /// already on the server (`location`: an absolute path, a `file://`
+    /// URL, or the name of one of the collection's snapshots). Errors: 422
+    /// `snapshot_invalid` for a damaged file (nothing restored), 404.
     pub async fn recover_snapshot(
         &self,
         name: &str,
-        location: &str,
-    ) -> Result<serde_json::Value, ClientError> {
+        req: &RecoverSnapshotRequest,
+    ) -> Result<RecoverSnapshotResponse, ClientError> {
         let path = format!("/collections/{}/snapshots/recover", seg(name));
-        let body = serde_json::json!({ "location": location });
-        self.call_value(Method::POST, &path, Some((serde_json::to_vec(&body).unwrap_or_default(), "application/json")), self.cfg.timeout)
-            .await
+        self.call(Method::POST, &path, Some(req)).await
     }
 
-    /// `POST /collections/{name}/snapshots/upload`: restore from a local
-    /// snapshot file, sent as the raw body.
+    /// `POST /collections/{name}/snapshots/upload?checksum=<sha256>`:
+    /// restore from a local snapshot file, sent as the raw body with its
+    /// SHA-256, which the server checks before restoring anything.
     pub async fn upload_snapshot(
         &self,
         name: &str,
         file: &Path,
-    ) -> Result<serde_json::Value, ClientError> {
+    ) -> Result<RecoverSnapshotResponse, ClientError> {
         let bytes = tokio::fs::read(file).await?;
-        let path = format!("/collections/{}/snapshots/upload", seg(name));
-        self.call_value(
-            Method::POST,
-            &path,
-            Some((bytes, "application/x-tar")),
-            self.cfg.transfer_timeout,
-        )
-        .await
+        let sha = hex(&Sha256::digest(&bytes));
+        let path = format!(
+            "/collections/{}/snapshots/upload?checksum={sha}",
+            seg(name)
+        );
+        let resp = self
+            .execute(
+                Method::POST,
+                &path,
+                Some((bytes, SNAPSHOT_MEDIA_TYPE)),
+                self.cfg.transfer_timeout,
+            )
+            .await?;
+        decode(resp).await
     }
 
     /// `POST /snapshots`: a snapshot of every collection.
@@ -447,7 +450,7 @@ impl Client {
 
     /// `GET /snapshots`.
     pub async fn list_full_snapshots(&self) -> Result<Vec<SnapshotDescription>, ClientError> {
-        let r: SnapshotList = self.call(Method::GET, "/snapshots", None::<&()>).await?;
+        let r: ListSnapshotsResponse = self.call(Method::GET, "/snapshots", None::<&()>).await?;
         Ok(r.snapshots)
     }
 
@@ -462,29 +465,6 @@ impl Client {
             .await
     }
 
-    /// A call whose answer is any JSON (empty bodies read as null).
-    async fn call_value(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Body>,
-        timeout: Duration,
-    ) -> Result<serde_json::Value, ClientError> {
-        let resp = self.execute(method, path, body, timeout).await?;
-        let url = resp.url().to_string();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Connect {
-            url: url.clone(),
-            detail: error_chain(&e),
-        })?;
-        if bytes.is_empty() {
-            return Ok(serde_json::Value::Null);
-        }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-            url,
-            detail: e.to_string(),
-        })
-    }
-
     async fn download(&self, path: &str, dest: &Path) -> Result<(u64, String), ClientError> {
         let mut resp = self
             .execute(Method::GET, path, None, self.cfg.transfer_timeout)
@@ -492,7 +472,7 @@ impl Client {
         let url = resp.url().to_string();
         let expected = resp
             .headers()
-            .get("x-checksum-sha256")
+            .get(CHECKSUM_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim().to_ascii_lowercase());
         let part = dest.with_extension("part");
@@ -520,11 +500,7 @@ impl Client {
         f.flush()?;
         f.sync_all()?;
         drop(f);
-        let got: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let got = hex(&hasher.finalize());
         if let Some(want) = expected {
             if want != got {
                 let _ = tokio::fs::remove_file(&part).await;
@@ -540,6 +516,24 @@ impl Client {
         tokio::fs::rename(&part, dest).await?;
         Ok((n, got))
     }
+}
+
+/// Reads a 2xx answer's JSON body as `T`.
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
+    let url = resp.url().to_string();
+    let bytes = resp.bytes().await.map_err(|e| ClientError::Connect {
+        url: url.clone(),
+        detail: error_chain(&e),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        url,
+        detail: e.to_string(),
+    })
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An error with its sources, e.g. "error sending request: connection

@@ -1,8 +1,8 @@
-//! Bodies of the collection and snapshot routes as the client reads and
-//! sends them. Point, search, scroll and count bodies are `shared`'s wire
+//! Bodies of the collection routes as the client reads and sends them.
+//! Point, search, scroll, count and snapshot bodies are `shared`'s wire
 //! types (re-exported at the crate root); these mirror the indexing
-//! service's collection description and Qdrant-shaped snapshot
-//! descriptions, reading unknown fields leniently so a newer server still
+//! service's collection request and description (defined in the service's
+//! API layer), reading unknown fields leniently so a newer server still
 //! decodes.
 
 use serde::{Deserialize, Serialize};
@@ -53,26 +53,4 @@ pub struct CollectionDescription {
     /// Number of the last operation in the collection's WAL.
     #[serde(default)]
     pub last_operation: u64,
-}
-
-/// One snapshot file on the server (Qdrant's shape).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SnapshotDescription {
-    /// File name, used in the download and delete routes.
-    pub name: String,
-    /// When it was made (RFC 3339), when the server says.
-    #[serde(default)]
-    pub creation_time: Option<String>,
-    /// Size in bytes.
-    #[serde(default)]
-    pub size: u64,
-    /// SHA-256 of the file, lower-case hex.
-    #[serde(default)]
-    pub checksum: Option<String>,
-}
-
-/// `GET .../snapshots`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SnapshotList {
-    pub snapshots: Vec<SnapshotDescription>,
 }
