@@ -4,7 +4,7 @@
 
 use crate::exit::Failure;
 use crate::source::{Format, Mapping};
-use crate::{import, CollectionsCmd, Cmd, SnapshotCmd};
+use crate::{import, Cmd, CollectionsCmd, SnapshotCmd};
 use anyhow::anyhow;
 use std::path::PathBuf;
 use vdb_client::{Client, CreateCollection, GetPointsRequest, Metric, PointId, SearchRequest};
@@ -117,10 +117,7 @@ pub async fn run(c: &Client, cmd: Cmd) -> Result<i32, Failure> {
             if !missing.is_empty() {
                 return Err(Failure {
                     code: crate::exit::NOT_FOUND,
-                    message: format!(
-                        "no point with id {} in `{collection}`",
-                        missing.join(", ")
-                    ),
+                    message: format!("no point with id {} in `{collection}`", missing.join(", ")),
                 });
             }
         }
@@ -158,9 +155,13 @@ async fn collections(c: &Client, cmd: CollectionsCmd) -> Result<(), Failure> {
             index,
         } => {
             let metric: Option<Metric> = match metric {
-                Some(m) => Some(serde_json::from_value(serde_json::Value::String(m.clone())).map_err(
-                    |_| Failure::input(anyhow!("--metric must be cosine, dot or euclidean, got `{m}`")),
-                )?),
+                Some(m) => Some(
+                    serde_json::from_value(serde_json::Value::String(m.clone())).map_err(|_| {
+                        Failure::input(anyhow!(
+                            "--metric must be cosine, dot or euclidean, got `{m}`"
+                        ))
+                    })?,
+                ),
                 None => None,
             };
             let d = c
@@ -176,10 +177,7 @@ async fn collections(c: &Client, cmd: CollectionsCmd) -> Result<(), Failure> {
         }
         CollectionsCmd::Info { name } => {
             let d = c.collection(&name).await?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&d).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
         }
         CollectionsCmd::Delete { name } => {
             c.delete_collection(&name).await?;

@@ -111,7 +111,11 @@ impl Sink {
                     ),
                     Some(_) => {}
                 }
-                writer.as_mut().expect("writer made above").0.write(&batch)?;
+                writer
+                    .as_mut()
+                    .expect("writer made above")
+                    .0
+                    .write(&batch)?;
                 Ok(())
             }
         }

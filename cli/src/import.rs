@@ -81,7 +81,9 @@ pub async fn run(client: &Client, job: ImportJob) -> Result<i32, Failure> {
         );
         let tx = tx.clone();
         std::thread::spawn(move || {
-            let r = source::read(&f, fmt, &map, n, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
+            let r = source::read(&f, fmt, &map, n, |chunk| {
+                tx.blocking_send(Ok(chunk)).is_ok()
+            });
             if let Err(e) = r {
                 let _ = tx.blocking_send(Err(e));
             }
@@ -135,7 +137,9 @@ pub async fn run(client: &Client, job: ImportJob) -> Result<i32, Failure> {
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                first_error = Some(Failure::input(e.context(format!("in {}", job.file.display()))));
+                first_error = Some(Failure::input(
+                    e.context(format!("in {}", job.file.display())),
+                ));
                 break;
             }
         };
@@ -153,13 +157,17 @@ pub async fn run(client: &Client, job: ImportJob) -> Result<i32, Failure> {
             bar.clone(),
         );
         let skip = job.skip_existing;
-        tasks.spawn(async move { send_chunk(&c, &name, chunk, skip, limits, &counters, &bar).await });
+        tasks.spawn(
+            async move { send_chunk(&c, &name, chunk, skip, limits, &counters, &bar).await },
+        );
     }
     // Stop the reader: no more chunks are taken.
     drop(rx);
 
     if interrupted {
-        bar.set_message("interrupted: finishing the batches in flight (Ctrl-C again to abandon them)");
+        bar.set_message(
+            "interrupted: finishing the batches in flight (Ctrl-C again to abandon them)",
+        );
         let second = tokio::signal::ctrl_c();
         tokio::pin!(second);
         loop {
@@ -180,7 +188,11 @@ pub async fn run(client: &Client, job: ImportJob) -> Result<i32, Failure> {
     let imported = counters.imported.load(Ordering::Relaxed);
     let skipped = counters.skipped.load(Ordering::Relaxed);
     let vectors = counters.vectors_sent.load(Ordering::Relaxed);
-    let stored = client.collection(&job.collection).await.map(|c| c.points).ok();
+    let stored = client
+        .collection(&job.collection)
+        .await
+        .map(|c| c.points)
+        .ok();
     let status = if interrupted {
         "interrupted"
     } else if first_error.is_some() {
@@ -235,9 +247,7 @@ async fn ensure_collection(
         Err(e) if e.kind() == vdb_client::ErrorKind::NotFound && job.create => {
             let req = CreateCollection {
                 name: job.collection.clone(),
-                dimension: first
-                    .iter()
-                    .find_map(|p| p.vector.as_ref().map(Vec::len)),
+                dimension: first.iter().find_map(|p| p.vector.as_ref().map(Vec::len)),
                 ..Default::default()
             };
             match client.create_collection(&req).await {

@@ -27,7 +27,12 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Conn {
     /// Base URL of the indexing service.
-    #[arg(long, global = true, env = "VDB_URL", default_value = "http://localhost:8000")]
+    #[arg(
+        long,
+        global = true,
+        env = "VDB_URL",
+        default_value = "http://localhost:8000"
+    )]
     url: String,
     /// The service's API key (sent as `Authorization: Bearer`).
     #[arg(long, global = true, env = "VDB_API_KEY", hide_env_values = true)]

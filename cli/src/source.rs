@@ -203,7 +203,8 @@ fn kind(v: &Value) -> &'static str {
 /// are not blank for JSONL, records for CSV, the footer's row count for
 /// Parquet.
 pub fn count_rows(path: &Path, format: Format) -> Result<u64> {
-    let open = || std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()));
+    let open =
+        || std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()));
     Ok(match format {
         Format::Jsonl => {
             let mut n = 0;
@@ -224,7 +225,8 @@ pub fn count_rows(path: &Path, format: Format) -> Result<u64> {
             n
         }
         Format::Parquet => {
-            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)?;
+            let b =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open()?)?;
             b.metadata().file_metadata().num_rows() as u64
         }
     })
@@ -240,7 +242,8 @@ pub fn read(
     chunk: usize,
     mut sink: impl FnMut(Vec<PointInput>) -> bool,
 ) -> Result<()> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut buf = Vec::with_capacity(chunk);
     let mut row = 0u64;
     let mut push = |p: PointInput, buf: &mut Vec<PointInput>| -> bool {
@@ -280,7 +283,8 @@ pub fn read(
             let mut r = csv::Reader::from_reader(std::io::BufReader::with_capacity(1 << 20, file));
             let headers = r.headers()?.clone();
             for rec in r.records() {
-                let rec = rec.with_context(|| format!("row {}: cannot read the CSV record", row + 1))?;
+                let rec =
+                    rec.with_context(|| format!("row {}: cannot read the CSV record", row + 1))?;
                 let mut fields = Map::new();
                 for (h, v) in headers.iter().zip(rec.iter()) {
                     if let Some(v) = csv_value(h, v, map) {
@@ -295,9 +299,10 @@ pub fn read(
             }
         }
         Format::Parquet => {
-            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
-                .with_batch_size(chunk.max(1))
-                .build()?;
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?
+                    .with_batch_size(chunk.max(1))
+                    .build()?;
             for batch in reader {
                 let batch = batch?;
                 for fields in batch_rows(&batch)? {
@@ -389,7 +394,9 @@ fn cell(col: &ArrayRef, i: usize) -> Result<Value> {
         DataType::List(_) => list(&col.as_list::<i32>().value(i))?,
         DataType::LargeList(_) => list(&col.as_list::<i64>().value(i))?,
         DataType::FixedSizeList(_, _) => list(&col.as_fixed_size_list().value(i))?,
-        other => bail!("type {other} is not supported (use numbers, booleans, text or lists of numbers)"),
+        other => {
+            bail!("type {other} is not supported (use numbers, booleans, text or lists of numbers)")
+        }
     })
 }
 
@@ -444,7 +451,9 @@ mod tests {
             .unwrap();
         assert_eq!(p.id, Some(PointId::Str("a-1".into())));
         assert_eq!(p.vector, Some(vec![1.0, 0.5]));
-        let e = m.point(2, row(serde_json::json!({"pos": "n"}))).unwrap_err();
+        let e = m
+            .point(2, row(serde_json::json!({"pos": "n"})))
+            .unwrap_err();
         assert!(e.to_string().starts_with("row 3:"), "{e}");
         let e = m
             .point(0, row(serde_json::json!({"id": -3, "content": "x"})))

@@ -137,7 +137,12 @@ fn write_jsonl(path: &Path) -> usize {
 /// Runs `vdb import` inside `script` (a pseudo-terminal), types Ctrl-C once
 /// `count` reaches `at`; returns the exit code, what the terminal showed,
 /// and the count right after the exit.
-fn import_in_pty_with_ctrl_c(s: &Stack, file: &Path, name: &str, at: usize) -> (i32, String, usize) {
+fn import_in_pty_with_ctrl_c(
+    s: &Stack,
+    file: &Path,
+    name: &str,
+    at: usize,
+) -> (i32, String, usize) {
     let cmd = format!(
         "{VDB} --url {} import {} --collection {name} --batch-size 50 --parallel 2",
         s.idx.url,
@@ -194,10 +199,16 @@ fn import_interrupt_resume_formats_export_and_errors() {
     let o = s.vdb(&["collections", "create", "wn"]);
     assert!(o.status.success(), "{}", text(&o));
     let (code, screen, after_stop) = import_in_pty_with_ctrl_c(&s, &jsonl, "wn", n / 2);
-    eprintln!("terminal after Ctrl-C (last 600 bytes): {:?}", &screen[screen.len().saturating_sub(600)..]);
+    eprintln!(
+        "terminal after Ctrl-C (last 600 bytes): {:?}",
+        &screen[screen.len().saturating_sub(600)..]
+    );
     assert_eq!(code, 130, "Ctrl-C exits 130: {screen}");
     // The progress bar was drawn: count, rate and ETA.
-    assert!(screen.contains("/3,000 docs") || screen.contains("/3000 docs"), "{screen}");
+    assert!(
+        screen.contains("/3,000 docs") || screen.contains("/3000 docs"),
+        "{screen}"
+    );
     assert!(screen.contains("ETA"), "{screen}");
     assert!(screen.contains("/s"), "{screen}");
     assert!(screen.contains("import interrupted"), "{screen}");
@@ -209,7 +220,14 @@ fn import_interrupt_resume_formats_export_and_errors() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(s.count("wn"), after_stop);
 
-    let o = s.vdb(&["import", jsonl.to_str().unwrap(), "-c", "wn", "--parallel", "3"]);
+    let o = s.vdb(&[
+        "import",
+        jsonl.to_str().unwrap(),
+        "-c",
+        "wn",
+        "--parallel",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let written = n - after_stop;
@@ -229,7 +247,14 @@ fn import_interrupt_resume_formats_export_and_errors() {
     assert_eq!(wn["7"]["vector"].as_array().unwrap().len(), 384);
 
     // --- search and get ---
-    let o = s.vdb(&["search", "a domestic animal that barks", "-c", "wn", "-k", "3"]);
+    let o = s.vdb(&[
+        "search",
+        "a domestic animal that barks",
+        "-c",
+        "wn",
+        "-k",
+        "3",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let hits: Vec<Value> = String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -252,19 +277,22 @@ fn import_interrupt_resume_formats_export_and_errors() {
         let mut f = std::fs::File::create(&csv).unwrap();
         writeln!(f, "id,vector,tag,rank,score,flag").unwrap();
         for i in 0..200u32 {
-            let v: Vec<f32> = (0..8).map(|j| ((i * 7 + j * 3) % 11) as f32 + 1.0).collect();
+            let v: Vec<f32> = (0..8)
+                .map(|j| ((i * 7 + j * 3) % 11) as f32 + 1.0)
+                .collect();
             let v = serde_json::to_string(&v).unwrap();
-            writeln!(
-                f,
-                "{i},\"{v}\",t{},{i},{}.5,{}",
-                i % 3,
-                i % 5,
-                i % 2 == 0
-            )
-            .unwrap();
+            writeln!(f, "{i},\"{v}\",t{},{i},{}.5,{}", i % 3, i % 5, i % 2 == 0).unwrap();
         }
     }
-    let o = s.vdb(&["import", csv.to_str().unwrap(), "-c", "vec", "--create", "--batch-size", "64"]);
+    let o = s.vdb(&[
+        "import",
+        csv.to_str().unwrap(),
+        "-c",
+        "vec",
+        "--create",
+        "--batch-size",
+        "64",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(s.count("vec"), 200);
     let (_, vec) = s.all_points("vec");
@@ -281,7 +309,15 @@ fn import_interrupt_resume_formats_export_and_errors() {
     // The copies use `dot`, which stores vectors as sent (cosine would
     // normalise the already unit vectors again, moving last bits).
     for name in ["wn_copy", "wn_jsonl"] {
-        let o = s.vdb(&["collections", "create", name, "--dimension", "384", "--metric", "dot"]);
+        let o = s.vdb(&[
+            "collections",
+            "create",
+            name,
+            "--dimension",
+            "384",
+            "--metric",
+            "dot",
+        ]);
         assert!(o.status.success(), "{}", text(&o));
     }
     let o = s.vdb(&["import", pq.to_str().unwrap(), "-c", "wn_copy"]);
@@ -302,7 +338,10 @@ fn import_interrupt_resume_formats_export_and_errors() {
     }
     let (la, lb) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     assert_eq!(la.split(|b| *b == b'\n').count(), n + 1);
-    assert!(la == lb, "JSONL exports of the original and the copy differ");
+    assert!(
+        la == lb,
+        "JSONL exports of the original and the copy differ"
+    );
     // And a JSONL export imports back too (vectors kept, nothing embedded).
     let o = s.vdb(&["import", a.to_str().unwrap(), "-c", "wn_jsonl"]);
     assert!(o.status.success(), "{}", text(&o));
@@ -311,27 +350,58 @@ fn import_interrupt_resume_formats_export_and_errors() {
     // --- errors: exit codes by kind, in the server's words ---
     let o = s.vdb(&["collections", "info", "nosuch"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not_found"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not_found"),
+        "{}",
+        text(&o)
+    );
     let o = s.vdb(&["collections", "create", "wn"]);
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("already_exists"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already_exists"),
+        "{}",
+        text(&o)
+    );
     let bad = dir.path().join("bad.jsonl");
-    std::fs::write(&bad, "{\"id\": 1, \"content\": \"fine\"}\n{\"id\": 2, \"content\": \n").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"id\": 1, \"content\": \"fine\"}\n{\"id\": 2, \"content\": \n",
+    )
+    .unwrap();
     let o = s.vdb(&["import", bad.to_str().unwrap(), "-c", "wn"]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 2"),
+        "{}",
+        text(&o)
+    );
     // A vector of the wrong dimension: the server's refusal, exit 7.
     let wrong = dir.path().join("wrong.jsonl");
-    std::fs::write(&wrong, "{\"id\": 1, \"vector\": [1, 2, 3]}\n").unwrap();
+    std::fs::write(&wrong, "{\"id\": 9999, \"vector\": [1, 2, 3]}\n").unwrap();
     let o = s.vdb(&["import", wrong.to_str().unwrap(), "-c", "vec"]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("dimension"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("dimension"),
+        "{}",
+        text(&o)
+    );
     let o = s.vdb(&["import", jsonl.to_str().unwrap(), "-c", "absent"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--create"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--create"),
+        "{}",
+        text(&o)
+    );
     let closed = free_port();
     let o = Command::new(VDB)
-        .args(["--url", &format!("http://127.0.0.1:{closed}"), "--retries", "1", "collections", "list"])
+        .args([
+            "--url",
+            &format!("http://127.0.0.1:{closed}"),
+            "--retries",
+            "1",
+            "collections",
+            "list",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));

@@ -82,7 +82,9 @@ mod tests {
 
     #[test]
     fn batches_respect_count_and_bytes_and_keep_order() {
-        let pts: Vec<_> = (0..1000).map(|i| point(i, (i as usize % 37) * 50)).collect();
+        let pts: Vec<_> = (0..1000)
+            .map(|i| point(i, (i as usize % 37) * 50))
+            .collect();
         let limits = BatchLimits {
             max_points: 64,
             max_bytes: 20_000,

@@ -158,6 +158,9 @@ mod tests {
         assert!(!e.is_retryable());
         let e = from_body(429, b"", Some(Duration::from_secs(1)));
         assert!(e.is_retryable());
-        assert_eq!(from_body(422, b"{}", None).kind(), ErrorKind::InvalidRequest);
+        assert_eq!(
+            from_body(422, b"{}", None).kind(),
+            ErrorKind::InvalidRequest
+        );
     }
 }

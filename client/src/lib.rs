@@ -34,9 +34,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-use std::io::Write;
 
 pub use batch::{split_batches, BatchLimits};
 pub use error::{ClientError, ErrorKind};
@@ -264,8 +264,12 @@ impl Client {
 
     /// `GET /collections/{name}`. Errors: 404 `not_found`.
     pub async fn collection(&self, name: &str) -> Result<CollectionDescription, ClientError> {
-        self.call(Method::GET, &format!("/collections/{}", seg(name)), None::<&()>)
-            .await
+        self.call(
+            Method::GET,
+            &format!("/collections/{}", seg(name)),
+            None::<&()>,
+        )
+        .await
     }
 
     /// `DELETE /collections/{name}`. Errors: 404 `not_found`.
@@ -428,10 +432,7 @@ impl Client {
     ) -> Result<RecoverSnapshotResponse, ClientError> {
         let bytes = tokio::fs::read(file).await?;
         let sha = hex(&Sha256::digest(&bytes));
-        let path = format!(
-            "/collections/{}/snapshots/upload?checksum={sha}",
-            seg(name)
-        );
+        let path = format!("/collections/{}/snapshots/upload?checksum={sha}", seg(name));
         let resp = self
             .execute(
                 Method::POST,
