@@ -45,6 +45,8 @@ CMD ["serve"]
 FROM runtime AS indexing-service-local
 ARG BIN_DIR=target/release
 COPY ${BIN_DIR}/indexing-service /usr/local/bin/indexing-service
+# The command line client (`vdb`, cli/), for `docker compose exec`.
+COPY ${BIN_DIR}/vdb /usr/local/bin/vdb
 ENV INDEXING__DATA_DIR=/data
 EXPOSE 8000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=30 CMD ["/usr/local/bin/indexing-service", "healthcheck"]
@@ -54,7 +56,7 @@ CMD ["serve"]
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p embedding-service -p indexing-service
+RUN cargo build --release --locked -p embedding-service -p indexing-service -p vdb-cli
 
 FROM runtime AS embedding-service
 COPY --from=builder /src/target/release/embedding-service /usr/local/bin/embedding-service
@@ -65,6 +67,7 @@ CMD ["serve"]
 
 FROM runtime AS indexing-service
 COPY --from=builder /src/target/release/indexing-service /usr/local/bin/indexing-service
+COPY --from=builder /src/target/release/vdb /usr/local/bin/vdb
 ENV INDEXING__DATA_DIR=/data
 EXPOSE 8000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=30 CMD ["/usr/local/bin/indexing-service", "healthcheck"]

@@ -36,7 +36,7 @@ cleanup
 # Host-built binaries into the build context: the ones the test command just
 # built (debug profile, dependencies optimised), or DOCKER_BIN_PROFILE=release.
 mkdir -p "$BIN_DIR"
-for b in embedding-service indexing-service; do
+for b in embedding-service indexing-service vdb; do
   src=target/${DOCKER_BIN_PROFILE:-debug}/$b
   [ -x "$src" ] || { echo "$src is not built (cargo build --workspace first)"; exit 1; }
   cp "$src" "$BIN_DIR/$b"; strip --strip-debug "$BIN_DIR/$b" 2>/dev/null || true
@@ -77,6 +77,8 @@ r=$(curl -fsS "$base/embed" -H 'content-type: application/json' -d '{"documents"
 check "POST /embed through the published port" test "$(echo "$r" | json 'len(d["ids"])')" = 3
 top=$(curl -fsS "$base/search" -H 'content-type: application/json' -d '{"query": "hot dog", "top_k": 1}' | json 'd["results"][0]["id"]')
 check "POST /search finds the right document" test "$top" = 1
+vdb_id=$(compose ps -q indexing-service | head -1)
+check "vdb in the indexing image sees the collection" sh -c "docker exec '$vdb_id' /usr/local/bin/vdb --url http://127.0.0.1:8000 collections list | grep -q documents"
 
 # 2. Three embedding replicas; a burst of text requests reaches each.
 compose up -d --scale embedding-service=3 --no-recreate >/dev/null 2>&1
