@@ -312,7 +312,7 @@ async fn openai_model_get(
     State(s): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<OpenAiModel>, ErrorBody> {
-    let rt = runtime(&s, Some(&model))?;
+    let rt = runtime(&s, Some(model.as_str()))?;
     Ok(Json(openai_model(&rt)))
 }
 

@@ -233,16 +233,22 @@ async fn two_models_in_one_process_answer_right_under_concurrent_load() {
     let (s, v) = svc.send("GET", "/v1/models/e5", None).await;
     assert_eq!((s, v["error"]["code"].as_str()), (404, Some("model_not_found")));
 
-    // Per model: its tokenizer, its token states.
-    let (s, t) = svc
-        .send("POST", "/tokenize", Some(json!({"inputs": "hello", "model": "xlmr"})))
-        .await;
-    assert_eq!(s, 200, "{t}");
-    assert_eq!(t[0][0]["text"], "<s>", "XLM-R's own special tokens");
-    let (s, t) = svc
-        .send("POST", "/tokenize", Some(json!({"inputs": "hello"})))
-        .await;
-    assert_eq!((s, t[0][0]["text"].as_str()), (200, Some("[CLS]")));
+    // Per model: its own truncation (`max_seq_length`), its token states.
+    let long = "word ".repeat(400);
+    for (i, name) in [(0, None), (1, Some("xlmr"))] {
+        let mut body = json!({"inputs": long});
+        if let Some(n) = name {
+            body["model"] = json!(n);
+        }
+        let (s, t) = svc.send("POST", "/tokenize", Some(body)).await;
+        assert_eq!(s, 200, "{t}");
+        assert_eq!(
+            json!(t[0].as_array().unwrap().len()),
+            models[i]["max_seq_length"],
+            "{name:?}"
+        );
+    }
+    assert_ne!(models[0]["max_seq_length"], models[1]["max_seq_length"]);
     let (s, t) = svc
         .send("POST", "/embed_all", Some(json!({"inputs": "hello", "model": "xlmr"})))
         .await;

@@ -101,11 +101,12 @@ fn two_models_in_one_process_serve_two_collections_and_the_openai_sdk() {
 
     // Memory: one model alone, then both, each after the same requests.
     let warm = |url: &str| {
+        let batch = vec!["a cat sat on the mat"; 32];
         for model in ["minilm", "xlmr"] {
             let (s, _) = post(
                 &c,
                 &format!("{url}/v1/embeddings"),
-                json!({"input": ["a cat sat on the mat"; 32], "model": model}),
+                json!({"input": batch, "model": model}),
             );
             assert!(s == 200 || s == 404, "{s}");
         }
