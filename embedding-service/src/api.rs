@@ -67,8 +67,9 @@ fn models(s: &AppState) -> Result<Arc<Models>, ErrorBody> {
         .ok_or_else(|| ErrorBody::new(ErrorCode::ModelNotReady, "the model is still loading"))
 }
 
-/// The runtime of the model a request names (`None`: the default); 503
-/// while loading, 404 `model_not_found` listing the served models.
+/// The runtime of the model a request names (`None`: the default; any
+/// name when one model is served); 503 while loading, 404
+/// `model_not_found` listing the served models.
 fn runtime(s: &AppState, model: Option<&str>) -> Result<Arc<Runtime>, ErrorBody> {
     Ok(models(s)?.get(model)?)
 }
@@ -312,7 +313,7 @@ async fn openai_model_get(
     State(s): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<OpenAiModel>, ErrorBody> {
-    let rt = runtime(&s, Some(model.as_str()))?;
+    let rt = models(&s)?.find(Some(model.as_str()))?;
     Ok(Json(openai_model(&rt)))
 }
 

@@ -114,9 +114,11 @@ impl Metrics {
             "Tokenization time per request",
             exp_buckets(0.00005, 2.0, 16),
         );
-        let tokens =
-            IntCounterVec::new(Opts::new("embed_tokens_total", "Tokens embedded"), &["model"])
-                .unwrap();
+        let tokens = IntCounterVec::new(
+            Opts::new("embed_tokens_total", "Tokens embedded"),
+            &["model"],
+        )
+        .unwrap();
         let texts =
             IntCounterVec::new(Opts::new("embed_texts_total", "Texts embedded"), &["model"])
                 .unwrap();

@@ -12,6 +12,11 @@
 //! - A name resolves to one model, in this order: an exact alias, then a
 //!   model's id, then the id's part after the last `/`; the first model in
 //!   order wins within a rule. Aliases are unique (config validation).
+//! - On the embedding routes a service with one model answers every name
+//!   with it (as text-embeddings-inference does; OpenAI clients send their
+//!   own default names, such as LangChain's `text-embedding-ada-002`); with
+//!   several, an unknown name is refused ([`Models::get`]).
+//!   `GET /v1/models/{model}` is strict either way ([`Models::find`]).
 //! - Each model's weights are memory-mapped from its safetensors file once,
 //!   by its own loader thread; models share no queue, batcher, model
 //!   thread or admission bound, only the rayon pool of forward passes.
@@ -67,9 +72,19 @@ impl Models {
         self.runtimes.iter().map(|r| r.info.alias.clone()).collect()
     }
 
+    /// The model that answers an embedding request naming `name` (`None`:
+    /// the default): the one model when only one is served, else
+    /// [`Self::find`]. Errors: [`UnknownModel`] listing the served ones.
+    pub fn get(&self, name: Option<&str>) -> Result<Arc<Runtime>, UnknownModel> {
+        if self.runtimes.len() == 1 {
+            return Ok(self.default_model().clone());
+        }
+        self.find(name)
+    }
+
     /// The model `name` designates (`None`: the default), by the rules in
     /// the module docs. Errors: [`UnknownModel`] listing the served ones.
-    pub fn get(&self, name: Option<&str>) -> Result<Arc<Runtime>, UnknownModel> {
+    pub fn find(&self, name: Option<&str>) -> Result<Arc<Runtime>, UnknownModel> {
         let Some(name) = name else {
             return Ok(self.default_model().clone());
         };
@@ -113,12 +128,23 @@ pub fn load_all(cfg: &EmbeddingConfig, metrics: &Metrics) -> anyhow::Result<Mode
                         let t0 = std::time::Instant::now();
                         let one = m.embedding_config(cfg);
                         let loaded = model::load(&one)?;
-                        let rt =
-                            Runtime::start(loaded, &m.alias, &one, metrics.for_model(&m.alias), pool)?;
+                        let rt = Runtime::start(
+                            loaded,
+                            &m.alias,
+                            &one,
+                            metrics.for_model(&m.alias),
+                            pool,
+                        )?;
                         let i = &rt.info;
                         metrics
                             .model_info
-                            .with_label_values(&[&i.alias, &i.model_id, &i.device, &i.dtype, &i.backend])
+                            .with_label_values(&[
+                                &i.alias,
+                                &i.model_id,
+                                &i.device,
+                                &i.dtype,
+                                &i.backend,
+                            ])
                             .set(1);
                         tracing::info!(
                             alias = %i.alias, model = %i.model_id, source = %i.source,

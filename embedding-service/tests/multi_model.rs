@@ -196,7 +196,10 @@ async fn two_models_in_one_process_answer_right_under_concurrent_load() {
     assert_eq!(models[0]["dimension"], 384);
     assert_eq!(models[1]["dimension"], 32);
     assert_eq!(models[1]["architecture"], "XLMRobertaModel");
-    assert_eq!(models[1]["model_id"], "model", "a path model's id: its directory");
+    assert_eq!(
+        models[1]["model_id"], "model",
+        "a path model's id: its directory"
+    );
     // TEI's own fields describe the default model.
     assert_eq!(info["dimension"], 384);
     assert_eq!(info["model_id"], models[0]["model_id"]);
@@ -205,7 +208,11 @@ async fn two_models_in_one_process_answer_right_under_concurrent_load() {
     let by_id = (models[0]["model_id"] != "model").then_some("model");
     for name in std::iter::once("xlmr").chain(by_id) {
         let (s, one) = svc.send("GET", &format!("/v1/models/{name}"), None).await;
-        assert_eq!((s, one["id"].as_str()), (200, Some("xlmr")), "{name}: {one}");
+        assert_eq!(
+            (s, one["id"].as_str()),
+            (200, Some("xlmr")),
+            "{name}: {one}"
+        );
     }
 
     // An unknown model is a 404 naming the served ones, on every route.
@@ -231,7 +238,10 @@ async fn two_models_in_one_process_answer_right_under_concurrent_load() {
         );
     }
     let (s, v) = svc.send("GET", "/v1/models/e5", None).await;
-    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("model_not_found")));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("model_not_found"))
+    );
 
     // Per model: its own truncation (`max_seq_length`), its token states.
     let long = "word ".repeat(400);
@@ -250,7 +260,11 @@ async fn two_models_in_one_process_answer_right_under_concurrent_load() {
     }
     assert_ne!(models[0]["max_seq_length"], models[1]["max_seq_length"]);
     let (s, t) = svc
-        .send("POST", "/embed_all", Some(json!({"inputs": "hello", "model": "xlmr"})))
+        .send(
+            "POST",
+            "/embed_all",
+            Some(json!({"inputs": "hello", "model": "xlmr"})),
+        )
         .await;
     assert_eq!(s, 200, "{t}");
     assert_eq!(floats(&t[0][0]).len(), 32);
@@ -401,7 +415,10 @@ async fn two_models_in_one_process_answer_right_under_concurrent_load() {
         .filter_map(|l| l.strip_prefix("embed_texts_total{model=\""))
         .map(|l| {
             let (alias, rest) = l.split_once('"').unwrap();
-            (alias.to_string(), rest.rsplit(' ').next().unwrap().parse().unwrap())
+            (
+                alias.to_string(),
+                rest.rsplit(' ').next().unwrap().parse().unwrap(),
+            )
         })
         .collect();
     assert_eq!(

@@ -1235,8 +1235,8 @@ mod tests {
 
     #[test]
     fn one_model_is_the_one_element_list() {
-        let c = Config::load_from(None, env(&[("EMBEDDING__MODEL__PATH", "/models/minilm")]))
-            .unwrap();
+        let c =
+            Config::load_from(None, env(&[("EMBEDDING__MODEL__PATH", "/models/minilm")])).unwrap();
         let served = c.embedding.served_models();
         assert_eq!(served.len(), 1);
         assert_eq!(served[0].alias, "minilm");
@@ -1312,28 +1312,34 @@ mod tests {
 
     #[test]
     fn bad_model_lists_are_named() {
-        let load = |pairs: &[(&str, &str)]| {
-            Config::load_from(None, env(pairs))
-                .unwrap_err()
-                .to_string()
-        };
+        let load =
+            |pairs: &[(&str, &str)]| Config::load_from(None, env(pairs)).unwrap_err().to_string();
         let e = load(&[
             ("EMBEDDING__MODELS__0__ID", "a/m"),
             ("EMBEDDING__MODELS__1__PATH", "/x/m"),
         ]);
         assert!(e.contains("embedding.models[1].alias"), "{e}");
-        assert!(e.contains("alias `m`") && e.contains("embedding.models[0]"), "{e}");
+        assert!(
+            e.contains("alias `m`") && e.contains("embedding.models[0]"),
+            "{e}"
+        );
         let e = load(&[
             ("EMBEDDING__MODELS__0__ID", "a/m"),
             ("EMBEDDING__MODELS__1__ALIAS", "b"),
         ]);
         assert!(e.contains("embedding.models[1]"), "{e}");
-        assert!(e.contains("neither `id`") && e.contains("nor `path`"), "{e}");
+        assert!(
+            e.contains("neither `id`") && e.contains("nor `path`"),
+            "{e}"
+        );
         let e = load(&[
             ("EMBEDDING__MODELS__0__ID", "a/m"),
             ("EMBEDDING__MODEL__PATH", "/models/minilm"),
         ]);
-        assert!(e.contains("embedding.model") && e.contains("not both"), "{e}");
+        assert!(
+            e.contains("embedding.model") && e.contains("not both"),
+            "{e}"
+        );
         let e = load(&[
             ("EMBEDDING__MODELS__0__ID", "a/m"),
             ("EMBEDDING__MODELS__0__MAX_BATCH_TOKENS", "3"),

@@ -64,7 +64,12 @@ fn embedding_with(models: &[(&str, PathBuf)]) -> Proc {
 
 /// `process_resident_memory_bytes` of the service at `url`, in MiB.
 fn rss_mib(c: &Client, url: &str) -> f64 {
-    let m = c.get(format!("{url}/metrics")).send().unwrap().text().unwrap();
+    let m = c
+        .get(format!("{url}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     let line = m
         .lines()
         .find(|l| l.starts_with("process_resident_memory_bytes "))
@@ -164,14 +169,28 @@ fn two_models_in_one_process_serve_two_collections_and_the_openai_sdk() {
         &format!("{base}/collections"),
         json!({"name": "nope", "embedding_model": "e5"}),
     );
-    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("model_not_found")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("`minilm`, `xlmr`"), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("model_not_found")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`minilm`, `xlmr`"),
+        "{v}"
+    );
     let (s, v) = post(
         &c,
         &format!("{base}/collections"),
         json!({"name": "wrong", "embedding_model": "xlmr", "dimension": 384}),
     );
-    assert_eq!((s, v["error"]["code"].as_str()), (422, Some("dimension_mismatch")), "{v}");
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("dimension_mismatch")),
+        "{v}"
+    );
 
     // Texts of the XLM-R reference into both collections, each embedded
     // by its own model.
@@ -179,7 +198,12 @@ fn two_models_in_one_process_serve_two_collections_and_the_openai_sdk() {
     let texts: Vec<String> = std::fs::read_to_string(&xlmr_ref)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .filter(|t| !t.trim().is_empty())
         .take(20)
         .collect();
@@ -217,7 +241,10 @@ fn two_models_in_one_process_serve_two_collections_and_the_openai_sdk() {
         );
         assert_eq!(s, 200, "{name}: {v}");
         assert_eq!(v["results"][0]["id"], probe as u64 + 1, "{name}: {v}");
-        assert!(v["results"][0]["score"].as_f64().unwrap() > 0.9999, "{name}: {v}");
+        assert!(
+            v["results"][0]["score"].as_f64().unwrap() > 0.9999,
+            "{name}: {v}"
+        );
     }
     drop(idx);
     std::fs::remove_dir_all(&data).ok();
@@ -251,6 +278,10 @@ fn two_models_in_one_process_serve_two_collections_and_the_openai_sdk() {
         }
     }
     // Still healthy after all that.
-    let s = c.get(format!("{}/health", emb.url)).send().unwrap().status();
+    let s = c
+        .get(format!("{}/health", emb.url))
+        .send()
+        .unwrap()
+        .status();
     assert_eq!(s.as_u16(), 200);
 }

@@ -226,7 +226,11 @@ mod tests {
         let model = |req: &CreateCollectionRequest, svc: &IndexingConfig| {
             collection_config(svc, req, 384).embedding_model
         };
-        assert_eq!(model(&defaults_for("c"), &svc), None, "the service's default");
+        assert_eq!(
+            model(&defaults_for("c"), &svc),
+            None,
+            "the service's default"
+        );
         svc.embedding_model = Some("minilm".into());
         assert_eq!(model(&defaults_for("c"), &svc).as_deref(), Some("minilm"));
         let req = CreateCollectionRequest {

@@ -422,8 +422,9 @@ pub struct EmbedRequest {
     pub inputs: EmbedInputs,
     /// The served model to use: its alias, its id, or the id's part
     /// after the last `/` (see `GET /v1/models`). Default: the service's
-    /// first model. An unknown name is a 404 `model_not_found` listing
-    /// the served ones.
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// L2-normalise the result. Default: what the model's `modules.json`
@@ -461,8 +462,9 @@ pub struct EmbedAllRequest {
     pub inputs: EmbedInputs,
     /// The served model to use: its alias, its id, or the id's part
     /// after the last `/` (see `GET /v1/models`). Default: the service's
-    /// first model. An unknown name is a 404 `model_not_found` listing
-    /// the served ones.
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// As for `POST /embed`.
@@ -486,8 +488,9 @@ pub struct DecodeRequest {
     pub ids: DecodeIds,
     /// The served model to use: its alias, its id, or the id's part
     /// after the last `/` (see `GET /v1/models`). Default: the service's
-    /// first model. An unknown name is a 404 `model_not_found` listing
-    /// the served ones.
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Leave out special tokens (`[CLS]`, `[SEP]`, ...). Default true.
@@ -569,8 +572,9 @@ pub struct EmbedBatchRequest {
     pub texts: Vec<String>,
     /// The served model to use: its alias, its id, or the id's part
     /// after the last `/` (see `GET /v1/models`). Default: the service's
-    /// first model. An unknown name is a 404 `model_not_found` listing
-    /// the served ones.
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// As for `POST /embed`.
@@ -614,8 +618,10 @@ pub struct OpenAiEmbeddingsRequest {
     pub input: OpenAiInput,
     /// The served model to use (OpenAI's `model`): its alias, its id, or
     /// the id's part after the last `/` (see `GET /v1/models`); echoed
-    /// back. Default: the service's first model. An unknown name is a 404
-    /// `model_not_found` listing the served ones.
+    /// back. Default: the service's first model. With several models
+    /// served, an unknown name is a 404 `model_not_found` listing them; a
+    /// service with one model answers every name with it (so OpenAI
+    /// clients' default names work).
     #[serde(default)]
     pub model: Option<String>,
     /// `float` (default) or `base64`: the form of each `embedding` in the
@@ -706,8 +712,9 @@ pub struct TokenizeRequest {
     pub inputs: Inputs,
     /// The served model to use: its alias, its id, or the id's part
     /// after the last `/` (see `GET /v1/models`). Default: the service's
-    /// first model. An unknown name is a 404 `model_not_found` listing
-    /// the served ones.
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Add `[CLS]`/`[SEP]` (or the model's equivalents). Default true.
