@@ -1315,7 +1315,7 @@ mod tests {
         let load =
             |pairs: &[(&str, &str)]| Config::load_from(None, env(pairs)).unwrap_err().to_string();
         let e = load(&[
-            ("EMBEDDING__MODELS__0__ID", "a/m"),
+            ("EMBEDDING__MODELS__0__ID", "m"),
             ("EMBEDDING__MODELS__1__PATH", "/x/m"),
         ]);
         assert!(e.contains("embedding.models[1].alias"), "{e}");
@@ -1349,10 +1349,7 @@ mod tests {
         assert!(e.contains("embedding.models[0].device"), "{e}");
         let e = load(&[("EMBEDDING__MODELS__0__NAME", "x")]);
         assert!(e.contains("name"), "{e}");
-        let e = load(&[
-            ("EMBEDDING__MODELS__0__ID", "a/m"),
-            ("EMBEDDING__MODELS__0__ALIAS", " "),
-        ]);
+        let e = load(&[("EMBEDDING__MODELS", "[{id: a/m, alias: ''}]")]);
         assert!(e.contains("embedding.models[0].alias"), "{e}");
     }
 
