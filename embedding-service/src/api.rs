@@ -3,6 +3,7 @@
 //! spec cannot drift from the code; every error status is listed per route.
 
 use crate::batching::{EmbedError, EmbedOptions, ModelInput, Runtime};
+use crate::registry::{Models, UnknownModel};
 use crate::AppState;
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::StatusCode;
@@ -52,11 +53,25 @@ impl From<EmbedError> for ErrorBody {
     }
 }
 
-fn runtime(s: &AppState) -> Result<Arc<Runtime>, ErrorBody> {
-    s.runtime
+impl From<UnknownModel> for ErrorBody {
+    fn from(e: UnknownModel) -> Self {
+        ErrorBody::new(ErrorCode::ModelNotFound, e.to_string())
+    }
+}
+
+/// The served models, or 503 while they load.
+fn models(s: &AppState) -> Result<Arc<Models>, ErrorBody> {
+    s.models
         .get()
         .cloned()
         .ok_or_else(|| ErrorBody::new(ErrorCode::ModelNotReady, "the model is still loading"))
+}
+
+/// The runtime of the model a request names (`None`: the default; any
+/// name when one model is served); 503 while loading, 404
+/// `model_not_found` listing the served models.
+fn runtime(s: &AppState, model: Option<&str>) -> Result<Arc<Runtime>, ErrorBody> {
+    Ok(models(s)?.get(model)?)
 }
 
 /// Inputs of the TEI routes: texts, and token ids of the model's vocabulary.
@@ -84,7 +99,7 @@ fn embed_options(req: &EmbedRequest) -> EmbedOptions {
 }
 
 async fn embed_tei(s: &AppState, req: EmbedRequest) -> Result<Json<Vec<Vec<f32>>>, ErrorBody> {
-    let rt = runtime(s)?;
+    let rt = runtime(s, req.model.as_deref())?;
     let opts = embed_options(&req);
     let out = rt.embed(model_inputs(req.inputs), opts).await?;
     Ok(Json(out.vectors))
@@ -97,6 +112,7 @@ async fn embed_tei(s: &AppState, req: EmbedRequest) -> Result<Json<Vec<Vec<f32>>
         (status = 200, description = "One vector per input, in input order", body = Vec<Vec<f32>>),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong API key", body = ErrorBody),
+        (status = 404, description = "No served model by the name given in `model` (model_not_found; the message lists the served ones)", body = ErrorBody),
         (status = 413, description = "Body over the limit", body = ErrorBody),
         (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "Empty list, wrong input shape, too many inputs, text too long with truncate=false, bad dimensions, unknown prompt_name, token id outside the vocabulary", body = ErrorBody),
@@ -116,7 +132,9 @@ async fn embed(
 #[utoipa::path(post, path = "/", tag = "embedding", request_body = EmbedRequest,
     responses(
         (status = 200, description = "One vector per input, in input order", body = Vec<Vec<f32>>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "No served model by the name given in `model` (model_not_found; the message lists the served ones)", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -132,7 +150,9 @@ async fn embed_root(
 #[utoipa::path(post, path = "/embed_all", tag = "embedding", request_body = EmbedAllRequest,
     responses(
         (status = 200, description = "Per input, one vector per token (the model's dimension each)", body = Vec<Vec<Vec<f32>>>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "No served model by the name given in `model` (model_not_found; the message lists the served ones)", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -140,7 +160,7 @@ async fn embed_all(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<EmbedAllRequest>,
 ) -> Result<Json<Vec<Vec<Vec<f32>>>>, ErrorBody> {
-    let rt = runtime(&s)?;
+    let rt = runtime(&s, req.model.as_deref())?;
     let opts = EmbedOptions {
         truncate: req.truncate.unwrap_or(true),
         truncation: req.truncation_direction.unwrap_or_default(),
@@ -155,7 +175,9 @@ async fn embed_all(
 #[utoipa::path(post, path = "/embed/batch", tag = "embedding", request_body = EmbedBatchRequest,
     responses(
         (status = 200, body = EmbedBatchResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "No served model by the name given in `model` (model_not_found; the message lists the served ones)", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -163,7 +185,7 @@ async fn embed_batch(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<EmbedBatchRequest>,
 ) -> Result<Json<EmbedBatchResponse>, ErrorBody> {
-    let rt = runtime(&s)?;
+    let rt = runtime(&s, req.model.as_deref())?;
     let opts = EmbedOptions {
         normalize: req.normalize,
         truncate: req.truncate.unwrap_or(true),
@@ -179,7 +201,7 @@ async fn embed_batch(
         .unwrap_or(rt.info.dimension);
     Ok(Json(EmbedBatchResponse {
         embeddings: out.vectors,
-        model: rt.info.model_id.clone(),
+        model: rt.info.alias.clone(),
         dimension,
     }))
 }
@@ -213,7 +235,9 @@ fn openai_inputs(input: OpenAiInput) -> Result<Vec<ModelInput>, ErrorBody> {
 #[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = OpenAiEmbeddingsRequest,
     responses(
         (status = 200, body = OpenAiEmbeddingsResponse),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "No served model by the name given in `model` (model_not_found; the message lists the served ones)", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -221,7 +245,7 @@ async fn openai_embeddings(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<OpenAiEmbeddingsRequest>,
 ) -> Result<Json<OpenAiEmbeddingsResponse>, ErrorBody> {
-    let rt = runtime(&s)?;
+    let rt = runtime(&s, req.model.as_deref())?;
     let opts = EmbedOptions {
         dimensions: req.dimensions,
         max_inputs: Some(OPENAI_MAX_INPUTS),
@@ -247,7 +271,7 @@ async fn openai_embeddings(
     Ok(Json(OpenAiEmbeddingsResponse {
         object: "list".into(),
         data,
-        model: req.model.unwrap_or_else(|| rt.info.model_id.clone()),
+        model: req.model.unwrap_or_else(|| rt.info.alias.clone()),
         usage: OpenAiUsage {
             prompt_tokens: out.tokens,
             total_tokens: out.tokens,
@@ -257,48 +281,40 @@ async fn openai_embeddings(
 
 fn openai_model(rt: &Runtime) -> OpenAiModel {
     OpenAiModel {
-        id: rt.info.model_id.clone(),
+        id: rt.info.alias.clone(),
         object: "model".into(),
         created: rt.info.created,
         owned_by: "embedding-service".into(),
     }
 }
 
-/// The model this service serves, in OpenAI's list shape.
+/// Every model this service serves, the default first, in OpenAI's list
+/// shape; each `id` is what requests pass as `model`.
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     responses((status = 200, body = OpenAiModelList), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn openai_models(State(s): State<AppState>) -> Result<Json<OpenAiModelList>, ErrorBody> {
-    let rt = runtime(&s)?;
+    let models = models(&s)?;
     Ok(Json(OpenAiModelList {
         object: "list".into(),
-        data: vec![openai_model(&rt)],
+        data: models.all().iter().map(|rt| openai_model(rt)).collect(),
     }))
 }
 
-/// One model by id: the full id (`sentence-transformers/all-MiniLM-L6-v2`,
-/// its `/` percent-encoded as OpenAI clients do) or its last part
-/// (`all-MiniLM-L6-v2`); any other is a 404.
+/// One served model by name: its alias, its full id
+/// (`sentence-transformers/all-MiniLM-L6-v2`, its `/` percent-encoded as
+/// OpenAI clients do) or the id's last part (`all-MiniLM-L6-v2`); any other
+/// is a 404 `model_not_found` listing the served models.
 #[utoipa::path(get, path = "/v1/models/{model}", tag = "openai",
     params(("model" = String, Path, description = "The model id, or its part after the last `/`", example = "all-MiniLM-L6-v2")),
     responses((status = 200, body = OpenAiModel), (status = 401, body = ErrorBody),
-        (status = 404, description = "This service does not serve that model", body = ErrorBody),
+        (status = 404, description = "This service does not serve that model (model_not_found)", body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn openai_model_get(
     State(s): State<AppState>,
     Path(model): Path<String>,
 ) -> Result<Json<OpenAiModel>, ErrorBody> {
-    let rt = runtime(&s)?;
-    if rt.serves(&model) {
-        Ok(Json(openai_model(&rt)))
-    } else {
-        Err(ErrorBody::new(
-            ErrorCode::NotFound,
-            format!(
-                "model `{model}` is not served here; this service serves `{}`",
-                rt.info.model_id
-            ),
-        ))
-    }
+    let rt = models(&s)?.find(Some(model.as_str()))?;
+    Ok(Json(openai_model(&rt)))
 }
 
 /// Tokens of each input as the model sees them (the prompt prepended,
@@ -306,7 +322,9 @@ async fn openai_model_get(
 #[utoipa::path(post, path = "/tokenize", tag = "embedding", request_body = TokenizeRequest,
     responses(
         (status = 200, body = Vec<Vec<Token>>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "No served model by the name given in `model` (model_not_found; the message lists the served ones)", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -314,7 +332,7 @@ async fn tokenize(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<TokenizeRequest>,
 ) -> Result<Json<Vec<Vec<Token>>>, ErrorBody> {
-    let rt = runtime(&s)?;
+    let rt = runtime(&s, req.model.as_deref())?;
     Ok(Json(
         rt.tokenize(
             req.inputs.into_vec(),
@@ -329,7 +347,9 @@ async fn tokenize(
 #[utoipa::path(post, path = "/decode", tag = "embedding", request_body = DecodeRequest,
     responses(
         (status = 200, description = "One text per list of ids, in order", body = Vec<String>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "No served model by the name given in `model` (model_not_found; the message lists the served ones)", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
@@ -337,21 +357,18 @@ async fn decode(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<DecodeRequest>,
 ) -> Result<Json<Vec<String>>, ErrorBody> {
-    let rt = runtime(&s)?;
+    let rt = runtime(&s, req.model.as_deref())?;
     Ok(Json(
         rt.decode(req.ids.into_vec(), req.skip_special_tokens.unwrap_or(true))
             .await?,
     ))
 }
 
-/// Model and batching facts.
-#[utoipa::path(get, path = "/info", tag = "service",
-    responses((status = 200, body = InfoResponse), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
-async fn info(State(s): State<AppState>) -> Result<Json<InfoResponse>, ErrorBody> {
-    let rt = runtime(&s)?;
+/// The facts of one served model.
+fn served_info(rt: &Runtime) -> ServedModelInfo {
     let i = &rt.info;
-    let c = &s.config;
-    Ok(Json(InfoResponse {
+    ServedModelInfo {
+        alias: i.alias.clone(),
         model_id: i.model_id.clone(),
         model_source: i.source.clone(),
         architecture: i.architecture.clone(),
@@ -362,24 +379,49 @@ async fn info(State(s): State<AppState>) -> Result<Json<InfoResponse>, ErrorBody
         device: i.device.clone(),
         dtype: i.dtype.clone(),
         backend: i.backend.clone(),
-        max_batch_tokens: c.max_batch_tokens,
+        max_batch_tokens: i.max_batch_tokens,
+        max_concurrent_requests: i.max_concurrent_requests,
+    }
+}
+
+/// Model and batching facts: TEI's fields for the default model, and
+/// `models`, every served model (the default first).
+#[utoipa::path(get, path = "/info", tag = "service",
+    responses((status = 200, body = InfoResponse), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn info(State(s): State<AppState>) -> Result<Json<InfoResponse>, ErrorBody> {
+    let models = models(&s)?;
+    let d = served_info(models.default_model());
+    let c = &s.config;
+    Ok(Json(InfoResponse {
+        model_id: d.model_id,
+        model_source: d.model_source,
+        architecture: d.architecture,
+        dimension: d.dimension,
+        max_seq_length: d.max_seq_length,
+        pooling: d.pooling,
+        normalize: d.normalize,
+        device: d.device,
+        dtype: d.dtype,
+        backend: d.backend,
+        max_batch_tokens: d.max_batch_tokens,
         max_client_batch_size: c.max_client_batch_size,
-        max_concurrent_requests: c.max_concurrent_requests,
+        max_concurrent_requests: d.max_concurrent_requests,
         body_limit_bytes: Some(c.body_limit_bytes),
         version: env!("CARGO_PKG_VERSION").into(),
+        models: models.all().iter().map(|rt| served_info(rt)).collect(),
     }))
 }
 
-/// 200 once the model is loaded and warmed up, 503 before.
+/// 200 once every served model is loaded and warmed up, 503 before.
 #[utoipa::path(get, path = "/health", tag = "service",
     responses(
-        (status = 200, description = "Model loaded and warmed up", body = HealthResponse,
+        (status = 200, description = "Every model loaded and warmed up", body = HealthResponse,
             example = json!({"status": "ok"})),
-        (status = 503, description = "Model still loading", body = HealthResponse,
+        (status = 503, description = "A model is still loading", body = HealthResponse,
             example = json!({"status": "loading"})),
     ))]
 async fn health(State(s): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
-    if s.runtime.get().is_some() {
+    if s.models.get().is_some() {
         (
             StatusCode::OK,
             Json(HealthResponse {
@@ -436,8 +478,8 @@ async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response 
 const ERROR_EXAMPLES: shared::openapi::ErrorExamples<'static> = &[
     (
         404,
-        ErrorCode::NotFound,
-        "model `text-embedding-3-small` is not served here; this service serves `sentence-transformers/all-MiniLM-L6-v2`",
+        ErrorCode::ModelNotFound,
+        "model `text-embedding-3-small` is not served here; this service serves `sentence-transformers/all-MiniLM-L6-v2`, `xlmr`",
     ),
     (422, ErrorCode::EmptyInput, "inputs must not be empty"),
     (503, ErrorCode::ModelNotReady, "the model is still loading"),
@@ -645,7 +687,7 @@ mod tests {
     #[test]
     fn every_route_lists_the_statuses_it_can_answer() {
         let spec = openapi(&EmbeddingConfig::default());
-        let body = [200, 400, 401, 413, 415, 422, 429, 500, 503];
+        let body = [200, 400, 401, 404, 413, 415, 422, 429, 500, 503];
         let expected: Vec<(String, &str, Vec<u16>)> = vec![
             ("/".into(), "get", vec![200, 401]),
             ("/".into(), "post", body.to_vec()),

@@ -29,8 +29,13 @@
 //!   truncation at `max_seq_length` from the requested end), token ids of
 //!   the model's vocabulary (checked against it, cut the same way), or
 //!   OpenAI token ids (`cl100k_base`), decoded to text first.
+//! - One `Runtime` per served model: its own tokenizer pool, queue,
+//!   batcher, model thread, admission bound (`max_concurrent_requests`)
+//!   and token budget (`max_batch_tokens`). Runtimes share nothing but
+//!   the rayon pool the forward passes run in ([`inference_pool`]), so
+//!   two models' passes never use more threads than one's would.
 
-use crate::metrics::Metrics;
+use crate::metrics::ModelMetrics;
 use crate::model::{Model, ModelError, ModelSpec, PackedBatch};
 use parking_lot::{Condvar, Mutex, RwLock};
 use shared::config::EmbeddingConfig;
@@ -139,6 +144,8 @@ pub struct TokenStates {
 /// Static facts about the loaded model.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
+    /// The name requests pass as `model` (`embedding.models[].alias`).
+    pub alias: String,
     pub model_id: String,
     pub source: String,
     pub architecture: String,
@@ -154,6 +161,10 @@ pub struct ModelInfo {
     /// Rows of the word-embedding matrix (`vocab_size` of `config.json`):
     /// valid token ids are below it.
     pub vocab_size: usize,
+    /// Token budget of one forward pass of this model.
+    pub max_batch_tokens: usize,
+    /// Requests of this model in flight at most; beyond it `Overloaded`.
+    pub max_concurrent_requests: usize,
 }
 
 type Tokenized = Vec<(Vec<u32>, Vec<u32>)>;
@@ -245,30 +256,48 @@ pub struct Runtime {
     permits: Arc<Semaphore>,
     max_concurrent: usize,
     max_client_batch: usize,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ModelMetrics>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// The rayon pool forward passes run in: `inference_threads` threads (0:
+/// one per core). One per process, shared by every served model.
+/// Errors: the threads cannot be spawned.
+pub fn inference_pool(cfg: &EmbeddingConfig) -> Result<Arc<rayon::ThreadPool>, EmbedError> {
+    let threads = if cfg.inference_threads == 0 {
+        cores()
+    } else {
+        cfg.inference_threads
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("inference-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| EmbedError::Model(e.to_string()))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 impl Runtime {
     /// Warms the model up (one forward pass), then starts the threads.
+    /// `alias` is the name requests use for it; `cfg` is the config of
+    /// this model (`ServedModel::embedding_config`: its own
+    /// `max_batch_tokens` and `max_concurrent_requests`); forward passes
+    /// run in `pool`. Errors: the warm-up pass or the tokenizer fails.
     pub fn start(
         mut model: Model,
+        alias: &str,
         cfg: &EmbeddingConfig,
-        metrics: Arc<Metrics>,
+        metrics: ModelMetrics,
+        pool: Arc<rayon::ThreadPool>,
     ) -> Result<Arc<Self>, EmbedError> {
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
-        let inference_threads = if cfg.inference_threads == 0 {
-            cores
-        } else {
-            cfg.inference_threads
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(inference_threads)
-            .thread_name(|i| format!("inference-{i}"))
-            .build()
-            .map_err(|e| EmbedError::Model(e.to_string()))?;
+        let metrics = Arc::new(metrics);
+        let cores = cores();
         if cfg.warmup {
             let enc = model
                 .tokenizer
@@ -281,6 +310,7 @@ impl Runtime {
                 .map_err(|e| EmbedError::Model(e.to_string()))?;
         }
         let info = ModelInfo {
+            alias: alias.to_string(),
             model_id: model.spec.files.model_id.clone(),
             source: model.spec.files.source.clone(),
             architecture: model.spec.architecture_name.clone(),
@@ -302,6 +332,8 @@ impl Runtime {
                 .and_then(|v| v.as_u64())
                 .map(|n| n as usize)
                 .unwrap_or_else(|| model.tokenizer.get_vocab_size(true)),
+            max_batch_tokens: cfg.max_batch_tokens,
+            max_concurrent_requests: cfg.max_concurrent_requests,
         };
         let spec = model.spec.clone();
         let mut left = model.tokenizer.clone();
@@ -406,11 +438,11 @@ impl Runtime {
         })
     }
 
-    /// Whether `name` names the served model: its id, or the id's part
-    /// after the last `/` (`all-MiniLM-L6-v2`).
+    /// Whether `name` names this model: its alias, its id, or the id's
+    /// part after the last `/` (`all-MiniLM-L6-v2`).
     pub fn serves(&self, name: &str) -> bool {
         let id = &self.info.model_id;
-        name == id || Some(name) == id.rsplit('/').next()
+        name == self.info.alias || name == id || Some(name) == id.rsplit('/').next()
     }
 
     /// The text of the prompt `name` (`None`: the model's default
@@ -590,7 +622,7 @@ fn tokenizer_worker(
     tok: &Tokenizers,
     max_seq: usize,
     vocab: usize,
-    metrics: &Metrics,
+    metrics: &ModelMetrics,
 ) {
     while let Ok(job) = rx.recv() {
         let t0 = Instant::now();
@@ -786,7 +818,12 @@ fn tokens_of(text: &str, enc: &tokenizers::Encoding) -> Vec<Token> {
 /// Forms batches from everything queued: drops cancelled texts, sorts by
 /// length, cuts under the token budget, and hands each batch to the model
 /// thread (blocking until it is free).
-fn batcher(q: &Queue, budget: usize, tx: std::sync::mpsc::SyncSender<Prepared>, metrics: &Metrics) {
+fn batcher(
+    q: &Queue,
+    budget: usize,
+    tx: std::sync::mpsc::SyncSender<Prepared>,
+    metrics: &ModelMetrics,
+) {
     loop {
         let mut window: Vec<Entry> = {
             let mut st = q.state.lock();
@@ -836,10 +873,10 @@ fn pack(entries: &[Entry]) -> PackedBatch {
 
 fn model_loop(
     mut model: Model,
-    pool: rayon::ThreadPool,
+    pool: Arc<rayon::ThreadPool>,
     rx: std::sync::mpsc::Receiver<Prepared>,
     dim: usize,
-    metrics: &Metrics,
+    metrics: &ModelMetrics,
 ) {
     while let Ok(b) = rx.recv() {
         let mut entries = b.entries;
@@ -875,7 +912,7 @@ fn run_group(
     packed: PackedBatch,
     all_tokens: bool,
     dim: usize,
-    metrics: &Metrics,
+    metrics: &ModelMetrics,
 ) {
     if entries.is_empty() {
         return;

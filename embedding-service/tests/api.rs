@@ -937,7 +937,7 @@ async fn openai_token_ids_models_and_limits() {
     let (s, v) = call(&st, "GET", "/v1/models/text-embedding-3-small", None).await;
     assert_eq!(
         (s.as_u16(), v["error"]["code"].as_str()),
-        (404, Some("not_found"))
+        (404, Some("model_not_found"))
     );
 }
 

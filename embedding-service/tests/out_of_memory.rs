@@ -8,8 +8,9 @@
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use embedding_service::batching::Runtime;
+use embedding_service::batching::{inference_pool, Runtime};
 use embedding_service::model::{self, Encoder, ModelError, PackedBatch, SplitOnOom};
+use embedding_service::registry::Models;
 use embedding_service::{app, AppState};
 use serde_json::{json, Value};
 use shared::config::Config;
@@ -65,8 +66,11 @@ async fn state(budget: usize) -> AppState {
             inner: real,
             budget,
         })));
-        let rt = Runtime::start(m, &cfg, s2.metrics.clone()).expect("runtime");
-        let _ = s2.runtime.set(rt);
+        let alias = cfg.served_models().remove(0).alias;
+        let pool = inference_pool(&cfg).expect("pool");
+        let rt =
+            Runtime::start(m, &alias, &cfg, s2.metrics.for_model(&alias), pool).expect("runtime");
+        let _ = s2.models.set(std::sync::Arc::new(Models::new(vec![rt])));
     })
     .await
     .unwrap();

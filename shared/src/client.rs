@@ -15,9 +15,14 @@
 //! and cached. At most `max_in_flight` calls run at once; the vectors come
 //! back in input order, and either every call succeeded or the whole call
 //! fails (the caller writes nothing).
+//!
+//! Several models: the `_for` calls name the served model to use (its
+//! alias, id, or the id's last part, as `GET /v1/models` lists them);
+//! `None` is the service's default model. [`EmbeddingClient::model_info`]
+//! gives one model's facts (its dimension) from `/info`.
 
 use crate::error::{ErrorBody, ErrorCode};
-use crate::wire::embedding::{EmbedInputs, EmbedRequest, InfoResponse};
+use crate::wire::embedding::{EmbedInputs, EmbedRequest, InfoResponse, ServedModelInfo};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -71,10 +76,11 @@ impl CallLimits {
     }
 }
 
-/// The `/embed` request body for `texts`, as sent.
-fn embed_request(texts: Vec<String>) -> EmbedRequest {
+/// The `/embed` request body for `texts` to `model`, as sent.
+fn embed_request(texts: Vec<String>, model: Option<&str>) -> EmbedRequest {
     EmbedRequest {
         inputs: EmbedInputs::texts(texts),
+        model: model.map(str::to_owned),
         normalize: None,
         truncate: Some(true),
         truncation_direction: None,
@@ -111,8 +117,17 @@ pub fn split_for_limits(
     texts: &[String],
     limits: CallLimits,
 ) -> Result<Vec<std::ops::Range<usize>>, ClientError> {
+    split_for_model(texts, limits, None)
+}
+
+/// [`split_for_limits`] for requests naming `model`.
+pub fn split_for_model(
+    texts: &[String],
+    limits: CallLimits,
+    model: Option<&str>,
+) -> Result<Vec<std::ops::Range<usize>>, ClientError> {
     // `{"inputs":[],...}`: everything but the texts and their commas.
-    let overhead = json_len(&embed_request(Vec::new()));
+    let overhead = json_len(&embed_request(Vec::new(), model));
     let max_texts = limits.max_texts.max(1);
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0usize, overhead);
@@ -277,15 +292,26 @@ impl EmbeddingClient {
     /// one text cannot fit a request; as [`Self::info`] when the limits are
     /// not cached yet and `/info` fails.
     pub async fn embed_all(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ClientError> {
+        self.embed_all_for(None, texts).await
+    }
+
+    /// [`Self::embed_all`] with the served model `model` (`None`: the
+    /// service's default). Errors: as `embed_all`; an unknown model is
+    /// `Rejected` with `model_not_found`.
+    pub async fn embed_all_for(
+        &self,
+        model: Option<&str>,
+        texts: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, ClientError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
         let limits = self.call_limits().await?;
-        let ranges = split_for_limits(&texts, limits)?;
+        let ranges = split_for_model(&texts, limits, model)?;
         let result = if ranges.len() == 1 {
-            self.embed(texts).await
+            self.embed_for(model, texts).await
         } else {
-            self.embed_chunks(texts, ranges).await
+            self.embed_chunks(model, texts, ranges).await
         };
         if let Err(ClientError::Rejected {
             code: ErrorCode::TooManyInputs | ErrorCode::PayloadTooLarge,
@@ -301,6 +327,7 @@ impl EmbeddingClient {
     /// One call per range, a bounded number at once; results in order.
     async fn embed_chunks(
         &self,
+        model: Option<&str>,
         texts: Vec<String>,
         ranges: Vec<std::ops::Range<usize>>,
     ) -> Result<Vec<Vec<f32>>, ClientError> {
@@ -319,7 +346,8 @@ impl EmbeddingClient {
                     break;
                 };
                 let me = self.clone();
-                running.spawn(async move { (i, me.embed(chunk).await) });
+                let model = model.map(str::to_owned);
+                running.spawn(async move { (i, me.embed_for(model.as_deref(), chunk).await) });
             }
             match running.join_next().await {
                 None => break,
@@ -342,8 +370,18 @@ impl EmbeddingClient {
     /// Errors: `Rejected` on a 4xx but 429, `Unavailable` after retries,
     /// `Protocol` when the answer does not hold one vector per text.
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, ClientError> {
+        self.embed_for(None, texts).await
+    }
+
+    /// [`Self::embed`] with the served model `model` (`None`: the
+    /// service's default).
+    pub async fn embed_for(
+        &self,
+        model: Option<&str>,
+        texts: Vec<String>,
+    ) -> Result<Vec<Vec<f32>>, ClientError> {
         let n = texts.len();
-        let body = embed_request(texts);
+        let body = embed_request(texts, model);
         let out: Vec<Vec<f32>> = self.post_json("/embed", &body).await?;
         if out.len() != n {
             return Err(ClientError::Protocol(format!(
@@ -359,6 +397,16 @@ impl EmbeddingClient {
     pub async fn info(&self) -> Result<InfoResponse, ClientError> {
         self.send(|base| self.http.get(format!("{base}/info")))
             .await
+    }
+
+    /// The facts of the served model `model` (`None`: the default) from
+    /// `/info` (not cached): its alias, id and `dimension`. A service
+    /// without the `models` list (older) has its one model only.
+    /// Errors: as [`Self::info`]; `Rejected` with `model_not_found` when
+    /// the service does not serve `model` (the message lists those it does).
+    pub async fn model_info(&self, model: Option<&str>) -> Result<ServedModelInfo, ClientError> {
+        let info = self.info().await?;
+        pick_model(info, model)
     }
 
     async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
@@ -418,6 +466,58 @@ impl EmbeddingClient {
     }
 }
 
+/// The model of `info` that `name` designates, by the service's rule: an
+/// exact alias, then an id, then the id's part after the last `/`.
+fn pick_model(info: InfoResponse, name: Option<&str>) -> Result<ServedModelInfo, ClientError> {
+    let models = if info.models.is_empty() {
+        // A service older than the list: its one model.
+        vec![ServedModelInfo {
+            alias: info.model_id.clone(),
+            model_id: info.model_id,
+            model_source: info.model_source,
+            architecture: info.architecture,
+            dimension: info.dimension,
+            max_seq_length: info.max_seq_length,
+            pooling: info.pooling,
+            normalize: info.normalize,
+            device: info.device,
+            dtype: info.dtype,
+            backend: info.backend,
+            max_batch_tokens: info.max_batch_tokens,
+            max_concurrent_requests: info.max_concurrent_requests,
+        }]
+    } else {
+        info.models
+    };
+    let Some(name) = name else {
+        return Ok(models.into_iter().next().expect("one model at least"));
+    };
+    let last = |id: &str| id.rsplit('/').next().map(str::to_owned);
+    let found = models
+        .iter()
+        .position(|m| m.alias == name)
+        .or_else(|| models.iter().position(|m| m.model_id == name))
+        .or_else(|| {
+            models
+                .iter()
+                .position(|m| last(&m.model_id).as_deref() == Some(name))
+        });
+    match found {
+        Some(i) => Ok(models.into_iter().nth(i).expect("found above")),
+        None => Err(ClientError::Rejected {
+            code: ErrorCode::ModelNotFound,
+            message: format!(
+                "model `{name}` is not served by the embedding service; it serves {}",
+                models
+                    .iter()
+                    .map(|m| format!("`{}`", m.alias))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,7 +538,7 @@ mod tests {
 
     /// The exact body the client sends for `texts`.
     fn body_len(texts: &[String]) -> usize {
-        serde_json::to_vec(&embed_request(texts.to_vec()))
+        serde_json::to_vec(&embed_request(texts.to_vec(), None))
             .unwrap()
             .len()
     }
@@ -511,6 +611,89 @@ mod tests {
         );
         assert_eq!(r.len(), 2);
         assert!(split_for_limits(&[], by_count).unwrap().is_empty());
+    }
+
+    #[test]
+    fn split_counts_the_model_field() {
+        let texts: Vec<String> = (0..50).map(|i| format!("text number {i}")).collect();
+        let model = Some("sentence-transformers/all-MiniLM-L6-v2");
+        let exact = serde_json::to_vec(&embed_request(texts[..20].to_vec(), model))
+            .unwrap()
+            .len();
+        let limits = CallLimits {
+            max_texts: 256,
+            max_body_bytes: exact,
+        };
+        assert_eq!(split_for_model(&texts, limits, model).unwrap()[0], 0..20);
+        // Without the field, more texts fit the same bytes.
+        assert!(split_for_limits(&texts, limits).unwrap()[0].end > 20);
+    }
+
+    fn served(alias: &str, id: &str, dimension: usize) -> ServedModelInfo {
+        ServedModelInfo {
+            alias: alias.into(),
+            model_id: id.into(),
+            model_source: "test".into(),
+            architecture: "BertModel".into(),
+            dimension,
+            max_seq_length: 128,
+            pooling: "mean".into(),
+            normalize: true,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            backend: "fused".into(),
+            max_batch_tokens: 1024,
+            max_concurrent_requests: 8,
+        }
+    }
+
+    fn info_of(models: Vec<ServedModelInfo>) -> InfoResponse {
+        let d = models
+            .first()
+            .cloned()
+            .unwrap_or_else(|| served("old/model", "old/model", 7));
+        InfoResponse {
+            model_id: d.model_id,
+            model_source: d.model_source,
+            architecture: d.architecture,
+            dimension: d.dimension,
+            max_seq_length: d.max_seq_length,
+            pooling: d.pooling,
+            normalize: d.normalize,
+            device: d.device,
+            dtype: d.dtype,
+            backend: d.backend,
+            max_batch_tokens: d.max_batch_tokens,
+            max_client_batch_size: 32,
+            max_concurrent_requests: d.max_concurrent_requests,
+            body_limit_bytes: None,
+            version: "0".into(),
+            models,
+        }
+    }
+
+    #[test]
+    fn models_are_picked_by_alias_id_or_last_part() {
+        let info = info_of(vec![
+            served("minilm", "sentence-transformers/all-MiniLM-L6-v2", 384),
+            served("xlmr", "tiny-xlm-roberta", 32),
+        ]);
+        let pick = |n: Option<&str>| pick_model(info.clone(), n).map(|m| m.dimension);
+        assert_eq!(pick(None).unwrap(), 384, "the default is the first");
+        assert_eq!(pick(Some("xlmr")).unwrap(), 32);
+        assert_eq!(pick(Some("tiny-xlm-roberta")).unwrap(), 32);
+        assert_eq!(pick(Some("all-MiniLM-L6-v2")).unwrap(), 384);
+        match pick(Some("e5")) {
+            Err(ClientError::Rejected {
+                code: ErrorCode::ModelNotFound,
+                message,
+            }) => assert!(message.contains("`minilm`, `xlmr`"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        // A service without the list: its one model.
+        let old = info_of(Vec::new());
+        assert_eq!(pick_model(old.clone(), None).unwrap().dimension, 7);
+        assert_eq!(pick_model(old, Some("model")).unwrap().alias, "old/model");
     }
 
     #[test]

@@ -59,7 +59,19 @@ pub struct EmbeddingConfig {
     /// When set, every call but `/health`, `/ready` and (with
     /// `http.public_docs`) the docs routes needs `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// The one model served when `models` is empty (its alias is its id,
+    /// or its directory's name for a `path`).
     pub model: ModelConfig,
+    /// Several models served by one process, each with its own queue,
+    /// batcher, model thread and admission bound; requests choose one by
+    /// `model` (its alias, its id, or the id's part after the last `/`).
+    /// The first is the default (TEI's `/info` describes it; requests
+    /// without `model` go to it). Empty: `model` alone is served. Setting
+    /// both `models` and a non-default `model` is an error. From the
+    /// environment: `EMBEDDING__MODELS__0__PATH=/models/a`,
+    /// `EMBEDDING__MODELS__1__ALIAS=b`, ... (entries by index), or
+    /// `EMBEDDING__MODELS` as a YAML list (`[{id: a}, {path: /m, alias: b}]`).
+    pub models: Vec<ServedModelConfig>,
     /// `auto | cpu | cuda | cuda:N | metal`. `auto` tries CUDA, Metal, then CPU.
     pub device: DeviceSpec,
     /// `f32 | f16 | bf16`. Half precision only on GPUs.
@@ -99,6 +111,7 @@ impl Default for EmbeddingConfig {
             port: 8001,
             api_key: None,
             model: ModelConfig::default(),
+            models: Vec::new(),
             device: DeviceSpec::Auto,
             dtype: DType::F32,
             backend: Backend::Auto,
@@ -117,7 +130,7 @@ impl Default for EmbeddingConfig {
 }
 
 /// `embedding.model:` — which model and where it comes from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// Hugging Face model id, resolved through hf-hub's cache (downloading
@@ -139,6 +152,199 @@ impl Default for ModelConfig {
             path: None,
             cache_dir: None,
         }
+    }
+}
+
+/// One entry of `embedding.models:`: a model, the name requests use for
+/// it, and the settings where it differs from the service's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServedModelConfig {
+    /// Hugging Face model id (as `embedding.model.id`). `id` or `path` is
+    /// required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Hub revision; default `main`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// A local directory in Hugging Face layout; wins over `id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// hf-hub cache directory; default as `embedding.model.cache_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// The name requests pass as `model`; unique among the entries.
+    /// Default: `id`, or the last component of `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// Default: `embedding.device`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<DeviceSpec>,
+    /// Default: `embedding.dtype`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<DType>,
+    /// Default: `embedding.backend`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Backend>,
+    /// This model's token budget of one forward pass; default
+    /// `embedding.max_batch_tokens`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_tokens: Option<usize>,
+    /// This model's requests in flight (its own 429 bound); default
+    /// `embedding.max_concurrent_requests`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_requests: Option<usize>,
+}
+
+/// A served model with every setting decided: an entry of
+/// `embedding.models` over the service's values, or `embedding.model`
+/// alone (see [`EmbeddingConfig::served_models`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServedModel {
+    /// The name requests pass as `model`.
+    pub alias: String,
+    /// Where the files come from.
+    pub model: ModelConfig,
+    pub device: DeviceSpec,
+    pub dtype: DType,
+    pub backend: Backend,
+    /// Token budget of one forward pass (padded length × count).
+    pub max_batch_tokens: usize,
+    /// Requests of this model in flight; beyond it 429.
+    pub max_concurrent_requests: usize,
+}
+
+impl ServedModel {
+    /// The service config with this model's settings in place of the
+    /// service-wide ones (`model`, `device`, `dtype`, `backend`,
+    /// `max_batch_tokens`, `max_concurrent_requests`): what the model
+    /// loader and one runtime read.
+    pub fn embedding_config(&self, svc: &EmbeddingConfig) -> EmbeddingConfig {
+        EmbeddingConfig {
+            model: self.model.clone(),
+            models: Vec::new(),
+            device: self.device,
+            dtype: self.dtype,
+            backend: self.backend,
+            max_batch_tokens: self.max_batch_tokens,
+            max_concurrent_requests: self.max_concurrent_requests,
+            ..svc.clone()
+        }
+    }
+}
+
+/// The default alias of a model: its id, or its directory's last component.
+fn default_alias(id: &str, path: Option<&Path>) -> String {
+    match path {
+        Some(p) => p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string()),
+        None => id.to_string(),
+    }
+}
+
+impl EmbeddingConfig {
+    /// Every served model in order, the default first: the entries of
+    /// `models`, or `model` alone when that list is empty. Call on a
+    /// validated config (an entry with neither `id` nor `path` gets an
+    /// empty id here).
+    pub fn served_models(&self) -> Vec<ServedModel> {
+        if self.models.is_empty() {
+            return vec![ServedModel {
+                alias: default_alias(&self.model.id, self.model.path.as_deref()),
+                model: self.model.clone(),
+                device: self.device,
+                dtype: self.dtype,
+                backend: self.backend,
+                max_batch_tokens: self.max_batch_tokens,
+                max_concurrent_requests: self.max_concurrent_requests,
+            }];
+        }
+        self.models
+            .iter()
+            .map(|m| {
+                let id = m.id.clone().unwrap_or_default();
+                ServedModel {
+                    alias: m
+                        .alias
+                        .clone()
+                        .unwrap_or_else(|| default_alias(&id, m.path.as_deref())),
+                    model: ModelConfig {
+                        id,
+                        revision: m.revision.clone().unwrap_or_else(|| "main".into()),
+                        path: m.path.clone(),
+                        cache_dir: m.cache_dir.clone().or_else(|| self.model.cache_dir.clone()),
+                    },
+                    device: m.device.unwrap_or(self.device),
+                    dtype: m.dtype.unwrap_or(self.dtype),
+                    backend: m.backend.unwrap_or(self.backend),
+                    max_batch_tokens: m.max_batch_tokens.unwrap_or(self.max_batch_tokens),
+                    max_concurrent_requests: m
+                        .max_concurrent_requests
+                        .unwrap_or(self.max_concurrent_requests),
+                }
+            })
+            .collect()
+    }
+
+    /// Checks `models`: each entry has an id or a path, a non-empty alias
+    /// unique among them, and bounds like the service's; `model` is left
+    /// at its default when `models` is set (one or the other).
+    fn validate_models(&self) -> Result<(), ConfigError> {
+        if self.models.is_empty() {
+            return Ok(());
+        }
+        // `cache_dir` is shared: entries without their own use it.
+        let single = ModelConfig {
+            cache_dir: None,
+            ..self.model.clone()
+        };
+        if single != ModelConfig::default() {
+            return Err(invalid(
+                "embedding.model",
+                "set either embedding.model (one model) or embedding.models (a list), not both",
+            ));
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            let key = format!("embedding.models[{i}]");
+            let has_id = matches!(m.id.as_deref(), Some(s) if !s.trim().is_empty());
+            if !has_id && m.path.is_none() {
+                return Err(invalid(
+                    &key,
+                    "neither `id` (a Hugging Face model id) nor `path` (a local model directory) is set",
+                ));
+            }
+            if matches!(m.alias.as_deref(), Some(a) if a.trim().is_empty()) {
+                return Err(invalid(&format!("{key}.alias"), "must not be empty"));
+            }
+            if matches!(m.max_batch_tokens, Some(n) if n < 16) {
+                return Err(invalid(
+                    &format!("{key}.max_batch_tokens"),
+                    "must be at least 16",
+                ));
+            }
+            if m.max_concurrent_requests == Some(0) {
+                return Err(invalid(
+                    &format!("{key}.max_concurrent_requests"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        let served = self.served_models();
+        for (i, a) in served.iter().enumerate() {
+            if let Some(j) = served[..i].iter().position(|b| b.alias == a.alias) {
+                return Err(invalid(
+                    &format!("embedding.models[{i}].alias"),
+                    format!(
+                        "alias `{}` is already the name of embedding.models[{j}]; give each \
+                         model a distinct `alias`",
+                        a.alias
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -213,6 +419,11 @@ pub struct IndexingConfig {
     pub api_key: Option<String>,
     /// Key sent to the embedding service, if it has one.
     pub embedding_api_key: Option<String>,
+    /// The embedding service's model (alias or id, as its `/v1/models`
+    /// lists them) for collections that name none in `embedding_model`,
+    /// the default collection included. Unset: the embedding service's
+    /// default model.
+    pub embedding_model: Option<String>,
     /// Per-attempt timeout of an embedding call.
     pub embedding_timeout_ms: u64,
     /// Retries of an embedding call on connection errors, 429 and 5xx.
@@ -281,6 +492,7 @@ impl Default for IndexingConfig {
             embedding_service_url: "http://127.0.0.1:8001".into(),
             api_key: None,
             embedding_api_key: None,
+            embedding_model: None,
             embedding_timeout_ms: 30_000,
             embedding_retries: 3,
             body_limit_bytes: 32 * 1024 * 1024,
@@ -668,8 +880,10 @@ impl Config {
             } else {
                 serde_yaml::from_str(&raw).unwrap_or(Value::String(raw.clone()))
             };
-            // Strings that look like YAML collections stay strings.
+            // Strings that look like YAML collections stay strings, but for
+            // the one list of sections (`EMBEDDING__MODELS`).
             let value = match value {
+                v @ Value::Sequence(_) if keys == ["embedding", "models"] => v,
                 Value::Mapping(_) | Value::Sequence(_) => Value::String(raw),
                 v => v,
             };
@@ -708,7 +922,8 @@ impl Config {
                 "must be at least 1024",
             ));
         }
-        if e.model.path.is_none() && e.model.id.trim().is_empty() {
+        e.validate_models()?;
+        if e.models.is_empty() && e.model.path.is_none() && e.model.id.trim().is_empty() {
             return Err(invalid(
                 "embedding.model.id",
                 "set a model id or embedding.model.path",
@@ -795,6 +1010,24 @@ impl Config {
 fn set_path(tree: &mut Value, keys: &[String], value: Value) -> Result<(), String> {
     let mut cur = tree;
     for (i, k) in keys.iter().enumerate() {
+        // A number indexes a list (`EMBEDDING__MODELS__1__ALIAS`); entries
+        // up to it are made as needed.
+        if let Ok(idx) = k.parse::<usize>() {
+            if cur.is_null() {
+                *cur = Value::Sequence(Vec::new());
+            }
+            if let Value::Sequence(seq) = cur {
+                while seq.len() <= idx {
+                    seq.push(Value::Mapping(Mapping::new()));
+                }
+                if i + 1 == keys.len() {
+                    seq[idx] = value;
+                    return Ok(());
+                }
+                cur = &mut seq[idx];
+                continue;
+            }
+        }
         let map = match cur {
             Value::Mapping(m) => m,
             Value::Null => {
@@ -1004,6 +1237,126 @@ mod tests {
         assert_eq!(again.embedding.http, c.embedding.http);
         assert_eq!(again.indexing.http, c.indexing.http);
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn one_model_is_the_one_element_list() {
+        let c =
+            Config::load_from(None, env(&[("EMBEDDING__MODEL__PATH", "/models/minilm")])).unwrap();
+        let served = c.embedding.served_models();
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].alias, "minilm");
+        assert_eq!(served[0].model, c.embedding.model);
+        assert_eq!(served[0].max_batch_tokens, c.embedding.max_batch_tokens);
+        let c = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(
+            c.embedding.served_models()[0].alias,
+            "sentence-transformers/all-MiniLM-L6-v2"
+        );
+    }
+
+    #[test]
+    fn several_models_from_file_and_env_with_their_own_settings() {
+        let dir = std::env::temp_dir().join(format!("cfg-models-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.yaml");
+        std::fs::write(
+            &p,
+            "embedding:\n  device: cpu\n  max_batch_tokens: 4096\n  models:\n    - id: sentence-transformers/all-MiniLM-L6-v2\n    - path: /models/xlmr\n      alias: xlmr\n      backend: candle\n      max_batch_tokens: 512\n      max_concurrent_requests: 8\n",
+        )
+        .unwrap();
+        let c = Config::load_from(
+            Some(&p),
+            env(&[
+                ("EMBEDDING__MODELS__1__DTYPE", "f32"),
+                ("EMBEDDING__MODELS__2__ID", "intfloat/e5-small-v2"),
+                ("EMBEDDING__MODELS__2__ALIAS", "e5"),
+            ]),
+        )
+        .unwrap();
+        let s = c.embedding.served_models();
+        let aliases: Vec<&str> = s.iter().map(|m| m.alias.as_str()).collect();
+        assert_eq!(
+            aliases,
+            ["sentence-transformers/all-MiniLM-L6-v2", "xlmr", "e5"]
+        );
+        assert_eq!(s[0].max_batch_tokens, 4096, "the service's value");
+        assert_eq!(s[0].backend, Backend::Auto);
+        assert_eq!(s[1].max_batch_tokens, 512, "the entry's own value");
+        assert_eq!(s[1].max_concurrent_requests, 8);
+        assert_eq!(s[1].backend, Backend::Candle);
+        assert_eq!(s[1].model.path.as_deref(), Some(Path::new("/models/xlmr")));
+        assert_eq!(s[2].model.id, "intfloat/e5-small-v2");
+        assert_eq!(s[2].model.revision, "main");
+        assert!(s.iter().all(|m| m.device == DeviceSpec::Cpu));
+        let one = s[1].embedding_config(&c.embedding);
+        assert_eq!(one.model, s[1].model);
+        assert_eq!(one.max_batch_tokens, 512);
+        assert!(one.models.is_empty());
+        // What print-config writes reads back the same.
+        std::fs::write(&p, serde_yaml::to_string(&c).unwrap()).unwrap();
+        let again = Config::load_from(Some(&p), env(&[])).unwrap();
+        assert_eq!(again.embedding.models, c.embedding.models);
+        // The whole list from one variable.
+        let c = Config::load_from(
+            None,
+            env(&[(
+                "EMBEDDING__MODELS",
+                "[{id: sentence-transformers/all-MiniLM-L6-v2, alias: minilm}, {path: /m/x}]",
+            )]),
+        )
+        .unwrap();
+        let aliases: Vec<String> = c
+            .embedding
+            .served_models()
+            .into_iter()
+            .map(|m| m.alias)
+            .collect();
+        assert_eq!(aliases, ["minilm", "x"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn bad_model_lists_are_named() {
+        let load =
+            |pairs: &[(&str, &str)]| Config::load_from(None, env(pairs)).unwrap_err().to_string();
+        let e = load(&[
+            ("EMBEDDING__MODELS__0__ID", "m"),
+            ("EMBEDDING__MODELS__1__PATH", "/x/m"),
+        ]);
+        assert!(e.contains("embedding.models[1].alias"), "{e}");
+        assert!(
+            e.contains("alias `m`") && e.contains("embedding.models[0]"),
+            "{e}"
+        );
+        let e = load(&[
+            ("EMBEDDING__MODELS__0__ID", "a/m"),
+            ("EMBEDDING__MODELS__1__ALIAS", "b"),
+        ]);
+        assert!(e.contains("embedding.models[1]"), "{e}");
+        assert!(
+            e.contains("neither `id`") && e.contains("nor `path`"),
+            "{e}"
+        );
+        let e = load(&[
+            ("EMBEDDING__MODELS__0__ID", "a/m"),
+            ("EMBEDDING__MODEL__PATH", "/models/minilm"),
+        ]);
+        assert!(
+            e.contains("embedding.model") && e.contains("not both"),
+            "{e}"
+        );
+        let e = load(&[
+            ("EMBEDDING__MODELS__0__ID", "a/m"),
+            ("EMBEDDING__MODELS__0__MAX_BATCH_TOKENS", "3"),
+        ]);
+        assert!(e.contains("embedding.models[0].max_batch_tokens"), "{e}");
+        let e = load(&[("EMBEDDING__MODELS__0__DEVICE", "tpu")]);
+        assert!(e.contains("embedding.models[0].device"), "{e}");
+        let e = load(&[("EMBEDDING__MODELS__0__NAME", "x")]);
+        assert!(e.contains("name"), "{e}");
+        let e = load(&[("EMBEDDING__MODELS", "[{id: a/m, alias: ''}]")]);
+        assert!(e.contains("embedding.models[0].alias"), "{e}");
     }
 
     #[test]

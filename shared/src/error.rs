@@ -20,6 +20,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// No such route or resource (404).
     NotFound,
+    /// A request names an embedding model the service does not serve; the
+    /// message lists the ones it does (404).
+    ModelNotFound,
     /// Wrong HTTP method for the route (405).
     MethodNotAllowed,
     /// The request body did not arrive within the body read timeout (408).
@@ -84,7 +87,7 @@ impl ErrorCode {
         match self {
             InvalidJson => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
-            NotFound => StatusCode::NOT_FOUND,
+            NotFound | ModelNotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             AlreadyExists => StatusCode::CONFLICT,
@@ -108,6 +111,7 @@ impl ErrorCode {
             InvalidJson => "invalid_json",
             Unauthorized => "unauthorized",
             NotFound => "not_found",
+            ModelNotFound => "model_not_found",
             MethodNotAllowed => "method_not_allowed",
             RequestTimeout => "request_timeout",
             AlreadyExists => "already_exists",

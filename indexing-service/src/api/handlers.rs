@@ -68,11 +68,12 @@ async fn blocking<T: Send + 'static>(
 /// fit a call; the embedding service's rejection; 503 when unreachable.
 async fn embed(
     s: &AppState,
+    model: Option<&str>,
     texts: Vec<String>,
     field: impl Fn(usize) -> String,
 ) -> Result<Vec<Vec<f32>>, ApiError> {
     let t0 = Instant::now();
-    let r = s.embedder.embed_all(texts).await;
+    let r = s.embedder.embed_all_for(model, texts).await;
     let outcome = if r.is_ok() { "ok" } else { "error" };
     s.metrics
         .embed_calls
@@ -111,6 +112,18 @@ enum Target {
     /// The default collection, not made yet: created once the request has
     /// succeeded up to the write (see [`create_default`]).
     MissingDefault(String),
+}
+
+impl Target {
+    /// The embedding model of the collection (alias or id; `None`: the
+    /// embedding service's default): the collection's own, or for the
+    /// default collection not made yet, `indexing.embedding_model`.
+    fn embedding_model(&self, s: &AppState) -> Option<String> {
+        match self {
+            Target::Existing(c) => c.config().embedding_model.clone(),
+            Target::MissingDefault(_) => s.config.embedding_model.clone(),
+        }
+    }
 }
 
 /// Resolves `name`. Errors: 404 `not_found` for an unknown name other than
@@ -311,10 +324,16 @@ fn check_create(req: &CreateCollectionRequest) -> Result<(), ApiError> {
 /// The query vector of a search: `vector`, or `query` embedded (both are
 /// taken out of `req`). Errors: 422 when both or neither are given;
 /// embedding errors.
-async fn query_vector(s: &AppState, req: &mut SearchRequest) -> Result<Vec<f32>, ApiError> {
+async fn query_vector(
+    s: &AppState,
+    model: Option<&str>,
+    req: &mut SearchRequest,
+) -> Result<Vec<f32>, ApiError> {
     match (req.vector.take(), req.query.take()) {
         (Some(v), None) => Ok(v),
-        (None, Some(q)) => Ok(embed(s, vec![q], |_| "query".into()).await?.remove(0)),
+        (None, Some(q)) => Ok(embed(s, model, vec![q], |_| "query".into())
+            .await?
+            .remove(0)),
         (Some(_), Some(_)) => Err(ApiError::invalid(
             "give `query` (text) or `vector`, not both",
         )),
@@ -333,7 +352,8 @@ async fn run_search(
 ) -> Result<SearchResponse, ApiError> {
     let t0 = Instant::now();
     let by_text = req.query.is_some();
-    let vector = query_vector(s, &mut req).await?;
+    let model = c.config().embedding_model.clone();
+    let vector = query_vector(s, model.as_deref(), &mut req).await?;
     match search_vector(c, vector, req, t0, payload_default).await {
         // Say where a text query's dimension comes from.
         Err(ApiError::Collection(CollectionError::DimensionMismatch { expected, got, .. }))
@@ -418,7 +438,8 @@ async fn embed_documents(
         _ if single => "content".to_string(),
         i => format!("documents[{i}].content"),
     };
-    let vectors = embed(&s, texts, field).await?;
+    let model = target.embedding_model(&s);
+    let vectors = embed(&s, model.as_deref(), texts, field).await?;
     let c = match target {
         Target::Existing(c) => c,
         Target::MissingDefault(name) => {
@@ -469,11 +490,16 @@ async fn search(
     let t0 = Instant::now();
     let mut req = req;
     let by_text = req.query.is_some();
-    let vector = query_vector(&s, &mut req).await?;
+    let model = s.config.embedding_model.clone();
+    let vector = query_vector(&s, model.as_deref(), &mut req).await?;
     let dim = if by_text {
         vector.len()
     } else {
-        s.embedder.info().await.map_err(ApiError::from)?.dimension
+        s.embedder
+            .model_info(model.as_deref())
+            .await
+            .map_err(ApiError::from)?
+            .dimension
     };
     if vector.len() != dim {
         return Err(ApiError::from(CollectionError::DimensionMismatch {
@@ -513,6 +539,14 @@ pub struct CreateCollectionRequest {
     pub flush_threshold: Option<FlushThresholdInput>,
     #[serde(default)]
     pub fsync: Option<FsyncMode>,
+    /// The embedding service's model that embeds this collection's texts
+    /// (`content`, text `query`): an alias or id its `GET /v1/models`
+    /// lists. Default: `indexing.embedding_model`, else the embedding
+    /// service's default model. The collection's `dimension` defaults to
+    /// this model's, and must equal it when both are given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "sentence-transformers/all-MiniLM-L6-v2")]
+    pub embedding_model: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -550,6 +584,10 @@ pub struct CollectionDescription {
     /// acknowledged operation is durable either way (the log is synced per
     /// `fsync`); the gap is how much a restart has to replay.
     pub persisted_operation: u64,
+    /// The embedding service's model that embeds this collection's texts;
+    /// absent: the embedding service's default model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_model: Option<String>,
 }
 
 /// A collection's index settings as described: the settings of other index
@@ -615,6 +653,7 @@ fn describe(c: &Collection) -> CollectionDescription {
         disk_bytes: c.disk_bytes(),
         last_operation: i.last_op,
         persisted_operation: i.persisted_op,
+        embedding_model: cfg.embedding_model.clone(),
     }
 }
 
@@ -631,9 +670,35 @@ async fn create_collection(
     ApiJson(req): ApiJson<CreateCollectionRequest>,
 ) -> Result<(StatusCode, Json<CollectionDescription>), ErrorBody> {
     check_create(&req)?;
-    let dim = match req.dimension {
-        Some(d) => d,
-        None => s.embedder.info().await.map_err(ApiError::from)?.dimension,
+    let model = req
+        .embedding_model
+        .clone()
+        .or_else(|| s.config.embedding_model.clone());
+    let dim = match (req.dimension, &req.embedding_model) {
+        (Some(d), None) => d,
+        // The model's dimension; a named model must also be served and
+        // agree with a given dimension.
+        (d, _) => {
+            let m = s
+                .embedder
+                .model_info(model.as_deref())
+                .await
+                .map_err(ApiError::from)?;
+            match d {
+                Some(d) if d != m.dimension => {
+                    return Err(ApiError::Invalid(
+                        ErrorCode::DimensionMismatch,
+                        format!(
+                            "`dimension` is {d} but the embedding model `{}` gives vectors of \
+                             {}; leave `dimension` out to use the model's",
+                            m.alias, m.dimension
+                        ),
+                    )
+                    .into())
+                }
+                _ => m.dimension,
+            }
+        }
     };
     let cfg = collection_config(&s.config, &req, dim);
     let st = s.storage.clone();
@@ -707,7 +772,8 @@ async fn upsert_points(
     if !to_embed.is_empty() {
         let texts = to_embed.iter().map(|(_, t)| t.clone()).collect();
         let field = |k: usize| format!("points[{}].content", to_embed[k].0);
-        let embedded = embed(&s, texts, field).await?;
+        let model = c.config().embedding_model.clone();
+        let embedded = embed(&s, model.as_deref(), texts, field).await?;
         for ((i, _), v) in to_embed.into_iter().zip(embedded) {
             vectors[i] = Some(v);
         }

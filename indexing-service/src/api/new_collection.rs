@@ -4,7 +4,7 @@
 //!
 //! Invariant: a value the request gives wins; else the service config's
 //! (`wal.fsync`, `wal.fsync_interval_ms`, `flush_threshold.vectors`,
-//! `flush_threshold.bytes`); else the built-in default (metric cosine, the
+//! `flush_threshold.bytes`, `embedding_model`); else the built-in default (metric cosine, the
 //! default index settings). So a collection made implicitly and one made
 //! through `POST /collections` with no settings are configured alike.
 
@@ -44,6 +44,7 @@ pub(super) fn defaults_for(name: &str) -> CreateCollectionRequest {
         quantization: None,
         flush_threshold: None,
         fsync: None,
+        embedding_model: None,
     }
 }
 
@@ -69,6 +70,10 @@ pub(super) fn collection_config(
             .unwrap_or(svc.flush_threshold.vectors),
         bytes: t.and_then(|t| t.bytes).unwrap_or(svc.flush_threshold.bytes),
     };
+    cfg.embedding_model = req
+        .embedding_model
+        .clone()
+        .or_else(|| svc.embedding_model.clone());
     cfg
 }
 
@@ -213,5 +218,25 @@ mod tests {
             ..defaults_for("c")
         };
         assert_eq!(collection_config(&svc, &req, 384).fsync, FsyncMode::Always);
+    }
+
+    #[test]
+    fn embedding_model_from_the_request_else_the_service_config() {
+        let mut svc = service();
+        let model = |req: &CreateCollectionRequest, svc: &IndexingConfig| {
+            collection_config(svc, req, 384).embedding_model
+        };
+        assert_eq!(
+            model(&defaults_for("c"), &svc),
+            None,
+            "the service's default"
+        );
+        svc.embedding_model = Some("minilm".into());
+        assert_eq!(model(&defaults_for("c"), &svc).as_deref(), Some("minilm"));
+        let req = CreateCollectionRequest {
+            embedding_model: Some("xlmr".into()),
+            ..defaults_for("c")
+        };
+        assert_eq!(model(&req, &svc).as_deref(), Some("xlmr"));
     }
 }

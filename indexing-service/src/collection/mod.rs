@@ -156,6 +156,11 @@ pub struct CollectionConfig {
     pub fsync: FsyncMode,
     #[serde(default = "default_interval")]
     pub fsync_interval_ms: u64,
+    /// The embedding service's model that embeds this collection's texts
+    /// (alias or id); `None`: the service's default at the time of the
+    /// call. Absent from collections made before this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_model: Option<String>,
 }
 
 fn default_payload_limit() -> usize {
@@ -181,6 +186,7 @@ impl CollectionConfig {
             max_payload_bytes: default_payload_limit(),
             fsync: FsyncMode::Always,
             fsync_interval_ms: 100,
+            embedding_model: None,
         }
     }
 

@@ -84,6 +84,7 @@ async fn fake_embedding_service() -> (String, Arc<Seen>) {
         max_concurrent_requests: 64,
         body_limit_bytes: Some(FAKE_BODY_LIMIT),
         version: "0".into(),
+        models: Vec::new(),
     };
     let s2 = seen.clone();
     let app = Router::new()

@@ -420,6 +420,13 @@ pub struct EmbedRequest {
     /// embeds as the model's special tokens alone, as sentence-transformers
     /// does.
     pub inputs: EmbedInputs,
+    /// The served model to use: its alias, its id, or the id's part
+    /// after the last `/` (see `GET /v1/models`). Default: the service's
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// L2-normalise the result. Default: what the model's `modules.json`
     /// says (true when it lists `Normalize`).
     #[serde(default)]
@@ -453,6 +460,13 @@ pub struct EmbedRequest {
 pub struct EmbedAllRequest {
     /// As for `POST /embed`.
     pub inputs: EmbedInputs,
+    /// The served model to use: its alias, its id, or the id's part
+    /// after the last `/` (see `GET /v1/models`). Default: the service's
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// As for `POST /embed`.
     #[serde(default)]
     pub truncate: Option<bool>,
@@ -472,6 +486,13 @@ pub struct DecodeRequest {
     /// One list of token ids, or a list of such lists (ids of the model's
     /// vocabulary, as `POST /tokenize` gives them).
     pub ids: DecodeIds,
+    /// The served model to use: its alias, its id, or the id's part
+    /// after the last `/` (see `GET /v1/models`). Default: the service's
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Leave out special tokens (`[CLS]`, `[SEP]`, ...). Default true.
     #[serde(default)]
     pub skip_special_tokens: Option<bool>,
@@ -549,6 +570,13 @@ pub struct EmbedBatchRequest {
     /// the service's `max_client_batch_size` (see `GET /info`).
     #[schema(min_items = 1)]
     pub texts: Vec<String>,
+    /// The served model to use: its alias, its id, or the id's part
+    /// after the last `/` (see `GET /v1/models`). Default: the service's
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// As for `POST /embed`.
     #[serde(default)]
     pub normalize: Option<bool>,
@@ -588,7 +616,12 @@ pub struct OpenAiEmbeddingsRequest {
     /// A string, an array of strings, an array of OpenAI token ids, or an
     /// array of token-id arrays; at most 2048 inputs.
     pub input: OpenAiInput,
-    /// Accepted and echoed back; this service serves one model.
+    /// The served model to use (OpenAI's `model`): its alias, its id, or
+    /// the id's part after the last `/` (see `GET /v1/models`); echoed
+    /// back. Default: the service's first model. With several models
+    /// served, an unknown name is a 404 `model_not_found` listing them; a
+    /// service with one model answers every name with it (so OpenAI
+    /// clients' default names work).
     #[serde(default)]
     pub model: Option<String>,
     /// `float` (default) or `base64`: the form of each `embedding` in the
@@ -677,6 +710,13 @@ pub struct OpenAiUsage {
 #[schema(example = json!({"inputs": "a cat sat on the mat"}))]
 pub struct TokenizeRequest {
     pub inputs: Inputs,
+    /// The served model to use: its alias, its id, or the id's part
+    /// after the last `/` (see `GET /v1/models`). Default: the service's
+    /// first model. With several models served, an unknown name is a 404
+    /// `model_not_found` listing them; a service with one model answers
+    /// every name with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Add `[CLS]`/`[SEP]` (or the model's equivalents). Default true.
     #[serde(default)]
     pub add_special_tokens: Option<bool>,
@@ -717,6 +757,36 @@ pub struct InfoResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_limit_bytes: Option<usize>,
     pub version: String,
+    /// Every served model, the default (described by the fields above)
+    /// first; absent from services older than this field.
+    #[serde(default)]
+    pub models: Vec<ServedModelInfo>,
+}
+
+/// One served model in `GET /info`'s `models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ServedModelInfo {
+    /// The name requests pass as `model` (also the id in `GET /v1/models`).
+    #[schema(example = "sentence-transformers/all-MiniLM-L6-v2")]
+    pub alias: String,
+    /// The model's id: the Hugging Face id, or its directory's name.
+    pub model_id: String,
+    pub model_source: String,
+    pub architecture: String,
+    /// Length of its vectors.
+    pub dimension: usize,
+    /// Tokens it reads per text (longer texts are cut, or refused with
+    /// `truncate: false`).
+    pub max_seq_length: usize,
+    pub pooling: String,
+    pub normalize: bool,
+    pub device: String,
+    pub dtype: String,
+    pub backend: String,
+    /// This model's token budget of one forward pass.
+    pub max_batch_tokens: usize,
+    /// This model's requests in flight; beyond it 429.
+    pub max_concurrent_requests: usize,
 }
 
 /// `GET /health`
@@ -730,7 +800,8 @@ pub struct HealthResponse {
 /// `Model`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OpenAiModel {
-    /// The model id (`GET /info`'s `model_id`); pass it as `model`.
+    /// The model's alias (`GET /info`'s `models[].alias`; by default its
+    /// id); pass it as `model`.
     #[schema(example = "sentence-transformers/all-MiniLM-L6-v2")]
     pub id: String,
     /// Always `model`.
@@ -743,7 +814,8 @@ pub struct OpenAiModel {
     pub owned_by: String,
 }
 
-/// `GET /v1/models` (OpenAI's list shape): the one model this service serves.
+/// `GET /v1/models` (OpenAI's list shape): every model this service
+/// serves, the default first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OpenAiModelList {
     /// Always `list`.
