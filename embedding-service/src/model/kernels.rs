@@ -136,6 +136,9 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
 /// `q`, `k`, `v` rows of `d` floats start at `base + i * stride`; the result
 /// row `i` is written to `out[i * out_stride ..][..d]`. `scores` is scratch of
 /// at least `len` floats. No mask: packed sequences hold no padding.
+/// `bias`: empty, or `2·len − 1` floats added to the scaled scores, the score
+/// of key `j` for query `i` getting `bias[j + len − 1 − i]` (a bias that
+/// depends only on the relative position, as MPNet's).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attention_head_generic(
@@ -150,13 +153,17 @@ fn attention_head_generic(
     out: &mut [f32],
     out_stride: usize,
     scores: &mut [f32],
+    bias: &[f32],
 ) {
     for i in 0..len {
         let q = &qkv[q_off + i * stride..][..d];
         let mut max = f32::NEG_INFINITY;
         for (j, s) in scores[..len].iter_mut().enumerate() {
             let k = &qkv[k_off + j * stride..][..d];
-            let v = dot_generic(q, k) * scale;
+            let mut v = dot_generic(q, k) * scale;
+            if !bias.is_empty() {
+                v += bias[j + len - 1 - i];
+            }
             *s = v;
             max = max.max(v);
         }
@@ -245,7 +252,7 @@ dispatch!(
 dispatch!(
     /// One attention head of one packed sequence (see the generic body).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_head(qkv: &[f32], q_off: usize, k_off: usize, v_off: usize, stride: usize, len: usize, d: usize, scale: f32, out: &mut [f32], out_stride: usize, scores: &mut [f32]) => attention_head_generic
+    pub fn attention_head(qkv: &[f32], q_off: usize, k_off: usize, v_off: usize, stride: usize, len: usize, d: usize, scale: f32, out: &mut [f32], out_stride: usize, scores: &mut [f32], bias: &[f32]) => attention_head_generic
 );
 
 #[cfg(test)]
