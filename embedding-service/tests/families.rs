@@ -58,24 +58,6 @@ fn reference_with_prompts(dir: &Path, m: &model::Model) -> Vec<(String, Vec<f64>
         .collect()
 }
 
-#[allow(dead_code)]
-fn reference(dir: &Path) -> Vec<(String, Vec<f64>)> {
-    std::fs::read_to_string(dir.join("reference.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            let e = v["embedding"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
-            (v["text"].as_str().unwrap().to_string(), e)
-        })
-        .collect()
-}
-
 fn cosine(a: &[f32], b: &[f64]) -> f64 {
     let d: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * y).sum();
     let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
@@ -154,31 +136,35 @@ fn distilbert_candle_graph() {
 }
 
 #[test]
-fn qwen3_last_token_and_prompts_candle_graph() {
-    parity_of("tiny-qwen3", Backend::Candle);
-    // The reference holds texts encoded with the `query` instruction prompt.
-    let dir = fixture_of("tiny-qwen3");
-    let m = model::load(&config(&dir.join("model"), Backend::Candle)).unwrap();
-    let refs = reference_with_prompts(&dir, &m);
-    assert!(refs.iter().filter(|(t, _)| t.starts_with("Instruct:")).count() >= 5);
-    assert_eq!(m.spec.pooling, model::Pooling::LastToken);
+fn modernbert_local_and_global_layers_fused_encoder() {
+    parity_of("tiny-modernbert", Backend::Fused);
 }
 
-/// Auto picks the candle graph for Qwen3 on the CPU; asking for the fused
-/// encoder is refused at load, naming the family.
 #[test]
-fn qwen3_on_the_fused_encoder_is_refused_by_name() {
-    let dir = fixture_of("tiny-qwen3").join("model");
-    let m = model::load(&config(&dir, Backend::Auto)).unwrap();
-    assert_eq!(m.backend, Backend::Candle);
-    match model::load(&config(&dir, Backend::Fused)) {
-        Ok(_) => panic!("the fused encoder loaded Qwen3"),
-        Err(e) => {
-            let msg = e.to_string();
-            assert!(msg.contains("unsupported model family"), "{msg}");
-            assert!(msg.contains("Qwen3Model") && msg.contains("fused"), "{msg}");
-        }
-    }
+fn modernbert_local_and_global_layers_candle_graph() {
+    parity_of("tiny-modernbert", Backend::Candle);
+}
+
+#[test]
+fn qwen3_last_token_and_prompts_fused_encoder() {
+    parity_of("tiny-qwen3", Backend::Fused);
+}
+
+#[test]
+fn qwen3_last_token_and_prompts_candle_graph() {
+    parity_of("tiny-qwen3", Backend::Candle);
+}
+
+/// Qwen3-Embedding's pipeline as read: last-token pooling, and reference
+/// lines encoded with the `query` instruction prompt.
+#[test]
+fn qwen3_pipeline_has_prompts_and_last_token_pooling() {
+    let dir = fixture_of("tiny-qwen3");
+    let m = model::load(&config(&dir.join("model"), Backend::Auto)).unwrap();
+    assert_eq!(m.spec.architecture, model::Architecture::Qwen3);
+    assert_eq!(m.spec.pooling, model::Pooling::LastToken);
+    let refs = reference_with_prompts(&dir, &m);
+    assert!(refs.iter().filter(|(t, _)| t.starts_with("Instruct:")).count() >= 5);
 }
 
 /// The pipeline as read: MPNet's Dense head sets the dimension.
@@ -295,20 +281,20 @@ fn unsupported_families_are_refused_by_name() {
             &["relative_key"],
         ),
         (
-            "modernbert",
+            "gemma3",
             Box::new(|c| {
-                c["architectures"] = json!(["ModernBertModel"]);
-                c["model_type"] = json!("modernbert");
+                c["architectures"] = json!(["Gemma3TextModel"]);
+                c["model_type"] = json!("gemma3_text");
             }),
-            &["ModernBertModel", "ModernBERT"],
+            &["Gemma3TextModel", "EmbeddingGemma"],
         ),
         (
-            "qwen3",
+            "qwen3-moe",
             Box::new(|c| {
-                c["architectures"] = json!(["Qwen3ForCausalLM"]);
-                c["model_type"] = json!("qwen3");
+                c["architectures"] = json!(["Qwen3MoeForCausalLM"]);
+                c["model_type"] = json!("qwen3_moe");
             }),
-            &["Qwen3ForCausalLM", "Qwen3-Embedding"],
+            &["Qwen3MoeForCausalLM", "Qwen3-MoE"],
         ),
         (
             "jina-v2-own-type",
@@ -386,4 +372,65 @@ fn accepted_spellings_still_load() {
         }
         std::fs::remove_dir_all(dir).ok();
     }
+}
+
+/// A real checkpoint against its sentence-transformers embeddings, on both
+/// encoders: opt-in, since the weights are not in the repository. Set
+/// `FAMILY_MODEL_DIR` (a sentence-transformers model directory, e.g.
+/// all-mpnet-base-v2) and `FAMILY_REFERENCE` (its `reference.jsonl`, made by
+/// `fixtures/make_st_reference.py`), then run with `--ignored`.
+#[test]
+#[ignore]
+fn real_model_parity() {
+    let (Some(dir), Some(refs)) = (
+        std::env::var_os("FAMILY_MODEL_DIR"),
+        std::env::var_os("FAMILY_REFERENCE"),
+    ) else {
+        panic!("set FAMILY_MODEL_DIR and FAMILY_REFERENCE");
+    };
+    let refs = reference_file(Path::new(&refs));
+    let texts: Vec<&str> = refs.iter().map(|(t, _)| t.as_str()).collect();
+    for backend in [Backend::Fused, Backend::Candle] {
+        let mut m = model::load(&config(Path::new(&dir), backend)).expect("model loads");
+        let mut worst = (1.0f64, String::new());
+        let mut single = Vec::new();
+        for chunk in texts.chunks(16) {
+            single.extend(chunk.iter().map(|t| embed(&mut m, &[t]).remove(0)));
+        }
+        let batched: Vec<Vec<f32>> = texts.chunks(32).flat_map(|c| embed(&mut m, c)).collect();
+        for (i, (text, want)) in refs.iter().enumerate() {
+            let c = cosine(&single[i], want);
+            if c < worst.0 {
+                worst = (c, text.clone());
+            }
+            assert!(c >= 0.9999, "{backend:?}: cosine {c} for {text:?}");
+            let s64: Vec<f64> = single[i].iter().map(|x| *x as f64).collect();
+            let b = cosine(&batched[i], &s64);
+            assert!(b >= 0.99999, "{backend:?}: batch vs single {b} for {text:?}");
+        }
+        eprintln!(
+            "{} {backend:?}: {} texts, worst cosine {:.9} ({:?})",
+            m.spec.architecture_name,
+            refs.len(),
+            worst.0,
+            worst.1.chars().take(60).collect::<String>()
+        );
+    }
+}
+
+fn reference_file(path: &Path) -> Vec<(String, Vec<f64>)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let e = v["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (v["text"].as_str().unwrap().to_string(), e)
+        })
+        .collect()
 }

@@ -17,6 +17,8 @@
 use super::encoder_graph::EncoderGraph;
 use super::qwen3::Qwen3Graph;
 use super::fused::{FusedBert, FusedShape, Positions};
+use super::fused_qwen3::FusedQwen3;
+use super::modernbert::{FusedModernBert, ModernBertGraph};
 use super::layout::Layout;
 use super::spec::{Architecture, ModelSpec};
 use super::{Encoder, ModelError, PackedBatch, Pooling};
@@ -64,14 +66,45 @@ fn pool_packed(pooling: Pooling, hidden: &[f32], h: usize, lens: &[usize]) -> Ve
     out
 }
 
+/// The fused CPU model of a family.
+enum FusedModel {
+    /// The post-layer-norm encoders (BERT, XLM-RoBERTa, MPNet, DistilBERT).
+    Encoder(FusedBert),
+    /// The Qwen3 decoder.
+    Qwen3(FusedQwen3),
+    ModernBert(FusedModernBert),
+}
+
+impl FusedModel {
+    fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError> {
+        match self {
+            FusedModel::Encoder(m) => m.forward(batch),
+            FusedModel::Qwen3(m) => m.forward(batch),
+            FusedModel::ModernBert(m) => m.forward(batch),
+        }
+    }
+}
+
 pub struct FusedEncoder {
-    model: FusedBert,
+    model: FusedModel,
     pooling: Pooling,
     hidden: usize,
 }
 
 impl FusedEncoder {
     pub fn load(spec: &ModelSpec, device: &Device) -> Result<Self, ModelError> {
+        let own = match spec.architecture {
+            Architecture::Qwen3 => Some(FusedModel::Qwen3(FusedQwen3::load(spec)?)),
+            Architecture::ModernBert => Some(FusedModel::ModernBert(FusedModernBert::load(spec)?)),
+            _ => None,
+        };
+        if let Some(model) = own {
+            return Ok(Self {
+                model,
+                pooling: spec.pooling,
+                hidden: spec.hidden_size,
+            });
+        }
         let s = spec.shape()?;
         let shape = FusedShape {
             hidden: s.hidden,
@@ -89,7 +122,7 @@ impl FusedEncoder {
         };
         let vb = with_prefix(var_builder(spec, CDType::F32, device)?);
         Ok(Self {
-            model: FusedBert::load(vb, &shape)?,
+            model: FusedModel::Encoder(FusedBert::load(vb, &shape)?),
             pooling: spec.pooling,
             hidden: spec.hidden_size,
         })
@@ -164,6 +197,7 @@ enum Graph {
     /// computes with tanh-GELU where transformers uses erf (DistilBERT).
     Encoder(EncoderGraph),
     Qwen3(Qwen3Graph),
+    ModernBert(ModernBertGraph),
 }
 
 pub struct CandleEncoder {
@@ -203,6 +237,7 @@ impl CandleEncoder {
                 Graph::Encoder(EncoderGraph::load(with_prefix(vb), spec)?)
             }
             Architecture::Qwen3 => Graph::Qwen3(Qwen3Graph::load(vb, spec)?),
+            Architecture::ModernBert => Graph::ModernBert(ModernBertGraph::load(vb, spec)?),
         };
         Ok(Self {
             graph,
@@ -238,6 +273,7 @@ impl CandleEncoder {
             Graph::XlmRoberta(m) => m.forward(&ids, &mask, &types, None, None, None)?,
             Graph::Encoder(m) => m.forward(&ids, &batch.lens)?,
             Graph::Qwen3(m) => m.forward(&ids)?,
+            Graph::ModernBert(m) => m.forward(&ids, &mask)?,
         };
         Ok(hidden)
     }

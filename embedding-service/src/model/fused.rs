@@ -103,7 +103,7 @@ impl Positions {
     pub fn of(spec: &super::spec::ModelSpec) -> Self {
         use super::spec::Architecture as A;
         match spec.architecture {
-            A::Bert | A::DistilBert | A::Qwen3 => Positions::Absolute,
+            A::Bert | A::DistilBert | A::Qwen3 | A::ModernBert => Positions::Absolute,
             A::XlmRoberta | A::MpNet => Positions::Roberta {
                 pad: spec.pad_token_id(),
             },
@@ -130,14 +130,14 @@ impl Positions {
     }
 }
 
-fn load_vec(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>, ModelError> {
+pub(super) fn load_vec(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>, ModelError> {
     let t = vb.get(shape, name)?.to_dtype(DType::F32)?;
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// Loads a `[out × in]` linear weight as `[in × out]` (row-major), so a GEMM
 /// reads it without a transposed pack.
-fn load_linear_t(
+pub(super) fn load_linear_t(
     vb: &VarBuilder,
     out: usize,
     inp: usize,
@@ -351,6 +351,7 @@ impl FusedBert {
                     h,
                     scores,
                     bias,
+                    kernels::Keys::All,
                 );
             },
         );
@@ -358,11 +359,11 @@ impl FusedBert {
 }
 
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -375,7 +376,7 @@ fn par_add_layer_norm(x: &mut [f32], r: &[f32], g: &[f32], b: &[f32], eps: f32, 
 }
 
 /// `out[t × n] = x[t × k] · w[k × n] + bias`, bias added inside the GEMM.
-fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32]) {
+pub(super) fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32]) {
     let n = bias.len();
     debug_assert_eq!(x.len(), t * k);
     debug_assert_eq!(w.len(), k * n);
@@ -415,10 +416,17 @@ fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32
     }
 }
 
-/// Whether the fused encoder computes `arch` (every post-layer-norm
-/// encoder family; not the Qwen3 decoder).
+/// Whether the fused encoder computes `arch`: every family the spec
+/// accepts (the post-layer-norm encoders here, Qwen3 in `fused_qwen3.rs`,
+/// ModernBERT in `modernbert.rs`).
+/// A family added to the spec for the candle graph only returns false here,
+/// so that the fused backend refuses it by name.
 pub fn computes(arch: super::spec::Architecture) -> bool {
-    !matches!(arch, super::spec::Architecture::Qwen3)
+    use super::spec::Architecture as A;
+    matches!(
+        arch,
+        A::Bert | A::XlmRoberta | A::MpNet | A::DistilBert | A::Qwen3 | A::ModernBert
+    )
 }
 
 /// The fused encoder runs on the CPU only.

@@ -36,7 +36,10 @@ impl Layout {
         match arch {
             // Not a post-layer-norm encoder; `ModelSpec::shape` refuses it
             // before any layout is read.
-            Architecture::Bert | Architecture::XlmRoberta | Architecture::Qwen3 => Layout {
+            Architecture::Bert
+            | Architecture::XlmRoberta
+            | Architecture::Qwen3
+            | Architecture::ModernBert => Layout {
                 layers: "encoder.layer",
                 query: "attention.self.query",
                 key: "attention.self.key",

@@ -12,8 +12,10 @@ pub mod candle_backend;
 pub mod dense;
 pub mod encoder_graph;
 pub mod fused;
+pub mod fused_qwen3;
 pub mod kernels;
 pub mod layout;
+pub mod modernbert;
 pub mod pooling;
 pub mod qwen3;
 pub mod source;
@@ -30,7 +32,7 @@ pub enum ModelError {
     Source(String),
     #[error("model config: {0}")]
     Config(String),
-    #[error("unsupported model family: {0} (supported: BertModel and its family — MiniLM, BGE, E5, GTE —, XLMRobertaModel / RobertaModel with absolute positions, MPNetModel, DistilBertModel; Qwen3Model on the candle graph)")]
+    #[error("unsupported model family: {0} (supported: BertModel and its family — MiniLM, BGE, E5, GTE —, XLMRobertaModel / RobertaModel with absolute positions, MPNetModel, DistilBertModel, ModernBertModel, Qwen3Model)")]
     UnsupportedArchitecture(String),
     #[error("device: {0}")]
     Device(String),

@@ -30,8 +30,13 @@ pub enum Architecture {
     DistilBert,
     /// `Qwen3Model` / `Qwen3ForCausalLM` (Qwen3-Embedding): a decoder with
     /// causal attention, RMSNorm, rotary positions and grouped-query
-    /// attention; candle graph only (the fused CPU encoder refuses it).
+    /// attention (`fused_qwen3.rs` on the CPU, candle-transformers' `qwen3`
+    /// on the candle graph).
     Qwen3,
+    /// `ModernBertModel` (gte-modernbert, nomic-modernbert class): pre-norm
+    /// encoder with rotary positions, GeGLU, alternating local / global
+    /// attention and no biases (`modernbert.rs`, both backends).
+    ModernBert,
 }
 
 impl Architecture {
@@ -43,6 +48,7 @@ impl Architecture {
             Architecture::MpNet => "MPNet",
             Architecture::DistilBert => "DistilBERT",
             Architecture::Qwen3 => "Qwen3",
+            Architecture::ModernBert => "ModernBERT",
         }
     }
 }
@@ -208,6 +214,9 @@ fn family(config: &Value, arch_name: &str, model_type: &str) -> Result<Architect
         (a, "distilbert" | "") if a.starts_with("DistilBert") || a == "distilbert" => {
             Architecture::DistilBert
         }
+        (a, "modernbert" | "") if a.starts_with("ModernBert") || a == "modernbert" => {
+            Architecture::ModernBert
+        }
         (a, "qwen3" | "") if a.starts_with("Qwen3") && !a.starts_with("Qwen3Moe") || a == "qwen3" => {
             Architecture::Qwen3
         }
@@ -266,8 +275,7 @@ fn family(config: &Value, arch_name: &str, model_type: &str) -> Result<Architect
 /// Families known by name that neither encoder computes yet, with the name
 /// the refusal gives them.
 fn refused_family(arch: &str, model_type: &str) -> Option<&'static str> {
-    let known: [(&str, &str, &str); 6] = [
-        ("ModernBert", "modernbert", "ModernBERT: rotary, GeGLU, local/global attention"),
+    let known: [(&str, &str, &str); 5] = [
         ("Qwen3Moe", "qwen3_moe", "Qwen3-MoE: a mixture-of-experts decoder"),
         ("NomicBert", "nomic_bert", "NomicBERT (nomic-embed): rotary, SwiGLU"),
         ("JinaBert", "jina_bert", "JinaBERT (jina-embeddings-v2): ALiBi"),
@@ -288,7 +296,10 @@ fn pad_token_id(config: &Value, architecture: Architecture) -> u32 {
         .and_then(Value::as_u64)
         .map(|n| n as u32)
         .unwrap_or(match architecture {
-            Architecture::Bert | Architecture::DistilBert | Architecture::Qwen3 => 0,
+            Architecture::Bert
+            | Architecture::DistilBert
+            | Architecture::Qwen3
+            | Architecture::ModernBert => 0,
             Architecture::XlmRoberta | Architecture::MpNet => 1,
         })
 }
@@ -346,7 +357,10 @@ impl ModelSpec {
         let max_pos = usize_field(&config, "max_position_embeddings")?;
         // RoBERTa positions start after the padding index.
         let usable_pos = match architecture {
-            Architecture::Bert | Architecture::DistilBert | Architecture::Qwen3 => max_pos,
+            Architecture::Bert
+            | Architecture::DistilBert
+            | Architecture::Qwen3
+            | Architecture::ModernBert => max_pos,
             Architecture::XlmRoberta | Architecture::MpNet => {
                 max_pos.saturating_sub(pad_token_id(&config, architecture) as usize + 1)
             }
@@ -459,11 +473,11 @@ impl ModelSpec {
     /// `activation`; layer-norm eps 1e-12 as transformers hard-codes it).
     /// Errors: Qwen3 is not such an encoder (a config error naming it).
     pub fn shape(&self) -> Result<EncoderShape, ModelError> {
-        if self.architecture == Architecture::Qwen3 {
+        if matches!(self.architecture, Architecture::Qwen3 | Architecture::ModernBert) {
             return Err(ModelError::UnsupportedArchitecture(format!(
-                "{} (Qwen3) on the fused CPU encoder: a decoder, computed by the candle \
-                 graph only (backend `candle`)",
-                self.architecture_name
+                "{} ({}) is not a post-layer-norm encoder",
+                self.architecture_name,
+                self.architecture.family_name()
             )));
         }
         let c = &self.config;
@@ -521,8 +535,9 @@ impl ModelSpec {
             Architecture::DistilBert => "activation",
             _ => "hidden_act",
         };
-        if self.architecture == Architecture::Qwen3 {
-            return Ok(Activation::GeluErf); // unused: the candle graph reads its own
+        if matches!(self.architecture, Architecture::Qwen3 | Architecture::ModernBert) {
+            // Not read: these families' own code reads their activation.
+            return Ok(Activation::GeluErf);
         }
         match self
             .config
