@@ -8,8 +8,9 @@
 //! `tiny-mpnet` (mean pooling, a Dense head, Normalize) and
 //! `tiny-distilbert` (CLS pooling), made by `fixtures/make_tiny_families.py`.
 //! Texts holding a literal pad token check RoBERTa's position rule (a pad
-//! token takes the pad position and does not advance the others), which
-//! XLM-RoBERTa and MPNet share.
+//! token takes the pad position and does not advance the others); MPNet
+//! uses the same rule with the pad id fixed at 1 by transformers, so there
+//! `[PAD]` (id 0) is an ordinary token.
 
 use embedding_service::model::{self, PackedBatch};
 use serde_json::Value;
@@ -21,7 +22,9 @@ fn fixture() -> PathBuf {
 }
 
 fn fixture_of(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn config(dir: &Path, backend: Backend) -> EmbeddingConfig {
@@ -112,7 +115,10 @@ fn parity_of(name: &str, backend: Backend) {
             "{backend:?}: batch vs single {b} for {text:?}"
         );
     }
-    eprintln!("{name} {backend:?}: worst cosine {:.9} ({:?})", worst.0, worst.1);
+    eprintln!(
+        "{name} {backend:?}: worst cosine {:.9} ({:?})",
+        worst.0, worst.1
+    );
 }
 
 #[test]
@@ -164,19 +170,31 @@ fn qwen3_pipeline_has_prompts_and_last_token_pooling() {
     assert_eq!(m.spec.architecture, model::Architecture::Qwen3);
     assert_eq!(m.spec.pooling, model::Pooling::LastToken);
     let refs = reference_with_prompts(&dir, &m);
-    assert!(refs.iter().filter(|(t, _)| t.starts_with("Instruct:")).count() >= 5);
+    assert!(
+        refs.iter()
+            .filter(|(t, _)| t.starts_with("Instruct:"))
+            .count()
+            >= 5
+    );
 }
 
 /// The pipeline as read: MPNet's Dense head sets the dimension.
 #[test]
 fn pipelines_are_read_with_their_dense_modules() {
-    let m = model::load(&config(&fixture_of("tiny-mpnet").join("model"), Backend::Fused)).unwrap();
+    let m = model::load(&config(
+        &fixture_of("tiny-mpnet").join("model"),
+        Backend::Fused,
+    ))
+    .unwrap();
     assert_eq!(m.spec.architecture, model::Architecture::MpNet);
     assert_eq!((m.spec.hidden_size, m.spec.dimension), (32, 24));
     assert_eq!(m.spec.dense.len(), 1);
     assert!(m.spec.normalize);
-    let d =
-        model::load(&config(&fixture_of("tiny-distilbert").join("model"), Backend::Candle)).unwrap();
+    let d = model::load(&config(
+        &fixture_of("tiny-distilbert").join("model"),
+        Backend::Candle,
+    ))
+    .unwrap();
     assert_eq!(d.spec.architecture, model::Architecture::DistilBert);
     assert_eq!(d.spec.pooling, model::Pooling::Cls);
     assert_eq!(d.spec.dimension, 32);
@@ -406,7 +424,10 @@ fn real_model_parity() {
             assert!(c >= 0.9999, "{backend:?}: cosine {c} for {text:?}");
             let s64: Vec<f64> = single[i].iter().map(|x| *x as f64).collect();
             let b = cosine(&batched[i], &s64);
-            assert!(b >= 0.99999, "{backend:?}: batch vs single {b} for {text:?}");
+            assert!(
+                b >= 0.99999,
+                "{backend:?}: batch vs single {b} for {text:?}"
+            );
         }
         eprintln!(
             "{} {backend:?}: {} texts, worst cosine {:.9} ({:?})",

@@ -15,11 +15,11 @@
 //! halves.
 
 use super::encoder_graph::EncoderGraph;
-use super::qwen3::Qwen3Graph;
 use super::fused::{FusedBert, FusedShape, Positions};
 use super::fused_qwen3::FusedQwen3;
-use super::modernbert::{FusedModernBert, ModernBertGraph};
 use super::layout::Layout;
+use super::modernbert::{FusedModernBert, ModernBertGraph};
+use super::qwen3::Qwen3Graph;
 use super::spec::{Architecture, ModelSpec};
 use super::{Encoder, ModelError, PackedBatch, Pooling};
 use candle_core::{DType as CDType, Device, Tensor};

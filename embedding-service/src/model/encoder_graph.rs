@@ -120,7 +120,8 @@ impl EncoderGraph {
         let pos = Tensor::from_vec(pos, (b, l), &self.device)?;
         let mut x = self.word.forward(ids)?.add(&self.position.forward(&pos)?)?;
         if let Some(tt) = &self.token_type {
-            x = x.broadcast_add(&tt.forward(&Tensor::zeros((b, l), DType::U32, &self.device)?)?)?;
+            x =
+                x.broadcast_add(&tt.forward(&Tensor::zeros((b, l), DType::U32, &self.device)?)?)?;
         }
         let mut x = self.norm.forward(&x)?;
 
@@ -141,7 +142,8 @@ impl EncoderGraph {
                     }
                 }
             }
-            let rel = Tensor::from_vec(rel, (1, heads, l, l), &self.device)?.to_dtype(self.dtype)?;
+            let rel =
+                Tensor::from_vec(rel, (1, heads, l, l), &self.device)?.to_dtype(self.dtype)?;
             bias = bias.broadcast_add(&rel)?;
         }
 
@@ -149,7 +151,9 @@ impl EncoderGraph {
         let d = h / self.heads;
         let scale = 1.0 / (d as f64).sqrt();
         let split = |t: Tensor| -> candle_core::Result<Tensor> {
-            t.reshape((b, l, self.heads, d))?.transpose(1, 2)?.contiguous()
+            t.reshape((b, l, self.heads, d))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         for layer in &self.layers {
             let q = split(layer.q.forward(&x)?)?;
@@ -169,7 +173,9 @@ impl EncoderGraph {
                 Activation::GeluTanh => mid.gelu()?,
                 Activation::Relu => mid.relu()?,
             };
-            x = layer.ffn_norm.forward(&(layer.ffn_out.forward(&mid)? + &x)?)?;
+            x = layer
+                .ffn_norm
+                .forward(&(layer.ffn_out.forward(&mid)? + &x)?)?;
         }
         Ok(x)
     }

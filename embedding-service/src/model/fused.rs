@@ -83,6 +83,10 @@ pub struct FusedShape {
     pub layout: Layout,
 }
 
+/// The token id MPNet's position ids skip (transformers' `MPNetEmbeddings`
+/// fixes `padding_idx` at 1).
+pub const MPNET_POSITION_PAD: u32 = 1;
+
 /// How a token's position id is computed, as transformers computes it for
 /// the family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,14 +102,19 @@ pub enum Positions {
 }
 
 impl Positions {
-    /// The rule of `spec`'s family: RoBERTa's for XLM-RoBERTa and MPNet
-    /// (offset by the pad id), in-order for BERT and DistilBERT.
+    /// The rule of `spec`'s family: RoBERTa's for XLM-RoBERTa (offset by
+    /// the pad id) and MPNet (transformers' `MPNetEmbeddings` hard-codes
+    /// `padding_idx = 1`, whatever `pad_token_id` says), in order for the
+    /// others.
     pub fn of(spec: &super::spec::ModelSpec) -> Self {
         use super::spec::Architecture as A;
         match spec.architecture {
             A::Bert | A::DistilBert | A::Qwen3 | A::ModernBert => Positions::Absolute,
-            A::XlmRoberta | A::MpNet => Positions::Roberta {
+            A::XlmRoberta => Positions::Roberta {
                 pad: spec.pad_token_id(),
+            },
+            A::MpNet => Positions::Roberta {
+                pad: MPNET_POSITION_PAD,
             },
         }
     }
@@ -130,7 +139,11 @@ impl Positions {
     }
 }
 
-pub(super) fn load_vec(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>, ModelError> {
+pub(super) fn load_vec(
+    vb: &VarBuilder,
+    shape: &[usize],
+    name: &str,
+) -> Result<Vec<f32>, ModelError> {
     let t = vb.get(shape, name)?.to_dtype(DType::F32)?;
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
@@ -169,7 +182,9 @@ impl FusedBert {
         let mut layers = Vec::with_capacity(s.layers);
         for l in 0..s.layers {
             let lb = vb.pp(n.layer(l));
-            let w = |name: &str, o: usize, i: usize| load_linear_t(&lb, o, i, &format!("{name}.weight"));
+            let w = |name: &str, o: usize, i: usize| {
+                load_linear_t(&lb, o, i, &format!("{name}.weight"))
+            };
             let b = |name: &str, o: usize| load_vec(&lb, &[o], &format!("{name}.bias"));
             let q = w(n.query, h, h)?;
             let k = w(n.key, h, h)?;
@@ -324,9 +339,7 @@ impl FusedBert {
                 bias.clear();
                 if buckets > 0 {
                     let off = len as i64 - 1;
-                    bias.extend(
-                        (-off..=off).map(|r| rel[mpnet_bucket(r, buckets) * heads + hd]),
-                    );
+                    bias.extend((-off..=off).map(|r| rel[mpnet_bucket(r, buckets) * heads + hd]));
                 }
                 let base = start * stride + hd * d;
                 // SAFETY: task (s, hd) writes only rows start..start+len,

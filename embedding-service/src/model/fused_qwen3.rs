@@ -140,7 +140,10 @@ impl FusedQwen3 {
             kv_heads,
             head_dim: d,
             inter,
-            eps: c.get("rms_norm_eps").and_then(Value::as_f64).unwrap_or(1e-6) as f32,
+            eps: c
+                .get("rms_norm_eps")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-6) as f32,
             vocab,
             max_positions: usize_field(c, "max_position_embeddings")?,
             inv_freq,
@@ -213,7 +216,9 @@ impl FusedQwen3 {
                 });
             self.attention(&qkv, &batch.lens, &starts, &mut ctx);
             linear(&ctx, t, qd, &layer.wo, &none[..h], &mut tmp);
-            x.par_iter_mut().zip(tmp.par_iter()).for_each(|(a, b)| *a += b);
+            x.par_iter_mut()
+                .zip(tmp.par_iter())
+                .for_each(|(a, b)| *a += b);
             normed.copy_from_slice(&x);
             normed
                 .par_chunks_mut(h * 32)
@@ -228,7 +233,9 @@ impl FusedQwen3 {
                     }
                 });
             linear(&act, t, inter, &layer.wdown, &none[..h], &mut tmp);
-            x.par_iter_mut().zip(tmp.par_iter()).for_each(|(a, b)| *a += b);
+            x.par_iter_mut()
+                .zip(tmp.par_iter())
+                .for_each(|(a, b)| *a += b);
         }
         x.par_chunks_mut(h * 32)
             .for_each(|c| rms_norm(c, &self.norm, self.eps));

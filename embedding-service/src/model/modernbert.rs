@@ -61,7 +61,11 @@ impl ModernBertShape {
                 )));
             }
         }
-        match c.get("hidden_activation").and_then(Value::as_str).unwrap_or("gelu") {
+        match c
+            .get("hidden_activation")
+            .and_then(Value::as_str)
+            .unwrap_or("gelu")
+        {
             "gelu" => {}
             other => {
                 return Err(ModelError::Config(format!(
@@ -81,7 +85,9 @@ impl ModernBertShape {
                 })
                 .unwrap_or(default)
         };
-        let every = usize_field(c, "global_attn_every_n_layers").unwrap_or(3).max(1);
+        let every = usize_field(c, "global_attn_every_n_layers")
+            .unwrap_or(3)
+            .max(1);
         let global: Vec<bool> = match c.get("layer_types").and_then(Value::as_array) {
             Some(types) if types.len() == layers => types
                 .iter()
@@ -256,7 +262,9 @@ impl FusedModernBert {
         for (li, layer) in self.layers.iter().enumerate() {
             normed.copy_from_slice(&x);
             if let Some(g) = &layer.attn_norm {
-                normed.par_chunks_mut(h * 32).for_each(|c| layer_norm(c, g, eps));
+                normed
+                    .par_chunks_mut(h * 32)
+                    .for_each(|c| layer_norm(c, g, eps));
             }
             linear(&normed, t, h, &layer.wqkv, &zeros[..3 * h], &mut qkv);
             let (freq, keys) = if s.global[li] {
@@ -273,7 +281,9 @@ impl FusedModernBert {
                 });
             self.attention(&qkv, &batch.lens, &starts, keys, &mut ctx);
             linear(&ctx, t, h, &layer.wo, &zeros[..h], &mut tmp);
-            x.par_iter_mut().zip(tmp.par_iter()).for_each(|(a, b)| *a += b);
+            x.par_iter_mut()
+                .zip(tmp.par_iter())
+                .for_each(|(a, b)| *a += b);
             normed.copy_from_slice(&x);
             normed
                 .par_chunks_mut(h * 32)
@@ -289,7 +299,9 @@ impl FusedModernBert {
                     }
                 });
             linear(&act, t, inter, &layer.wo_mlp, &zeros[..h], &mut tmp);
-            x.par_iter_mut().zip(tmp.par_iter()).for_each(|(a, b)| *a += b);
+            x.par_iter_mut()
+                .zip(tmp.par_iter())
+                .for_each(|(a, b)| *a += b);
         }
         x.par_chunks_mut(h * 32)
             .for_each(|c| layer_norm(c, &self.final_norm, eps));
@@ -375,8 +387,14 @@ impl ModernBertGraph {
                 spec.architecture_name
             )));
         }
-        let every = usize_field(&spec.config, "global_attn_every_n_layers").unwrap_or(3).max(1);
-        if s.global.iter().enumerate().any(|(i, &g)| g != (i % every == 0)) {
+        let every = usize_field(&spec.config, "global_attn_every_n_layers")
+            .unwrap_or(3)
+            .max(1);
+        if s.global
+            .iter()
+            .enumerate()
+            .any(|(i, &g)| g != (i % every == 0))
+        {
             return Err(ModelError::UnsupportedArchitecture(format!(
                 "{} with layer_types other than global every {every} layers",
                 spec.architecture_name

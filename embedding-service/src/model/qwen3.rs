@@ -43,7 +43,10 @@ fn config(spec: &ModelSpec) -> Result<qwen3::Config, ModelError> {
     }
     if !o.contains_key("head_dim") {
         let h = o.get("hidden_size").and_then(Value::as_u64).unwrap_or(0);
-        let n = o.get("num_attention_heads").and_then(Value::as_u64).unwrap_or(1);
+        let n = o
+            .get("num_attention_heads")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
         o.insert("head_dim".into(), Value::from(h / n.max(1)));
     }
     for (k, v) in [

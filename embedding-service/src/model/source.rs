@@ -153,7 +153,10 @@ fn download(cfg: &ModelConfig, cache_root: &Path) -> Result<ModelFiles, String> 
                 if let Some(p) = m.get("path").and_then(|p| p.as_str()) {
                     if !p.is_empty() {
                         let _ = r.get(&format!("{p}/config.json"));
-                        if m.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.ends_with("Dense")) {
+                        if m.get("type")
+                            .and_then(|t| t.as_str())
+                            .is_some_and(|t| t.ends_with("Dense"))
+                        {
                             let _ = r.get(&format!("{p}/model.safetensors"));
                         }
                     }

@@ -217,7 +217,9 @@ fn family(config: &Value, arch_name: &str, model_type: &str) -> Result<Architect
         (a, "modernbert" | "") if a.starts_with("ModernBert") || a == "modernbert" => {
             Architecture::ModernBert
         }
-        (a, "qwen3" | "") if a.starts_with("Qwen3") && !a.starts_with("Qwen3Moe") || a == "qwen3" => {
+        (a, "qwen3" | "")
+            if a.starts_with("Qwen3") && !a.starts_with("Qwen3Moe") || a == "qwen3" =>
+        {
             Architecture::Qwen3
         }
         (a, t) if refused_family(a, t).is_some() => {
@@ -276,9 +278,21 @@ fn family(config: &Value, arch_name: &str, model_type: &str) -> Result<Architect
 /// the refusal gives them.
 fn refused_family(arch: &str, model_type: &str) -> Option<&'static str> {
     let known: [(&str, &str, &str); 5] = [
-        ("Qwen3Moe", "qwen3_moe", "Qwen3-MoE: a mixture-of-experts decoder"),
-        ("NomicBert", "nomic_bert", "NomicBERT (nomic-embed): rotary, SwiGLU"),
-        ("JinaBert", "jina_bert", "JinaBERT (jina-embeddings-v2): ALiBi"),
+        (
+            "Qwen3Moe",
+            "qwen3_moe",
+            "Qwen3-MoE: a mixture-of-experts decoder",
+        ),
+        (
+            "NomicBert",
+            "nomic_bert",
+            "NomicBERT (nomic-embed): rotary, SwiGLU",
+        ),
+        (
+            "JinaBert",
+            "jina_bert",
+            "JinaBERT (jina-embeddings-v2): ALiBi",
+        ),
         ("Gemma", "gemma3_text", "Gemma (EmbeddingGemma): a decoder"),
         ("NewModel", "new", "GTE v1.5 `NewModel`: rotary"),
     ];
@@ -313,9 +327,10 @@ fn read_dense(files: &ModelFiles, path: &str) -> Result<DenseSpec, ModelError> {
         ))
     })?;
     let field = |k: &str| {
-        cfg.get(k).and_then(Value::as_u64).map(|n| n as usize).ok_or_else(|| {
-            ModelError::Config(format!("{path}/config.json has no integer `{k}`"))
-        })
+        cfg.get(k)
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+            .ok_or_else(|| ModelError::Config(format!("{path}/config.json has no integer `{k}`")))
     };
     Ok(DenseSpec {
         path: path.to_string(),
@@ -361,8 +376,11 @@ impl ModelSpec {
             | Architecture::DistilBert
             | Architecture::Qwen3
             | Architecture::ModernBert => max_pos,
-            Architecture::XlmRoberta | Architecture::MpNet => {
+            Architecture::XlmRoberta => {
                 max_pos.saturating_sub(pad_token_id(&config, architecture) as usize + 1)
+            }
+            Architecture::MpNet => {
+                max_pos.saturating_sub(super::fused::MPNET_POSITION_PAD as usize + 1)
             }
         };
 
@@ -473,7 +491,10 @@ impl ModelSpec {
     /// `activation`; layer-norm eps 1e-12 as transformers hard-codes it).
     /// Errors: Qwen3 is not such an encoder (a config error naming it).
     pub fn shape(&self) -> Result<EncoderShape, ModelError> {
-        if matches!(self.architecture, Architecture::Qwen3 | Architecture::ModernBert) {
+        if matches!(
+            self.architecture,
+            Architecture::Qwen3 | Architecture::ModernBert
+        ) {
             return Err(ModelError::UnsupportedArchitecture(format!(
                 "{} ({}) is not a post-layer-norm encoder",
                 self.architecture_name,
@@ -535,7 +556,10 @@ impl ModelSpec {
             Architecture::DistilBert => "activation",
             _ => "hidden_act",
         };
-        if matches!(self.architecture, Architecture::Qwen3 | Architecture::ModernBert) {
+        if matches!(
+            self.architecture,
+            Architecture::Qwen3 | Architecture::ModernBert
+        ) {
             // Not read: these families' own code reads their activation.
             return Ok(Activation::GeluErf);
         }
