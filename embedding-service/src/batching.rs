@@ -314,7 +314,7 @@ impl Runtime {
             model_id: model.spec.files.model_id.clone(),
             source: model.spec.files.source.clone(),
             architecture: model.spec.architecture_name.clone(),
-            dimension: model.spec.hidden_size,
+            dimension: model.spec.dimension,
             max_seq_length: model.spec.max_seq_length,
             pooling: model.spec.pooling.name(),
             normalize: model.spec.normalize,

@@ -14,15 +14,20 @@
 //! wraps this encoder in [`super::SplitOnOom`] so such a batch is retried in
 //! halves.
 
+use super::encoder_graph::EncoderGraph;
 use super::fused::{FusedBert, FusedShape, Positions};
-use super::spec::{usize_field, Architecture, ModelSpec};
+use super::fused_qwen3::FusedQwen3;
+use super::layout::Layout;
+use super::modernbert::{FusedModernBert, ModernBertGraph};
+use super::qwen3::Qwen3Graph;
+use super::spec::{Architecture, ModelSpec};
 use super::{Encoder, ModelError, PackedBatch, Pooling};
 use candle_core::{DType as CDType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{bert, xlm_roberta};
 use shared::config::DType;
 
-fn var_builder(
+pub(super) fn var_builder(
     spec: &ModelSpec,
     dtype: CDType,
     device: &Device,
@@ -38,8 +43,8 @@ fn var_builder(
 }
 
 /// Finds the prefix under which the encoder's tensors are stored.
-fn with_prefix(vb: VarBuilder<'static>) -> VarBuilder<'static> {
-    for p in ["bert", "roberta", "model"] {
+pub(super) fn with_prefix(vb: VarBuilder<'static>) -> VarBuilder<'static> {
+    for p in ["bert", "roberta", "mpnet", "distilbert", "model"] {
         if vb.contains_tensor(&format!("{p}.embeddings.word_embeddings.weight")) {
             return vb.pp(p);
         }
@@ -61,38 +66,63 @@ fn pool_packed(pooling: Pooling, hidden: &[f32], h: usize, lens: &[usize]) -> Ve
     out
 }
 
+/// The fused CPU model of a family.
+enum FusedModel {
+    /// The post-layer-norm encoders (BERT, XLM-RoBERTa, MPNet, DistilBERT).
+    Encoder(FusedBert),
+    /// The Qwen3 decoder.
+    Qwen3(FusedQwen3),
+    ModernBert(FusedModernBert),
+}
+
+impl FusedModel {
+    fn forward(&self, batch: &PackedBatch) -> Result<Vec<f32>, ModelError> {
+        match self {
+            FusedModel::Encoder(m) => m.forward(batch),
+            FusedModel::Qwen3(m) => m.forward(batch),
+            FusedModel::ModernBert(m) => m.forward(batch),
+        }
+    }
+}
+
 pub struct FusedEncoder {
-    model: FusedBert,
+    model: FusedModel,
     pooling: Pooling,
     hidden: usize,
 }
 
 impl FusedEncoder {
     pub fn load(spec: &ModelSpec, device: &Device) -> Result<Self, ModelError> {
-        let c = &spec.config;
+        let own = match spec.architecture {
+            Architecture::Qwen3 => Some(FusedModel::Qwen3(FusedQwen3::load(spec)?)),
+            Architecture::ModernBert => Some(FusedModel::ModernBert(FusedModernBert::load(spec)?)),
+            _ => None,
+        };
+        if let Some(model) = own {
+            return Ok(Self {
+                model,
+                pooling: spec.pooling,
+                hidden: spec.hidden_size,
+            });
+        }
+        let s = spec.shape()?;
         let shape = FusedShape {
-            hidden: spec.hidden_size,
-            heads: usize_field(c, "num_attention_heads")?,
-            inter: usize_field(c, "intermediate_size")?,
-            layers: usize_field(c, "num_hidden_layers")?,
-            eps: c
-                .get("layer_norm_eps")
-                .and_then(|v| v.as_f64())
-                .unwrap_or(1e-12) as f32,
-            act: spec.activation()?,
-            vocab: usize_field(c, "vocab_size")?,
-            max_positions: usize_field(c, "max_position_embeddings")?,
-            type_vocab: usize_field(c, "type_vocab_size").unwrap_or(2),
-            positions: match spec.architecture {
-                Architecture::Bert => Positions::Absolute,
-                Architecture::XlmRoberta => Positions::Roberta {
-                    pad: spec.pad_token_id(),
-                },
-            },
+            hidden: s.hidden,
+            heads: s.heads,
+            inter: s.inter,
+            layers: s.layers,
+            eps: s.eps as f32,
+            act: s.act,
+            vocab: s.vocab,
+            max_positions: s.max_positions,
+            type_vocab: s.type_vocab,
+            positions: Positions::of(spec),
+            relative_buckets: s.relative_buckets,
+            layout: Layout::of(spec.architecture),
         };
         let vb = with_prefix(var_builder(spec, CDType::F32, device)?);
         Ok(Self {
-            model: FusedBert::load(vb, &shape)?,
+            model: FusedModel::Encoder(FusedBert::load(vb, &shape)?),
             pooling: spec.pooling,
             hidden: spec.hidden_size,
         })
@@ -163,6 +193,11 @@ pub fn pool_on_device(
 enum Graph {
     Bert(bert::BertModel),
     XlmRoberta(xlm_roberta::XLMRobertaModel),
+    /// MPNet and DistilBERT, which candle-transformers lacks (MPNet) or
+    /// computes with tanh-GELU where transformers uses erf (DistilBERT).
+    Encoder(EncoderGraph),
+    Qwen3(Qwen3Graph),
+    ModernBert(ModernBertGraph),
 }
 
 pub struct CandleEncoder {
@@ -198,6 +233,11 @@ impl CandleEncoder {
                 };
                 Graph::XlmRoberta(xlm_roberta::XLMRobertaModel::new(&cfg, vb)?)
             }
+            Architecture::MpNet | Architecture::DistilBert => {
+                Graph::Encoder(EncoderGraph::load(with_prefix(vb), spec)?)
+            }
+            Architecture::Qwen3 => Graph::Qwen3(Qwen3Graph::load(vb, spec)?),
+            Architecture::ModernBert => Graph::ModernBert(ModernBertGraph::load(vb, spec)?),
         };
         Ok(Self {
             graph,
@@ -231,6 +271,9 @@ impl CandleEncoder {
         let hidden = match &self.graph {
             Graph::Bert(m) => m.forward(&ids, &types, Some(&mask))?,
             Graph::XlmRoberta(m) => m.forward(&ids, &mask, &types, None, None, None)?,
+            Graph::Encoder(m) => m.forward(&ids, &batch.lens)?,
+            Graph::Qwen3(m) => m.forward(&ids)?,
+            Graph::ModernBert(m) => m.forward(&ids, &mask)?,
         };
         Ok(hidden)
     }

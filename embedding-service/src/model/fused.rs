@@ -1,5 +1,8 @@
-//! The fused CPU encoder for the BERT family (BERT, MiniLM, BGE, E5, GTE,
-//! and XLM-RoBERTa through a position offset).
+//! The fused CPU encoder for the post-layer-norm encoder families: BERT
+//! (MiniLM, BGE, E5, GTE), XLM-RoBERTa (a position offset), MPNet (RoBERTa
+//! positions plus a relative-position bias on the attention scores) and
+//! DistilBERT (no token types); tensor names per family from
+//! [`super::layout::Layout`].
 //!
 //! Why it exists: candle's generic graph spends most of a batch-32 pass
 //! outside the large matrix products (per-head products, softmax, layer norm,
@@ -16,6 +19,7 @@
 //! both to the float64 reference embeddings.
 
 use super::kernels;
+use super::layout::{mpnet_bucket, Layout, MPNET_RELATIVE_BIAS};
 use super::{Activation, ModelError, PackedBatch};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -50,6 +54,9 @@ pub struct FusedBert {
     max_positions: usize,
     positions: Positions,
     type_vocab: usize,
+    /// MPNet's `[buckets × heads]` relative-position bias; empty for none.
+    relative_bias: Vec<f32>,
+    relative_buckets: usize,
     word: Vec<f32>,
     pos: Vec<f32>,
     tok_type: Vec<f32>,
@@ -68,9 +75,17 @@ pub struct FusedShape {
     pub act: Activation,
     pub vocab: usize,
     pub max_positions: usize,
+    /// Rows of the token-type table; 0: the family has none.
     pub type_vocab: usize,
     pub positions: Positions,
+    /// MPNet's relative-position buckets; 0: no attention-score bias.
+    pub relative_buckets: usize,
+    pub layout: Layout,
 }
+
+/// The token id MPNet's position ids skip (transformers' `MPNetEmbeddings`
+/// fixes `padding_idx` at 1).
+pub const MPNET_POSITION_PAD: u32 = 1;
 
 /// How a token's position id is computed, as transformers computes it for
 /// the family.
@@ -87,6 +102,23 @@ pub enum Positions {
 }
 
 impl Positions {
+    /// The rule of `spec`'s family: RoBERTa's for XLM-RoBERTa (offset by
+    /// the pad id) and MPNet (transformers' `MPNetEmbeddings` hard-codes
+    /// `padding_idx = 1`, whatever `pad_token_id` says), in order for the
+    /// others.
+    pub fn of(spec: &super::spec::ModelSpec) -> Self {
+        use super::spec::Architecture as A;
+        match spec.architecture {
+            A::Bert | A::DistilBert | A::Qwen3 | A::ModernBert => Positions::Absolute,
+            A::XlmRoberta => Positions::Roberta {
+                pad: spec.pad_token_id(),
+            },
+            A::MpNet => Positions::Roberta {
+                pad: MPNET_POSITION_PAD,
+            },
+        }
+    }
+
     /// Position ids of one sequence, written into `out` (same length as `ids`).
     pub fn fill(self, ids: &[u32], out: &mut Vec<usize>) {
         out.clear();
@@ -107,14 +139,18 @@ impl Positions {
     }
 }
 
-fn load_vec(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Vec<f32>, ModelError> {
+pub(super) fn load_vec(
+    vb: &VarBuilder,
+    shape: &[usize],
+    name: &str,
+) -> Result<Vec<f32>, ModelError> {
     let t = vb.get(shape, name)?.to_dtype(DType::F32)?;
     Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 /// Loads a `[out × in]` linear weight as `[in × out]` (row-major), so a GEMM
 /// reads it without a transposed pack.
-fn load_linear_t(
+pub(super) fn load_linear_t(
     vb: &VarBuilder,
     out: usize,
     inp: usize,
@@ -130,38 +166,51 @@ impl FusedBert {
         let e = vb.pp("embeddings");
         let word = load_vec(&e, &[s.vocab, h], "word_embeddings.weight")?;
         let pos = load_vec(&e, &[s.max_positions, h], "position_embeddings.weight")?;
-        let tok_type = load_vec(&e, &[s.type_vocab, h], "token_type_embeddings.weight")?;
+        let tok_type = if s.type_vocab > 0 {
+            load_vec(&e, &[s.type_vocab, h], "token_type_embeddings.weight")?
+        } else {
+            Vec::new()
+        };
         let emb_ln_g = load_vec(&e, &[h], "LayerNorm.weight")?;
         let emb_ln_b = load_vec(&e, &[h], "LayerNorm.bias")?;
+        let relative_bias = if s.relative_buckets > 0 {
+            load_vec(&vb, &[s.relative_buckets, s.heads], MPNET_RELATIVE_BIAS)?
+        } else {
+            Vec::new()
+        };
+        let n = &s.layout;
         let mut layers = Vec::with_capacity(s.layers);
         for l in 0..s.layers {
-            let lb = vb.pp(format!("encoder.layer.{l}"));
-            let att = lb.pp("attention");
-            let q = load_linear_t(&att, h, h, "self.query.weight")?;
-            let k = load_linear_t(&att, h, h, "self.key.weight")?;
-            let v = load_linear_t(&att, h, h, "self.value.weight")?;
+            let lb = vb.pp(n.layer(l));
+            let w = |name: &str, o: usize, i: usize| {
+                load_linear_t(&lb, o, i, &format!("{name}.weight"))
+            };
+            let b = |name: &str, o: usize| load_vec(&lb, &[o], &format!("{name}.bias"));
+            let q = w(n.query, h, h)?;
+            let k = w(n.key, h, h)?;
+            let v = w(n.value, h, h)?;
             let mut wqkv = vec![0f32; h * 3 * h];
             for r in 0..h {
                 wqkv[r * 3 * h..r * 3 * h + h].copy_from_slice(&q[r * h..(r + 1) * h]);
                 wqkv[r * 3 * h + h..r * 3 * h + 2 * h].copy_from_slice(&k[r * h..(r + 1) * h]);
                 wqkv[r * 3 * h + 2 * h..(r + 1) * 3 * h].copy_from_slice(&v[r * h..(r + 1) * h]);
             }
-            let mut bqkv = load_vec(&att, &[h], "self.query.bias")?;
-            bqkv.extend(load_vec(&att, &[h], "self.key.bias")?);
-            bqkv.extend(load_vec(&att, &[h], "self.value.bias")?);
+            let mut bqkv = b(n.query, h)?;
+            bqkv.extend(b(n.key, h)?);
+            bqkv.extend(b(n.value, h)?);
             layers.push(Layer {
                 wqkv,
                 bqkv,
-                wo: load_linear_t(&att, h, h, "output.dense.weight")?,
-                bo: load_vec(&att, &[h], "output.dense.bias")?,
-                ln1_g: load_vec(&att, &[h], "output.LayerNorm.weight")?,
-                ln1_b: load_vec(&att, &[h], "output.LayerNorm.bias")?,
-                w1: load_linear_t(&lb, i, h, "intermediate.dense.weight")?,
-                b1: load_vec(&lb, &[i], "intermediate.dense.bias")?,
-                w2: load_linear_t(&lb, h, i, "output.dense.weight")?,
-                b2: load_vec(&lb, &[h], "output.dense.bias")?,
-                ln2_g: load_vec(&lb, &[h], "output.LayerNorm.weight")?,
-                ln2_b: load_vec(&lb, &[h], "output.LayerNorm.bias")?,
+                wo: w(n.attn_out, h, h)?,
+                bo: b(n.attn_out, h)?,
+                ln1_g: load_vec(&lb, &[h], &format!("{}.weight", n.attn_norm))?,
+                ln1_b: b(n.attn_norm, h)?,
+                w1: w(n.ffn_in, i, h)?,
+                b1: b(n.ffn_in, i)?,
+                w2: w(n.ffn_out, h, i)?,
+                b2: b(n.ffn_out, h)?,
+                ln2_g: load_vec(&lb, &[h], &format!("{}.weight", n.ffn_norm))?,
+                ln2_b: b(n.ffn_norm, h)?,
             });
         }
         if h % s.heads != 0 {
@@ -180,6 +229,8 @@ impl FusedBert {
             max_positions: s.max_positions,
             positions: s.positions,
             type_vocab: s.type_vocab,
+            relative_bias,
+            relative_buckets: s.relative_buckets,
             word,
             pos,
             tok_type,
@@ -212,15 +263,24 @@ impl FusedBert {
             }
             for &pp in &pos_ids {
                 let id = batch.ids[row] as usize;
-                let tt = batch.type_ids[row] as usize;
-                if id >= self.vocab || tt >= self.type_vocab {
+                // Families without token types ignore the tokenizer's.
+                let tt = if self.type_vocab == 0 {
+                    0
+                } else {
+                    batch.type_ids[row] as usize
+                };
+                if id >= self.vocab || (self.type_vocab > 0 && tt >= self.type_vocab) {
                     return Err(ModelError::Input(format!("token id {id} out of range")));
                 }
                 let xr = &mut x[row * h..(row + 1) * h];
                 let w = &self.word[id * h..(id + 1) * h];
-                let ty = &self.tok_type[tt * h..(tt + 1) * h];
-                for ((o, a), b) in xr.iter_mut().zip(w).zip(ty) {
-                    *o = a + b;
+                if self.type_vocab == 0 {
+                    xr.copy_from_slice(w);
+                } else {
+                    let ty = &self.tok_type[tt * h..(tt + 1) * h];
+                    for ((o, a), b) in xr.iter_mut().zip(w).zip(ty) {
+                        *o = a + b;
+                    }
                 }
                 tmp[row * h..(row + 1) * h].copy_from_slice(&self.pos[pp * h..(pp + 1) * h]);
                 row += 1;
@@ -266,13 +326,20 @@ impl FusedBert {
         let heads = self.heads;
         let out = SendPtr(ctx.as_mut_ptr());
         let out_len = ctx.len();
+        let (rel, buckets) = (&self.relative_bias, self.relative_buckets);
         (0..lens.len() * heads).into_par_iter().for_each_init(
-            Vec::new,
-            |scores: &mut Vec<f32>, task| {
+            || (Vec::new(), Vec::new()),
+            |(scores, bias): &mut (Vec<f32>, Vec<f32>), task| {
                 let (s, hd) = (task / heads, task % heads);
                 let (len, start) = (lens[s], starts[s]);
                 if scores.len() < len {
                     scores.resize(len, 0.0);
+                }
+                // MPNet: the bias of key j for query i is bias[j + len-1 - i].
+                bias.clear();
+                if buckets > 0 {
+                    let off = len as i64 - 1;
+                    bias.extend((-off..=off).map(|r| rel[mpnet_bucket(r, buckets) * heads + hd]));
                 }
                 let base = start * stride + hd * d;
                 // SAFETY: task (s, hd) writes only rows start..start+len,
@@ -296,6 +363,8 @@ impl FusedBert {
                     o,
                     h,
                     scores,
+                    bias,
+                    kernels::Keys::All,
                 );
             },
         );
@@ -303,11 +372,11 @@ impl FusedBert {
 }
 
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -320,7 +389,7 @@ fn par_add_layer_norm(x: &mut [f32], r: &[f32], g: &[f32], b: &[f32], eps: f32, 
 }
 
 /// `out[t × n] = x[t × k] · w[k × n] + bias`, bias added inside the GEMM.
-fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32]) {
+pub(super) fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32]) {
     let n = bias.len();
     debug_assert_eq!(x.len(), t * k);
     debug_assert_eq!(w.len(), k * n);
@@ -358,6 +427,19 @@ fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32
             par,
         );
     }
+}
+
+/// Whether the fused encoder computes `arch`: every family the spec
+/// accepts (the post-layer-norm encoders here, Qwen3 in `fused_qwen3.rs`,
+/// ModernBERT in `modernbert.rs`).
+/// A family added to the spec for the candle graph only returns false here,
+/// so that the fused backend refuses it by name.
+pub fn computes(arch: super::spec::Architecture) -> bool {
+    use super::spec::Architecture as A;
+    matches!(
+        arch,
+        A::Bert | A::XlmRoberta | A::MpNet | A::DistilBert | A::Qwen3 | A::ModernBert
+    )
 }
 
 /// The fused encoder runs on the CPU only.

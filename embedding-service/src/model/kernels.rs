@@ -132,10 +132,38 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// The keys a query attends to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// Every key of the sequence (encoders).
+    All,
+    /// Keys `0..=i` for query `i` (decoders).
+    Causal,
+    /// Keys within `w` positions of the query, `|i − j| ≤ w` (ModernBERT's
+    /// local layers: `w` = `local_attention / 2`).
+    Window(usize),
+}
+
+impl Keys {
+    /// The half-open range of keys query `i` of a `len`-token sequence sees.
+    #[inline(always)]
+    pub fn range(self, i: usize, len: usize) -> (usize, usize) {
+        match self {
+            Keys::All => (0, len),
+            Keys::Causal => (0, i + 1),
+            Keys::Window(w) => (i.saturating_sub(w), (i + w + 1).min(len)),
+        }
+    }
+}
+
 /// Softmax attention for one head of one sequence, packed rows:
 /// `q`, `k`, `v` rows of `d` floats start at `base + i * stride`; the result
 /// row `i` is written to `out[i * out_stride ..][..d]`. `scores` is scratch of
 /// at least `len` floats. No mask: packed sequences hold no padding.
+/// `bias`: empty, or `2·len − 1` floats added to the scaled scores, the score
+/// of key `j` for query `i` getting `bias[j + len − 1 − i]` (a bias that
+/// depends only on the relative position, as MPNet's). `keys`: which keys
+/// each query attends to (all, causal, or a sliding window).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attention_head_generic(
@@ -150,18 +178,26 @@ fn attention_head_generic(
     out: &mut [f32],
     out_stride: usize,
     scores: &mut [f32],
+    bias: &[f32],
+    keys: Keys,
 ) {
     for i in 0..len {
         let q = &qkv[q_off + i * stride..][..d];
         let mut max = f32::NEG_INFINITY;
-        for (j, s) in scores[..len].iter_mut().enumerate() {
+        let (lo, hi) = keys.range(i, len);
+        let n = hi - lo;
+        for (jj, s) in scores[..n].iter_mut().enumerate() {
+            let j = lo + jj;
             let k = &qkv[k_off + j * stride..][..d];
-            let v = dot_generic(q, k) * scale;
+            let mut v = dot_generic(q, k) * scale;
+            if !bias.is_empty() {
+                v += bias[j + len - 1 - i];
+            }
             *s = v;
             max = max.max(v);
         }
         let mut sum = 0.0;
-        for s in scores[..len].iter_mut() {
+        for s in scores[..n].iter_mut() {
             let e = exp(*s - max);
             *s = e;
             sum += e;
@@ -169,8 +205,8 @@ fn attention_head_generic(
         let inv = 1.0 / sum;
         let o = &mut out[i * out_stride..][..d];
         o.fill(0.0);
-        for (j, &p) in scores[..len].iter().enumerate() {
-            let v = &qkv[v_off + j * stride..][..d];
+        for (jj, &p) in scores[..n].iter().enumerate() {
+            let v = &qkv[v_off + (lo + jj) * stride..][..d];
             let p = p * inv;
             for (oo, vv) in o.iter_mut().zip(v) {
                 *oo += p * vv;
@@ -245,7 +281,7 @@ dispatch!(
 dispatch!(
     /// One attention head of one packed sequence (see the generic body).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_head(qkv: &[f32], q_off: usize, k_off: usize, v_off: usize, stride: usize, len: usize, d: usize, scale: f32, out: &mut [f32], out_stride: usize, scores: &mut [f32]) => attention_head_generic
+    pub fn attention_head(qkv: &[f32], q_off: usize, k_off: usize, v_off: usize, stride: usize, len: usize, d: usize, scale: f32, out: &mut [f32], out_stride: usize, scores: &mut [f32], bias: &[f32], keys: Keys) => attention_head_generic
 );
 
 #[cfg(test)]

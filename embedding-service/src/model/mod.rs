@@ -9,9 +9,15 @@
 //! request-level options (normalise, dimensions) are applied by the caller.
 
 pub mod candle_backend;
+pub mod dense;
+pub mod encoder_graph;
 pub mod fused;
+pub mod fused_qwen3;
 pub mod kernels;
+pub mod layout;
+pub mod modernbert;
 pub mod pooling;
+pub mod qwen3;
 pub mod source;
 pub mod spec;
 
@@ -26,7 +32,7 @@ pub enum ModelError {
     Source(String),
     #[error("model config: {0}")]
     Config(String),
-    #[error("unsupported model family: {0} (supported: BertModel and its family — MiniLM, BGE, E5, GTE — and XLMRobertaModel / RobertaModel, with absolute positions)")]
+    #[error("unsupported model family: {0} (supported: BertModel and its family — MiniLM, BGE, E5, GTE —, XLMRobertaModel / RobertaModel with absolute positions, MPNetModel, DistilBertModel, ModernBertModel, Qwen3Model)")]
     UnsupportedArchitecture(String),
     #[error("device: {0}")]
     Device(String),
@@ -270,12 +276,26 @@ pub fn load(cfg: &EmbeddingConfig) -> Result<Model, ModelError> {
     let tokenizer = spec.tokenizer()?;
     let device = select_device(cfg.device)?;
     let backend = match cfg.backend {
-        Backend::Auto if fused::supports(&device) && cfg.dtype == DType::F32 => Backend::Fused,
+        Backend::Auto
+            if fused::supports(&device)
+                && fused::computes(spec.architecture)
+                && cfg.dtype == DType::F32 =>
+        {
+            Backend::Fused
+        }
         Backend::Auto => Backend::Candle,
         Backend::Fused if !fused::supports(&device) => {
             return Err(ModelError::Device(format!(
                 "backend `fused` runs on the CPU only, the device is {}",
                 device_name(&device)
+            )))
+        }
+        Backend::Fused if !fused::computes(spec.architecture) => {
+            return Err(ModelError::UnsupportedArchitecture(format!(
+                "{} ({}) on the fused CPU encoder; use backend `candle` (or `auto`), \
+                 which computes it",
+                spec.architecture_name,
+                spec.architecture.family_name()
             )))
         }
         Backend::Fused if cfg.dtype != DType::F32 => {
@@ -296,6 +316,7 @@ pub fn load(cfg: &EmbeddingConfig) -> Result<Model, ModelError> {
             candle_backend::CandleEncoder::load(&spec, &device, cfg.dtype)?,
         ))),
     };
+    let encoder = dense::DenseHead::wrap(encoder, &spec)?;
     Ok(Model {
         spec,
         tokenizer,

@@ -145,7 +145,7 @@ fn download(cfg: &ModelConfig, cache_root: &Path) -> Result<ModelFiles, String> 
         let _ = r.get(f);
     }
     // modules.json may name other module folders (e.g. a pooling config in a
-    // folder other than 1_Pooling).
+    // folder other than 1_Pooling, or a Dense module with its weights).
     let dir = dir.expect("required files downloaded");
     if let Ok(text) = std::fs::read_to_string(dir.join("modules.json")) {
         if let Ok(mods) = serde_json::from_str::<Vec<serde_json::Value>>(&text) {
@@ -153,6 +153,12 @@ fn download(cfg: &ModelConfig, cache_root: &Path) -> Result<ModelFiles, String> 
                 if let Some(p) = m.get("path").and_then(|p| p.as_str()) {
                     if !p.is_empty() {
                         let _ = r.get(&format!("{p}/config.json"));
+                        if m.get("type")
+                            .and_then(|t| t.as_str())
+                            .is_some_and(|t| t.ends_with("Dense"))
+                        {
+                            let _ = r.get(&format!("{p}/model.safetensors"));
+                        }
                     }
                 }
             }

@@ -15,8 +15,106 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
+    /// `BertModel` and its family (MiniLM, BGE, E5, GTE).
     Bert,
+    /// `XLMRobertaModel` / `RobertaModel`: BERT with RoBERTa position ids.
     XlmRoberta,
+    /// `MPNetModel` (all-mpnet-base-v2, multi-qa-mpnet): BERT-shaped layers,
+    /// RoBERTa position ids, no token types, and a relative-position bucket
+    /// bias (`encoder.relative_attention_bias`, `[buckets × heads]`) shared
+    /// by every layer's attention scores.
+    MpNet,
+    /// `DistilBertModel`: BERT-shaped layers under other tensor names and
+    /// config keys (`dim`, `n_heads`, `hidden_dim`, `n_layers`), no token
+    /// types.
+    DistilBert,
+    /// `Qwen3Model` / `Qwen3ForCausalLM` (Qwen3-Embedding): a decoder with
+    /// causal attention, RMSNorm, rotary positions and grouped-query
+    /// attention (`fused_qwen3.rs` on the CPU, candle-transformers' `qwen3`
+    /// on the candle graph).
+    Qwen3,
+    /// `ModernBertModel` (gte-modernbert, nomic-modernbert class): pre-norm
+    /// encoder with rotary positions, GeGLU, alternating local / global
+    /// attention and no biases (`modernbert.rs`, both backends).
+    ModernBert,
+}
+
+impl Architecture {
+    /// The family's common name, for messages.
+    pub fn family_name(self) -> &'static str {
+        match self {
+            Architecture::Bert => "BERT",
+            Architecture::XlmRoberta => "XLM-RoBERTa",
+            Architecture::MpNet => "MPNet",
+            Architecture::DistilBert => "DistilBERT",
+            Architecture::Qwen3 => "Qwen3",
+            Architecture::ModernBert => "ModernBERT",
+        }
+    }
+}
+
+/// The shape numbers of a post-layer-norm encoder (BERT, XLM-RoBERTa,
+/// MPNet, DistilBERT), read from `config.json` under the family's key names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncoderShape {
+    pub hidden: usize,
+    pub heads: usize,
+    /// Width of the feed-forward layer.
+    pub inter: usize,
+    pub layers: usize,
+    pub eps: f64,
+    pub act: Activation,
+    pub vocab: usize,
+    /// Rows of the position-embedding table.
+    pub max_positions: usize,
+    /// Rows of the token-type table; 0 for families without one.
+    pub type_vocab: usize,
+    /// Relative-position buckets of MPNet's attention bias; 0 for none.
+    pub relative_buckets: usize,
+}
+
+/// A sentence-transformers `Dense` module (`models.Dense`): `y = act(W·x + b)`
+/// on the pooled vector, `W` `[out_features × in_features]` from the module
+/// directory's `model.safetensors` (`linear.weight`, `linear.bias`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseSpec {
+    /// The module directory, relative to the model directory (`2_Dense`).
+    pub path: String,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub bias: bool,
+    pub activation: DenseActivation,
+}
+
+/// `activation_function` of a Dense module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseActivation {
+    /// `torch.nn.modules.linear.Identity`
+    Identity,
+    /// `torch.nn.modules.activation.Tanh` (sentence-transformers' default)
+    Tanh,
+    /// `torch.nn.modules.activation.ReLU`
+    Relu,
+    /// `torch.nn.modules.activation.GELU` (exact erf)
+    Gelu,
+    /// `torch.nn.modules.activation.Sigmoid`
+    Sigmoid,
+}
+
+impl DenseActivation {
+    fn parse(name: &str) -> Result<Self, ModelError> {
+        match name.rsplit('.').next().unwrap_or(name) {
+            "Identity" => Ok(Self::Identity),
+            "Tanh" => Ok(Self::Tanh),
+            "ReLU" => Ok(Self::Relu),
+            "GELU" => Ok(Self::Gelu),
+            "Sigmoid" => Ok(Self::Sigmoid),
+            other => Err(ModelError::Config(format!(
+                "Dense activation_function `{other}` is not supported \
+                 (Identity, Tanh, ReLU, GELU, Sigmoid are)"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -26,7 +124,13 @@ pub struct ModelSpec {
     /// As named in config.json (`BertModel`, ...).
     pub architecture_name: String,
     pub config: Value,
+    /// The transformer's width (the token states' length).
     pub hidden_size: usize,
+    /// Length of the pipeline's sentence vectors: `hidden_size`, or the last
+    /// Dense module's `out_features`.
+    pub dimension: usize,
+    /// The sentence-transformers `Dense` modules after pooling, in order.
+    pub dense: Vec<DenseSpec>,
     pub max_seq_length: usize,
     pub pooling: Pooling,
     pub normalize: bool,
@@ -106,6 +210,24 @@ fn family(config: &Value, arch_name: &str, model_type: &str) -> Result<Architect
     // different computations under similar names.
     let architecture = match (arch_name, model_type) {
         (a, "bert" | "") if a.starts_with("Bert") || a == "bert" => Architecture::Bert,
+        (a, "mpnet" | "") if a.starts_with("MPNet") || a == "mpnet" => Architecture::MpNet,
+        (a, "distilbert" | "") if a.starts_with("DistilBert") || a == "distilbert" => {
+            Architecture::DistilBert
+        }
+        (a, "modernbert" | "") if a.starts_with("ModernBert") || a == "modernbert" => {
+            Architecture::ModernBert
+        }
+        (a, "qwen3" | "")
+            if a.starts_with("Qwen3") && !a.starts_with("Qwen3Moe") || a == "qwen3" =>
+        {
+            Architecture::Qwen3
+        }
+        (a, t) if refused_family(a, t).is_some() => {
+            return Err(ModelError::UnsupportedArchitecture(format!(
+                "{a} ({})",
+                refused_family(a, t).unwrap_or_default()
+            )))
+        }
         (a, "xlm-roberta" | "roberta" | "")
             if a.starts_with("XLMRoberta")
                 || a.starts_with("Roberta")
@@ -152,6 +274,34 @@ fn family(config: &Value, arch_name: &str, model_type: &str) -> Result<Architect
     }
 }
 
+/// Families known by name that neither encoder computes yet, with the name
+/// the refusal gives them.
+fn refused_family(arch: &str, model_type: &str) -> Option<&'static str> {
+    let known: [(&str, &str, &str); 5] = [
+        (
+            "Qwen3Moe",
+            "qwen3_moe",
+            "Qwen3-MoE: a mixture-of-experts decoder",
+        ),
+        (
+            "NomicBert",
+            "nomic_bert",
+            "NomicBERT (nomic-embed): rotary, SwiGLU",
+        ),
+        (
+            "JinaBert",
+            "jina_bert",
+            "JinaBERT (jina-embeddings-v2): ALiBi",
+        ),
+        ("Gemma", "gemma3_text", "Gemma (EmbeddingGemma): a decoder"),
+        ("NewModel", "new", "GTE v1.5 `NewModel`: rotary"),
+    ];
+    known
+        .iter()
+        .find(|(a, t, _)| arch.starts_with(a) || model_type == *t)
+        .map(|(_, _, name)| *name)
+}
+
 /// The padding token id: `pad_token_id` from config.json, else the family's
 /// default (BERT 0, RoBERTa 1). RoBERTa position ids count from it.
 fn pad_token_id(config: &Value, architecture: Architecture) -> u32 {
@@ -160,9 +310,39 @@ fn pad_token_id(config: &Value, architecture: Architecture) -> u32 {
         .and_then(Value::as_u64)
         .map(|n| n as u32)
         .unwrap_or(match architecture {
-            Architecture::Bert => 0,
-            Architecture::XlmRoberta => 1,
+            Architecture::Bert
+            | Architecture::DistilBert
+            | Architecture::Qwen3
+            | Architecture::ModernBert => 0,
+            Architecture::XlmRoberta | Architecture::MpNet => 1,
         })
+}
+
+/// Reads the Dense module at `path` (its `config.json`; the weights are
+/// loaded by the encoder wrapper).
+fn read_dense(files: &ModelFiles, path: &str) -> Result<DenseSpec, ModelError> {
+    let cfg = read_json(files, &format!("{path}/config.json"))?.ok_or_else(|| {
+        ModelError::Source(format!(
+            "modules.json lists Dense module {path}/ but it has no config.json"
+        ))
+    })?;
+    let field = |k: &str| {
+        cfg.get(k)
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+            .ok_or_else(|| ModelError::Config(format!("{path}/config.json has no integer `{k}`")))
+    };
+    Ok(DenseSpec {
+        path: path.to_string(),
+        in_features: field("in_features")?,
+        out_features: field("out_features")?,
+        bias: cfg.get("bias").and_then(Value::as_bool).unwrap_or(true),
+        activation: DenseActivation::parse(
+            cfg.get("activation_function")
+                .and_then(Value::as_str)
+                .unwrap_or("torch.nn.modules.activation.Tanh"),
+        )?,
+    })
 }
 
 impl ModelSpec {
@@ -185,13 +365,22 @@ impl ModelSpec {
             .unwrap_or(model_type)
             .to_string();
         let architecture = family(&config, &arch_name, model_type)?;
-        let hidden_size = usize_field(&config, "hidden_size")?;
+        let hidden_size = match architecture {
+            Architecture::DistilBert => usize_field(&config, "dim")?,
+            _ => usize_field(&config, "hidden_size")?,
+        };
         let max_pos = usize_field(&config, "max_position_embeddings")?;
         // RoBERTa positions start after the padding index.
         let usable_pos = match architecture {
-            Architecture::Bert => max_pos,
+            Architecture::Bert
+            | Architecture::DistilBert
+            | Architecture::Qwen3
+            | Architecture::ModernBert => max_pos,
             Architecture::XlmRoberta => {
                 max_pos.saturating_sub(pad_token_id(&config, architecture) as usize + 1)
+            }
+            Architecture::MpNet => {
+                max_pos.saturating_sub(super::fused::MPNET_POSITION_PAD as usize + 1)
             }
         };
 
@@ -201,6 +390,7 @@ impl ModelSpec {
         let mut pooling = Pooling::Mean;
         let mut normalize = false;
         let mut saw_pooling = false;
+        let mut dense = Vec::new();
         for m in &modules {
             let ty = m.get("type").and_then(Value::as_str).unwrap_or("");
             let path = m.get("path").and_then(Value::as_str).unwrap_or("");
@@ -218,6 +408,7 @@ impl ModelSpec {
                     saw_pooling = true;
                 }
                 "Normalize" => normalize = true,
+                "Dense" => dense.push(read_dense(files, path)?),
                 other => {
                     return Err(ModelError::Config(format!(
                         "sentence-transformers module `{other}` is not supported"
@@ -244,12 +435,25 @@ impl ModelSpec {
             .unwrap_or(usable_pos)
             .min(usable_pos);
         let (prompts, default_prompt_name) = read_prompts(files)?;
+        let mut dimension = hidden_size;
+        for d in &dense {
+            if d.in_features != dimension {
+                return Err(ModelError::Config(format!(
+                    "{}/config.json: in_features {} does not match the {dimension} \
+                     values that reach it",
+                    d.path, d.in_features
+                )));
+            }
+            dimension = d.out_features;
+        }
         Ok(Self {
             files: files.clone(),
             architecture,
             architecture_name: arch_name,
             config,
             hidden_size,
+            dimension,
+            dense,
             max_seq_length,
             pooling,
             normalize,
@@ -282,11 +486,86 @@ impl ModelSpec {
         }
     }
 
-    /// The activation named by `hidden_act`.
+    /// The encoder's shape numbers under the family's config keys
+    /// (DistilBERT: `dim`, `n_heads`, `hidden_dim`, `n_layers`,
+    /// `activation`; layer-norm eps 1e-12 as transformers hard-codes it).
+    /// Errors: Qwen3 is not such an encoder (a config error naming it).
+    pub fn shape(&self) -> Result<EncoderShape, ModelError> {
+        if matches!(
+            self.architecture,
+            Architecture::Qwen3 | Architecture::ModernBert
+        ) {
+            return Err(ModelError::UnsupportedArchitecture(format!(
+                "{} ({}) is not a post-layer-norm encoder",
+                self.architecture_name,
+                self.architecture.family_name()
+            )));
+        }
+        let c = &self.config;
+        let distil = self.architecture == Architecture::DistilBert;
+        let key = |bert: &'static str, distil_key: &'static str| {
+            if distil {
+                distil_key
+            } else {
+                bert
+            }
+        };
+        let default_eps = match self.architecture {
+            Architecture::MpNet => 1e-5,
+            _ => 1e-12,
+        };
+        let shape = EncoderShape {
+            hidden: self.hidden_size,
+            heads: usize_field(c, key("num_attention_heads", "n_heads"))?,
+            inter: usize_field(c, key("intermediate_size", "hidden_dim"))?,
+            layers: usize_field(c, key("num_hidden_layers", "n_layers"))?,
+            eps: if distil {
+                1e-12
+            } else {
+                c.get("layer_norm_eps")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(default_eps)
+            },
+            act: self.activation()?,
+            vocab: usize_field(c, "vocab_size")?,
+            max_positions: usize_field(c, "max_position_embeddings")?,
+            type_vocab: match self.architecture {
+                Architecture::MpNet | Architecture::DistilBert => 0,
+                _ => usize_field(c, "type_vocab_size").unwrap_or(2),
+            },
+            relative_buckets: match self.architecture {
+                Architecture::MpNet => c
+                    .get("relative_attention_num_buckets")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(32) as usize,
+                _ => 0,
+            },
+        };
+        if shape.heads == 0 || shape.hidden % shape.heads != 0 {
+            return Err(ModelError::Config(format!(
+                "hidden size {} is not a multiple of {} attention heads",
+                shape.hidden, shape.heads
+            )));
+        }
+        Ok(shape)
+    }
+
+    /// The activation named by `hidden_act` (`activation` for DistilBERT).
     pub fn activation(&self) -> Result<Activation, ModelError> {
+        let key = match self.architecture {
+            Architecture::DistilBert => "activation",
+            _ => "hidden_act",
+        };
+        if matches!(
+            self.architecture,
+            Architecture::Qwen3 | Architecture::ModernBert
+        ) {
+            // Not read: these families' own code reads their activation.
+            return Ok(Activation::GeluErf);
+        }
         match self
             .config
-            .get("hidden_act")
+            .get(key)
             .and_then(Value::as_str)
             .unwrap_or("gelu")
         {
