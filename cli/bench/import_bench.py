@@ -150,7 +150,7 @@ def hashed_vectors(texts, dim=384):
             out[i, h % dim] += 1.0 if (h >> 16) & 1 else -1.0
         out[i, i % dim] += 1e-3  # never all zero
     out /= np.linalg.norm(out, axis=1, keepdims=True)
-    return [[float(x) for x in v] for v in out]
+    return out
 
 
 def qdrant_load(work, rows, vectors, batch, embed_fn=None):
@@ -161,7 +161,7 @@ def qdrant_load(work, rows, vectors, batch, embed_fn=None):
     shard = q.EdgeShard.create(path, q.EdgeConfig(vectors=q.EdgeVectorParams(size=384, distance=q.Distance.Cosine)))
     for i in range(0, len(rows), batch):
         chunk = rows[i:i + batch]
-        vecs = embed_fn([r["content"] for r in chunk]) if embed_fn else vectors[i:i + batch]
+        vecs = embed_fn([r["content"] for r in chunk]) if embed_fn else vectors[i:i + batch].tolist()
         pts = [q.Point(r["id"], v, {"content": r["content"], "synset": r["synset"],
                                     "lemma": r["lemma"], "pos": r["pos"]})
                for r, v in zip(chunk, vecs)]
@@ -182,7 +182,7 @@ def chroma_load(work, rows, vectors, batch, embed_fn=None):
     col = client.create_collection("bench", metadata={"hnsw:space": "cosine"}, embedding_function=None)
     for i in range(0, len(rows), batch):
         chunk = rows[i:i + batch]
-        vecs = embed_fn([r["content"] for r in chunk]) if embed_fn else vectors[i:i + batch]
+        vecs = embed_fn([r["content"] for r in chunk]) if embed_fn else vectors[i:i + batch].tolist()
         col.add(ids=[str(r["id"]) for r in chunk], embeddings=vecs,
                 documents=[r["content"] for r in chunk],
                 metadatas=[{"synset": r["synset"], "lemma": r["lemma"], "pos": r["pos"]} for r in chunk])
@@ -230,10 +230,20 @@ def main():
     # deterministic per text, a load test of the loading, not of a model.
     vec_rows = rows[:args.n]
     vectors = hashed_vectors([r["content"] for r in vec_rows])
-    vin = os.path.join(args.work, "vectors_in.jsonl")
-    with open(vin, "w", encoding="utf-8") as f:
-        for r, v in zip(vec_rows, vectors):
-            f.write(json.dumps({**r, "vector": v}) + "\n")
+    # Parquet (a list column of float32): 100k x 384 floats as JSON text
+    # would be ~800 MB and take longer to write here than to load.
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    vin = os.path.join(args.work, "vectors_in.parquet")
+    table = pa.table({
+        "id": pa.array([r["id"] for r in vec_rows], pa.uint64()),
+        "content": [r["content"] for r in vec_rows],
+        "synset": [r["synset"] for r in vec_rows],
+        "lemma": [r["lemma"] for r in vec_rows],
+        "pos": [r["pos"] for r in vec_rows],
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 384),
+    })
+    pq.write_table(table, vin)
     if "vectors" not in skip:
         api.drop("bench_vec")
         subprocess.run(vdb(args, ["collections", "create", "bench_vec", "--dimension", "384"]),

@@ -74,11 +74,10 @@ pub async fn run(
 /// The open output file.
 enum Sink {
     Jsonl(std::io::BufWriter<std::fs::File>),
-    /// The Parquet writer, made at the first page (the id column's type
-    /// comes from it); the file until then.
-    /// (with the id column's type).
+    /// The Parquet writer (boxed: it is large) with the id column's type,
+    /// made at the first page (the type comes from it); the file until then.
     Parquet(
-        Option<(parquet::arrow::ArrowWriter<std::fs::File>, DataType)>,
+        Option<Box<(parquet::arrow::ArrowWriter<std::fs::File>, DataType)>>,
         Option<std::fs::File>,
     ),
 }
@@ -103,9 +102,9 @@ impl Sink {
                     None => {
                         let f = file.take().expect("file until the writer exists");
                         let w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None)?;
-                        *writer = Some((w, id_type));
+                        *writer = Some(Box::new((w, id_type)));
                     }
-                    Some((_, first)) if *first != id_type => anyhow::bail!(
+                    Some(b) if b.1 != id_type => anyhow::bail!(
                         "the collection mixes integer and string ids; Parquet needs one id \
                          type per column: export to JSONL instead"
                     ),
@@ -127,8 +126,8 @@ impl Sink {
                 w.flush()?;
                 w.get_ref().sync_all()?;
             }
-            Sink::Parquet(Some((w, _)), _) => {
-                let f = w.into_inner()?;
+            Sink::Parquet(Some(b), _) => {
+                let f = b.0.into_inner()?;
                 f.sync_all()?;
             }
             // No point at all: an empty file with the schema of integer ids.

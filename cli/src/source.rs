@@ -161,11 +161,7 @@ impl Mapping {
                         payload.insert(k, other);
                     }
                 }
-            } else if self
-                .payload_fields
-                .as_ref()
-                .is_none_or(|f| f.iter().any(|x| *x == k))
-            {
+            } else if self.payload_fields.as_ref().is_none_or(|f| f.contains(&k)) {
                 payload.insert(k, v);
             }
         }
