@@ -115,7 +115,7 @@ impl EncoderGraph {
             self.positions.fill(&host[i * l..i * l + len], &mut scratch);
             pos.extend(scratch.iter().map(|&p| p as u32));
             // Padding slots: any valid row; they are masked as keys.
-            pos.extend(std::iter::repeat(0u32).take(l - len));
+            pos.extend(std::iter::repeat_n(0u32, l - len));
         }
         let pos = Tensor::from_vec(pos, (b, l), &self.device)?;
         let mut x = self.word.forward(ids)?.add(&self.position.forward(&pos)?)?;

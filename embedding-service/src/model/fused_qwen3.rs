@@ -85,7 +85,7 @@ impl FusedQwen3 {
         let d = usize_field(c, "head_dim").unwrap_or(h / heads.max(1));
         let inter = usize_field(c, "intermediate_size")?;
         let vocab = usize_field(c, "vocab_size")?;
-        if heads == 0 || kv_heads == 0 || heads % kv_heads != 0 || d % 2 != 0 {
+        if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) || !d.is_multiple_of(2) {
             return Err(ModelError::Config(format!(
                 "num_attention_heads {heads} must be a multiple of num_key_value_heads \
                  {kv_heads}, and head_dim {d} even"

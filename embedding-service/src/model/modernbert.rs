@@ -97,7 +97,7 @@ impl ModernBertShape {
         };
         let hidden = spec.hidden_size;
         let heads = usize_field(c, "num_attention_heads")?;
-        if heads == 0 || hidden % heads != 0 || (hidden / heads) % 2 != 0 {
+        if heads == 0 || !hidden.is_multiple_of(heads) || !(hidden / heads).is_multiple_of(2) {
             return Err(ModelError::Config(format!(
                 "hidden_size {hidden} must split into {heads} heads of even size"
             )));

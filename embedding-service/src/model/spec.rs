@@ -541,7 +541,7 @@ impl ModelSpec {
                 _ => 0,
             },
         };
-        if shape.heads == 0 || shape.hidden % shape.heads != 0 {
+        if shape.heads == 0 || !shape.hidden.is_multiple_of(shape.heads) {
             return Err(ModelError::Config(format!(
                 "hidden size {} is not a multiple of {} attention heads",
                 shape.hidden, shape.heads
