@@ -284,7 +284,7 @@ async fn receive(body: Body, path: PathBuf, limit: u64) -> Result<String, ErrorB
         let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
         let mut h = Sha256::new();
         for chunk in rx {
-            h.update(&chunk);
+            h.update(&chunk[..]);
             w.write_all(&chunk)?;
         }
         let f = w.into_inner().map_err(|e| e.into_error())?;

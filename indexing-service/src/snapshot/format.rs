@@ -384,7 +384,7 @@ pub fn extract(
         )));
     }
     for d in made_dirs.iter().rev() {
-        crate::storage::fsutil::sync_dir(d).map_err(|e| SnapshotError::Storage(e.into()))?;
+        crate::storage::fsutil::sync_dir(d)?;
     }
     Ok(manifest)
 }

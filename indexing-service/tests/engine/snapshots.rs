@@ -150,7 +150,7 @@ fn snapshot_under_writes_restores_identically_and_refuses_damage() {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) || i < 300 {
                 i += 1;
-                if i % 5 == 0 {
+                if i.is_multiple_of(5) {
                     // Delete an older point (sealed segments' bitmaps).
                     let id = (i * 37) % 1_000;
                     c.delete(vec![PointId::Num(id)]).unwrap();
@@ -158,7 +158,7 @@ fn snapshot_under_writes_restores_identically_and_refuses_damage() {
                     log.lock().unwrap().insert(op, Logged::Delete(id));
                 } else {
                     // Replace old points and add new ones.
-                    let id = if i % 2 == 0 {
+                    let id = if i.is_multiple_of(2) {
                         (i * 13) % 1_000
                     } else {
                         1_000 + i
