@@ -28,6 +28,11 @@ pub const COMMON_ERROR_EXAMPLES: ErrorExamples<'static> = &[
         "missing or wrong `Authorization: Bearer <key>` header",
     ),
     (
+        408,
+        ErrorCode::RequestTimeout,
+        "the request body did not arrive within the body read timeout",
+    ),
+    (
         413,
         ErrorCode::PayloadTooLarge,
         "request body is over the size limit",
@@ -58,6 +63,7 @@ fn describe(status: u16) -> &'static str {
         400 => "Malformed JSON",
         401 => "Missing or wrong API key (when one is configured)",
         404 => "No such collection or point",
+        408 => "The body did not arrive within the body read timeout",
         409 => "It already exists",
         413 => "Body over the size limit",
         415 => "Not `Content-Type: application/json`",

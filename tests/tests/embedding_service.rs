@@ -156,6 +156,7 @@ fn swagger_examples_succeed_as_they_are() {
             ("post", "/decode"),
             ("get", "/metrics"),
         ],
+        &[],
     );
     assert!(failures.is_empty(), "{failures:#?}");
 }

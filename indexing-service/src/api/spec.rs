@@ -311,7 +311,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(params, 13);
+        assert_eq!(params, 19);
         // The pattern says what the storage layer checks.
         for (name, ok) in [
             ("documents", true),
@@ -445,11 +445,54 @@ mod tests {
                 "post",
                 read_body.clone(),
             ),
+            // Snapshots: no JSON body but `recover`'s; upload takes a raw file.
+            (
+                "/collections/{name}/snapshots".into(),
+                "get",
+                vec![200, 401, 404, 422, 500],
+            ),
+            (
+                "/collections/{name}/snapshots".into(),
+                "post",
+                vec![200, 401, 404, 422, 500, 503],
+            ),
+            (
+                "/collections/{name}/snapshots/recover".into(),
+                "post",
+                vec![200, 400, 401, 404, 415, 422, 500, 503],
+            ),
+            (
+                "/collections/{name}/snapshots/upload".into(),
+                "post",
+                vec![200, 401, 408, 413, 415, 422, 500, 503],
+            ),
+            (
+                "/collections/{name}/snapshots/{snapshot}".into(),
+                "get",
+                vec![200, 401, 404, 422, 500],
+            ),
+            (
+                "/collections/{name}/snapshots/{snapshot}".into(),
+                "delete",
+                vec![200, 401, 404, 422, 500, 503],
+            ),
             ("/embed".into(), "post", body_404.clone()),
             ("/health".into(), "get", vec![200]),
             ("/metrics".into(), "get", vec![200, 401]),
             ("/ready".into(), "get", vec![200, 503]),
             ("/search".into(), "post", read_body),
+            ("/snapshots".into(), "get", vec![200, 401, 500]),
+            ("/snapshots".into(), "post", vec![200, 401, 500, 503]),
+            (
+                "/snapshots/{snapshot}".into(),
+                "get",
+                vec![200, 401, 404, 500],
+            ),
+            (
+                "/snapshots/{snapshot}".into(),
+                "delete",
+                vec![200, 401, 404, 500, 503],
+            ),
         ];
         assert_eq!(shared::openapi::statuses(&spec), expected);
     }
@@ -501,12 +544,15 @@ mod tests {
                 "ScrollRequest" => parses::<ScrollRequest>(&example),
                 "CountRequest" => parses::<CountRequest>(&example),
                 "GetPointsRequest" => parses::<GetPointsRequest>(&example),
+                "RecoverSnapshotRequest" => {
+                    parses::<shared::wire::snapshot::RecoverSnapshotRequest>(&example)
+                }
                 other => panic!("{method} {path}: unexpected body {other}"),
             };
             r.unwrap_or_else(|e| panic!("{method} {path}: {example}: {e}"));
             bodies += 1;
         }
-        assert_eq!(bodies, 12);
+        assert_eq!(bodies, 13);
         // `/search` names no collection: it uses the default one, which the
         // first search makes on a fresh stack.
         let search = request_example(&spec, &spec["paths"]["/search"]["post"]).unwrap();
