@@ -7,6 +7,7 @@
 //! - OpenAI's SDK choosing the model with `model=`, from many threads at
 //!   once, checked against each model's reference embeddings
 //!   (`tests/python/multi_model_clients.py`, run through `scripts/test.sh`).
+//!
 //! The process's resident memory is printed beside that of one model alone.
 
 use e2e_tests::{bin, free_port, workspace_root, Proc};
