@@ -390,26 +390,13 @@ fn served_info(rt: &Runtime) -> ServedModelInfo {
     responses((status = 200, body = InfoResponse), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn info(State(s): State<AppState>) -> Result<Json<InfoResponse>, ErrorBody> {
     let models = models(&s)?;
-    let d = served_info(models.default_model());
-    let c = &s.config;
-    Ok(Json(InfoResponse {
-        model_id: d.model_id,
-        model_source: d.model_source,
-        architecture: d.architecture,
-        dimension: d.dimension,
-        max_seq_length: d.max_seq_length,
-        pooling: d.pooling,
-        normalize: d.normalize,
-        device: d.device,
-        dtype: d.dtype,
-        backend: d.backend,
-        max_batch_tokens: d.max_batch_tokens,
-        max_client_batch_size: c.max_client_batch_size,
-        max_concurrent_requests: d.max_concurrent_requests,
-        body_limit_bytes: Some(c.body_limit_bytes),
-        version: env!("CARGO_PKG_VERSION").into(),
-        models: models.all().iter().map(|rt| served_info(rt)).collect(),
-    }))
+    Ok(Json(InfoResponse::new(
+        served_info(models.default_model()),
+        models.all().iter().map(|rt| served_info(rt)).collect(),
+        s.config.max_client_batch_size,
+        Some(s.config.body_limit_bytes),
+        env!("CARGO_PKG_VERSION").into(),
+    )))
 }
 
 /// 200 once every served model is loaded and warmed up, 503 before.

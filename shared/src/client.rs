@@ -652,24 +652,7 @@ mod tests {
             .first()
             .cloned()
             .unwrap_or_else(|| served("old/model", "old/model", 7));
-        InfoResponse {
-            model_id: d.model_id,
-            model_source: d.model_source,
-            architecture: d.architecture,
-            dimension: d.dimension,
-            max_seq_length: d.max_seq_length,
-            pooling: d.pooling,
-            normalize: d.normalize,
-            device: d.device,
-            dtype: d.dtype,
-            backend: d.backend,
-            max_batch_tokens: d.max_batch_tokens,
-            max_client_batch_size: 32,
-            max_concurrent_requests: d.max_concurrent_requests,
-            body_limit_bytes: None,
-            version: "0".into(),
-            models,
-        }
+        InfoResponse::new(d, models, 32, None, "0".into())
     }
 
     #[test]

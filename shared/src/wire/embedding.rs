@@ -763,6 +763,38 @@ pub struct InfoResponse {
     pub models: Vec<ServedModelInfo>,
 }
 
+impl InfoResponse {
+    /// The answer for `models` (the default first, whose facts fill TEI's
+    /// top-level fields) and the service-wide limits.
+    pub fn new(
+        default: ServedModelInfo,
+        models: Vec<ServedModelInfo>,
+        max_client_batch_size: usize,
+        body_limit_bytes: Option<usize>,
+        version: String,
+    ) -> Self {
+        let d = default;
+        Self {
+            model_id: d.model_id,
+            model_source: d.model_source,
+            architecture: d.architecture,
+            dimension: d.dimension,
+            max_seq_length: d.max_seq_length,
+            pooling: d.pooling,
+            normalize: d.normalize,
+            device: d.device,
+            dtype: d.dtype,
+            backend: d.backend,
+            max_batch_tokens: d.max_batch_tokens,
+            max_client_batch_size,
+            max_concurrent_requests: d.max_concurrent_requests,
+            body_limit_bytes,
+            version,
+            models,
+        }
+    }
+}
+
 /// One served model in `GET /info`'s `models`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ServedModelInfo {
