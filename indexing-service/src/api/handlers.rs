@@ -10,7 +10,8 @@ use super::new_collection::{collection_config, defaults_for, requested_index};
 use super::point_path::{PointGet, PointGetQuery, PointIdQuery, PointPath};
 use super::{ApiError, AppState};
 use crate::collection::{
-    Collection, CollectionError, CollectionInfo, NewPoint, ReadParts, ScoredPoint, StoredPoint,
+    Collection, CollectionError, CollectionInfo, IdleIndexing, NewPoint, ReadParts, ScoredPoint,
+    StoredPoint,
 };
 use crate::index::segment_index::{
     HnswSettings, IndexKind, IndexSettings, IvfSettings, Quantization, SearchParams,
@@ -316,6 +317,9 @@ fn check_create(req: &CreateCollectionRequest) -> Result<(), ApiError> {
             .map_err(ApiError::invalid)?;
         }
     }
+    if let Some(i) = &req.idle_indexing {
+        i.validate().map_err(ApiError::invalid)?;
+    }
     requested_index(req)
         .check_bounds()
         .map_err(ApiError::invalid)
@@ -539,6 +543,11 @@ pub struct CreateCollectionRequest {
     pub flush_threshold: Option<FlushThresholdInput>,
     #[serde(default)]
     pub fsync: Option<FsyncMode>,
+    /// Seal and index the appendable segment once writes pause for
+    /// `idle_ms` and it holds `indexing_threshold` live points (default
+    /// 1,000 points after 5,000 ms; `indexing_threshold: 0` turns it off).
+    #[serde(default)]
+    pub idle_indexing: Option<IdleIndexing>,
     /// The embedding service's model that embeds this collection's texts
     /// (`content`, text `query`): an alias or id its `GET /v1/models`
     /// lists. Default: `indexing.embedding_model`, else the embedding
@@ -558,6 +567,9 @@ pub struct CollectionDescription {
     pub index: IndexDescription,
     /// The appendable segment is sealed and indexed after this many vectors.
     pub flush_threshold_vectors: usize,
+    /// The appendable segment is also sealed and indexed once writes
+    /// pause (see the create request's `idle_indexing`).
+    pub idle_indexing: IdleIndexing,
     /// Live points.
     pub points: usize,
     /// Segments: sealed ones and the appendable one.
@@ -643,6 +655,7 @@ fn describe(c: &Collection) -> CollectionDescription {
         metric: cfg.metric,
         index: cfg.index.into(),
         flush_threshold_vectors: cfg.flush_threshold.vectors,
+        idle_indexing: cfg.idle_indexing,
         points: i.points,
         segments: i.segments,
         sealed_segments: i.sealed_segments,

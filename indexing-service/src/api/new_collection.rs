@@ -44,6 +44,7 @@ pub(super) fn defaults_for(name: &str) -> CreateCollectionRequest {
         quantization: None,
         flush_threshold: None,
         fsync: None,
+        idle_indexing: None,
         embedding_model: None,
     }
 }
@@ -70,6 +71,7 @@ pub(super) fn collection_config(
             .unwrap_or(svc.flush_threshold.vectors),
         bytes: t.and_then(|t| t.bytes).unwrap_or(svc.flush_threshold.bytes),
     };
+    cfg.idle_indexing = req.idle_indexing.unwrap_or_default();
     cfg.embedding_model = req
         .embedding_model
         .clone()

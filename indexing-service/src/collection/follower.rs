@@ -254,6 +254,7 @@ impl Collection {
             vacuum_queued: AtomicBool::new(false),
             progress: (Mutex::new(0), Condvar::new()),
             stop: AtomicBool::new(false),
+            writes: super::optimizer::WriteClock::new(),
         });
         Ok(Self {
             inner,

@@ -42,10 +42,12 @@
 
 mod follower;
 mod manager;
+mod optimizer;
 mod snapshot;
 pub(crate) use follower::FileStamp;
 pub use follower::{FollowStep, ReplicaStatus, Role};
 pub use manager::{validate_name, FollowReport, Storage};
+pub use optimizer::IdleIndexing;
 pub use snapshot::{test_pause, FrozenView, SNAPSHOTS_DIR, TEST_PAUSE_ENV};
 
 use crate::index::segment_index::{search_segment, IndexSettings, SearchParams, SegmentIndex};
@@ -146,6 +148,10 @@ pub struct CollectionConfig {
     pub flush_threshold: FlushThreshold,
     #[serde(default)]
     pub vacuum: VacuumConfig,
+    /// Sealing and indexing the appendable segment once writes pause
+    /// (see `optimizer`).
+    #[serde(default)]
+    pub idle_indexing: IdleIndexing,
     /// Index settings, interpreted by the index layer.
     #[serde(default)]
     pub index: IndexSettings,
@@ -182,6 +188,7 @@ impl CollectionConfig {
             metric,
             flush_threshold: FlushThreshold::default(),
             vacuum: VacuumConfig::default(),
+            idle_indexing: IdleIndexing::default(),
             index: IndexSettings::default(),
             max_payload_bytes: default_payload_limit(),
             fsync: FsyncMode::Always,
@@ -205,6 +212,9 @@ impl CollectionConfig {
         }
         self.index
             .validate(self.dimension)
+            .map_err(CollectionError::InvalidConfig)?;
+        self.idle_indexing
+            .validate()
             .map_err(CollectionError::InvalidConfig)?;
         if !(self.vacuum.deleted_ratio > 0.0 && self.vacuum.deleted_ratio <= 1.0) {
             return Err(CollectionError::InvalidConfig(
@@ -324,6 +334,8 @@ struct Shared {
     /// The ticket of the last job the worker finished.
     progress: (Mutex<u64>, Condvar),
     stop: AtomicBool,
+    /// When the last write was applied (idle indexing waits for a pause).
+    writes: optimizer::WriteClock,
 }
 
 /// The worker's queue (None once closed) and the last ticket handed out.
@@ -662,8 +674,29 @@ impl Shared {
     }
 
     /// Runs jobs in order; after each, publishes its ticket as done.
+    /// When no job arrives for the idle time, checks for idle indexing.
     fn worker(self: Arc<Self>, rx: crossbeam_channel::Receiver<(u64, Job)>) {
-        while let Ok((ticket, job)) = rx.recv() {
+        let idle = self.idle_wait();
+        loop {
+            let (ticket, job) = match rx.recv_timeout(idle) {
+                Ok(j) => j,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        self.index_if_idle()
+                    }));
+                    match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(collection = %self.config.name, "idle indexing failed: {e}")
+                        }
+                        Err(_) => {
+                            tracing::error!(collection = %self.config.name, "idle indexing panicked")
+                        }
+                    }
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -781,6 +814,7 @@ impl Collection {
             vacuum_queued: AtomicBool::new(true),
             progress: (Mutex::new(0), Condvar::new()),
             stop: AtomicBool::new(false),
+            writes: optimizer::WriteClock::new(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut ticket = 0;
@@ -934,6 +968,7 @@ impl Collection {
             encode_op(&op, &mut buf);
             let num = wal.append(&buf)?;
             let applied = self.inner.apply(&mut st, num, op);
+            self.inner.writes.touch();
             (num, applied)
         };
         // Jobs are queued with `state` released (lock order: jobs first).

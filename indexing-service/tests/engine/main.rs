@@ -8,6 +8,7 @@ mod filter_numbers;
 mod filtered;
 mod http;
 mod http_limits;
+mod idle;
 mod integrity;
 mod limits;
 mod magnitudes;
