@@ -681,18 +681,7 @@ impl Shared {
             let (ticket, job) = match rx.recv_timeout(idle) {
                 Ok(j) => j,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        self.index_if_idle()
-                    }));
-                    match r {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => {
-                            tracing::error!(collection = %self.config.name, "idle indexing failed: {e}")
-                        }
-                        Err(_) => {
-                            tracing::error!(collection = %self.config.name, "idle indexing panicked")
-                        }
-                    }
+                    self.logged("idle indexing", || self.index_if_idle());
                     continue;
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -700,26 +689,26 @@ impl Shared {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
-            // A panic in a job is logged like an error: the worker goes on
-            // and its progress advances, so nobody waits on it forever.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
+            self.logged("background segment work", || match job {
                 Job::Build(id, op) => self.build(id, op).and_then(|_| self.vacuum().map(|_| ())),
                 Job::Vacuum => {
                     self.vacuum_queued.store(false, Ordering::Release);
                     self.vacuum().map(|_| ())
                 }
-            }));
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(collection = %self.config.name, "background segment work failed: {e}")
-                }
-                Err(_) => {
-                    tracing::error!(collection = %self.config.name, "background segment work panicked")
-                }
-            }
+            });
             *self.progress.0.lock() = ticket;
             self.progress.1.notify_all();
+        }
+    }
+
+    /// Runs one piece of the worker's work; an error or a panic is logged
+    /// (as `what` failed / panicked) and the worker goes on, so its
+    /// progress advances and nobody waits on it forever.
+    fn logged(&self, what: &str, work: impl FnOnce() -> Result<()>) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(collection = %self.config.name, "{what} failed: {e}"),
+            Err(_) => tracing::error!(collection = %self.config.name, "{what} panicked"),
         }
     }
 }
