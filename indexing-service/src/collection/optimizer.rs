@@ -20,6 +20,7 @@
 use super::{Job, Result, Shared};
 use crate::index::segment_index::IndexKind;
 use serde::{Deserialize, Serialize};
+use shared::wire::limits::{self, check_range};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -29,8 +30,12 @@ use std::time::{Duration, Instant};
 #[serde(default, deny_unknown_fields)]
 pub struct IdleIndexing {
     /// Fewest live points in the appendable segment worth sealing and
-    /// indexing once writes pause (the index's `min_points` applies too);
-    /// 0 turns idle indexing off. Default 1,000.
+    /// indexing once writes pause (the index's `min_points` applies too;
+    /// at or above `flush_threshold.vectors` the flush always comes
+    /// first); 0 turns idle indexing off. Default 1,000; at most
+    /// 10,000,000. `flat` collections have no index and are never sealed
+    /// this way.
+    #[schema(minimum = 0, maximum = 10000000)]
     pub indexing_threshold: usize,
     /// How long, in milliseconds, no write must have arrived first
     /// (default 5,000; 100 to 3,600,000). Longer than the pause between
@@ -49,15 +54,17 @@ impl Default for IdleIndexing {
 }
 
 impl IdleIndexing {
-    /// Errors: a message naming the field when `idle_ms` is out of range.
+    /// Errors: a message naming the field and its bounds when `idle_ms` is
+    /// outside 100..=3,600,000 or `indexing_threshold` above 10,000,000
+    /// (the largest flush threshold).
     pub fn validate(&self) -> std::result::Result<(), String> {
-        if !(100..=3_600_000).contains(&self.idle_ms) {
-            return Err(format!(
-                "idle_indexing.idle_ms must be 100..=3600000, got {}",
-                self.idle_ms
-            ));
-        }
-        Ok(())
+        check_range("idle_indexing.idle_ms", self.idle_ms, 100, 3_600_000)?;
+        check_range(
+            "idle_indexing.indexing_threshold",
+            self.indexing_threshold,
+            0,
+            limits::MAX_FLUSH_VECTORS,
+        )
     }
 }
 

@@ -190,5 +190,18 @@ fn idle_ms_out_of_range_is_refused() {
         panic!("idle_ms 5 was accepted");
     };
     let e = e.to_string();
-    assert!(e.contains("idle_indexing.idle_ms"), "{e}");
+    assert!(
+        e.contains("`idle_indexing.idle_ms` must be between 100 and 3600000, got 5"),
+        "{e}"
+    );
+    let mut cfg = config("bad2", DIM, Metric::Cosine, 1000);
+    cfg.idle_indexing.indexing_threshold = 10_000_001;
+    let Err(e) = s.create(cfg) else {
+        panic!("indexing_threshold 10,000,001 was accepted");
+    };
+    assert!(
+        e.to_string()
+            .contains("`idle_indexing.indexing_threshold` must be between 0 and 10000000"),
+        "{e}"
+    );
 }
