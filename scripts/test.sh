@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 cargo build --workspace --all-targets --locked 2>/dev/null || cargo build --workspace --all-targets
 # The model the tests use, made available offline.
-cargo run --quiet -p embedding-service --bin embedding-service -- fetch-model
+# (The binary the workspace build made: `cargo run -p embedding-service`
+# would unify features differently and rebuild candle for minutes.)
+./target/debug/embedding-service fetch-model
 # Python clients generated from both specs (openapi-python-client, PyPI).
 # The same venv holds the third-party clients the compatibility test drives
 # (tests/python/third_party_clients.py), pinned; reinstalled when the pins change.
