@@ -14,6 +14,9 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub embed_calls: HistogramVec,
+    /// `index_search_duration_seconds`: one collection search (every
+    /// segment, top-k merged, hits copied), without HTTP, JSON or queueing.
+    pub search: prometheus::Histogram,
     pub embed_errors: IntCounterVec,
     pub points: IntGauge,
     pub segments: IntGauge,
@@ -55,6 +58,14 @@ impl Metrics {
             &["outcome"],
         )
         .unwrap();
+        let search = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "index_search_duration_seconds",
+                "Time of one collection search alone (no HTTP, JSON or queueing)",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_05, 2.0, 16).unwrap()),
+        )
+        .unwrap();
         let embed_errors = IntCounterVec::new(
             Opts::new(
                 "index_embedding_errors_total",
@@ -87,6 +98,7 @@ impl Metrics {
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(embed_calls.clone()),
+            Box::new(search.clone()),
             Box::new(embed_errors.clone()),
             Box::new(points.clone()),
             Box::new(segments.clone()),
@@ -108,6 +120,7 @@ impl Metrics {
             requests,
             latency,
             embed_calls,
+            search,
             embed_errors,
             points,
             segments,

@@ -297,6 +297,13 @@ struct Loc {
     off: u32,
 }
 
+/// Most segments a search may visit and still count as short
+/// ([`Collection::is_short_search`]).
+pub const SHORT_SEARCH_SEGMENTS: usize = 16;
+/// Most appendable points (scanned exactly) a search may meet and still
+/// count as short: about 40 µs of 384-dimensional dot products.
+pub const SHORT_SEARCH_SCAN_POINTS: usize = 2_000;
+
 struct State {
     segments: BTreeMap<SegmentId, Seg>,
     appendable: Arc<MutableSegment>,
@@ -1405,6 +1412,26 @@ impl Collection {
                 });
             }
         }
+    }
+
+    /// Whether a search with `params` (`filtered`: with a payload filter)
+    /// is short enough to run on the caller's thread, even an async
+    /// runtime's: not exact, no filter, every sealed segment indexed, at
+    /// most [`SHORT_SEARCH_SEGMENTS`] segments and at most
+    /// [`SHORT_SEARCH_SCAN_POINTS`] appendable points to scan. Such a
+    /// search is one graph or list traversal per segment (tens to a few
+    /// hundred microseconds), less than the hand-off to a blocking thread
+    /// costs; the answer is the same wherever it runs.
+    pub fn is_short_search(&self, params: &SearchParams, filtered: bool) -> bool {
+        if params.exact || filtered {
+            return false;
+        }
+        let st = self.inner.state.read();
+        st.segments.len() <= SHORT_SEARCH_SEGMENTS
+            && st.segments.values().all(|s| match s {
+                Seg::Sealed(_, idx) => idx.is_some(),
+                Seg::Mutable(m) => m.live() <= SHORT_SEARCH_SCAN_POINTS,
+            })
     }
 
     /// Top-k over every segment with default search parameters.

@@ -133,8 +133,7 @@ fn take_consistency(body: Bytes) -> Result<(Bytes, Option<u64>), ReplicationErro
 }
 
 fn memchr_consistency(b: &[u8]) -> Option<usize> {
-    let pat = b"\"consistency\"";
-    b.windows(pat.len()).position(|w| w == pat)
+    memchr::memmem::find(b, b"\"consistency\"")
 }
 
 /// Reads a whole body within the service's limit. Errors as the handlers'

@@ -78,6 +78,10 @@ fn a_paused_collection_is_sealed_and_indexed_and_answers_alike() {
     load(&c, 0, &data);
     let queries = vectors(20, 8);
     let before: Vec<_> = queries.iter().map(|q| ids(&c, q, true)).collect();
+    // 3,000 appendable points are an exact scan: not short (the HTTP
+    // layer sends it to a blocking thread).
+    let plain = SearchParams::default();
+    assert!(!c.is_short_search(&plain, false));
     wait_until(Duration::from_secs(60), "idle indexing", || {
         let i = c.info();
         i.indexed_segments == 1 && i.appendable_points == 0 && i.building_segments == 0
@@ -85,6 +89,14 @@ fn a_paused_collection_is_sealed_and_indexed_and_answers_alike() {
     let i = c.info();
     assert_eq!(i.points, 3000);
     assert_eq!(i.sealed_segments, 1);
+    // Indexed: a plain search is short; filtered or exact ones are not.
+    assert!(c.is_short_search(&plain, false));
+    assert!(!c.is_short_search(&plain, true));
+    let exact = SearchParams {
+        exact: true,
+        ..Default::default()
+    };
+    assert!(!c.is_short_search(&exact, false));
     // The sealed segment's graph gives the exact answers on 3,000 points
     // at the default ef, and an exact scan gives the same as before.
     let mut same = 0;

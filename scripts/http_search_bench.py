@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""Vector search through the HTTP API beside Qdrant's engine in process.
+
+Loads N vectors into a new collection through `PUT /collections/{name}/points`
+(one segment: the flush threshold is set above N and idle indexing seals and
+indexes it once the load ends), then for every `ef` of the sweep sends the
+queries from one client over one keep-alive connection and reports:
+
+- queries/s and recall@10 against the exact top 10 (numpy, cosine);
+- the server's CPU per query (`process_cpu_seconds_total` from `/metrics`,
+  before and after the row) and the engine's own time per query
+  (`index_search_duration_seconds`, the collection search alone), and their
+  ratio;
+- Qdrant's engine (`qdrant-edge-py`, `EdgeShard`, in this process, one
+  thread, the same vectors, M and ef_construct, `hnsw_ef` = the same ef):
+  queries/s and recall@10.
+
+    python3 scripts/http_search_bench.py --url http://127.0.0.1:8000 \
+        --base bench-data/wordnet-base.fvecs --query bench-data/wordnet-query.fvecs \
+        --n 50000 --ef 64,100,128,200
+
+Needs numpy and (for the peer column) qdrant-edge-py. The client is a raw
+socket with the request bodies encoded up front, so its own cost per query
+stays small; it still shares the machine with the server.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+import urllib.parse
+
+import numpy as np
+
+K = 10
+
+
+def read_fvecs(path, limit=None):
+    raw = np.fromfile(path, dtype=np.int32)
+    d = int(raw[0])
+    rows = raw.reshape(-1, d + 1)[:, 1:].view(np.float32)
+    return np.ascontiguousarray(rows[:limit] if limit else rows)
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection; just enough of the protocol for
+    JSON requests with a Content-Length answer."""
+
+    def __init__(self, url):
+        u = urllib.parse.urlparse(url)
+        self.host = u.hostname
+        self.port = u.port or 80
+        self.sock = socket.create_connection((self.host, self.port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def raw(self, method, path, body=b""):
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        self.sock.sendall(head.encode() + body)
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self.sock.recv(65536)
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        n = 0
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                n = int(v)
+        while len(rest) < n:
+            rest += self.sock.recv(65536)
+        self.buf = rest[n:]
+        return status, rest[:n]
+
+    def call(self, method, path, body=None):
+        data = b"" if body is None else json.dumps(body).encode()
+        status, raw = self.raw(method, path, data)
+        if status >= 400 and not (method == "DELETE" and status == 404):
+            raise SystemExit(f"{method} {path}: {status} {raw[:300]!r}")
+        return json.loads(raw) if raw else None
+
+
+def metric(conn, name):
+    _, body = conn.raw("GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def exact_top(base, queries):
+    b = base / np.linalg.norm(base, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    s = q @ b.T
+    return np.argsort(-s, axis=1)[:, :K]
+
+
+def recall(found, gt):
+    return sum(len(set(f[:K]) & set(g.tolist())) for f, g in zip(found, gt)) / (K * len(gt))
+
+
+def ours(a, base, queries, gt, efs):
+    c = Conn(a.url)
+    name = a.collection
+    c.call("DELETE", f"/collections/{name}")
+    c.call("POST", "/collections", {
+        "name": name, "dimension": base.shape[1], "metric": "cosine",
+        "flush_threshold": {"vectors": len(base) + 1, "bytes": 8 * base.nbytes},
+        "hnsw": {"m": a.m, "ef_construction": a.efc},
+        "idle_indexing": {"idle_ms": 1000}})
+    t0 = time.time()
+    for i in range(0, len(base), 1000):
+        pts = [{"id": i + j, "vector": v} for j, v in enumerate(base[i:i + 1000].tolist())]
+        c.call("PUT", f"/collections/{name}/points", {"points": pts})
+    while True:
+        info = c.call("GET", f"/collections/{name}")
+        if info["appendable_points"] == 0 and info["indexed_segments"] >= 1:
+            break
+        time.sleep(0.5)
+    print(f"ours: loaded and indexed {len(base)} vectors in {time.time() - t0:.1f} s", flush=True)
+    path = f"/collections/{name}/search"
+    rows = {}
+    for ef in efs:
+        bodies = [json.dumps({"vector": q, "top_k": K, "ef": ef}).encode() for q in queries.tolist()]
+        found = []
+        for b in bodies[: min(200, len(bodies))]:  # warm-up
+            c.raw("POST", path, b)
+        cpu0 = metric(c, "process_cpu_seconds_total")
+        eng0 = metric(c, "index_search_duration_seconds_sum")
+        n0 = metric(c, "index_search_duration_seconds_count")
+        t = time.perf_counter()
+        done = 0
+        while True:
+            for b in bodies:
+                st, raw = c.raw("POST", path, b)
+                if st != 200:
+                    raise SystemExit(f"search: {st} {raw[:300]!r}")
+                if done < len(bodies):
+                    found.append([h["id"] for h in json.loads(raw)["results"]])
+                done += 1
+            if time.perf_counter() - t >= a.seconds:
+                break
+        dt = time.perf_counter() - t
+        cpu = metric(c, "process_cpu_seconds_total") - cpu0
+        eng = metric(c, "index_search_duration_seconds_sum") - eng0
+        n = metric(c, "index_search_duration_seconds_count") - n0
+        rows[ef] = {
+            "qps": done / dt,
+            "recall": recall([[int(x) for x in f] for f in found], gt),
+            "cpu_us": cpu / done * 1e6,
+            "engine_us": eng / max(n, 1) * 1e6,
+        }
+    return rows
+
+
+def qdrant(a, base, queries, gt, efs):
+    import qdrant_edge as q
+    path = tempfile.mkdtemp(prefix="qdrant-edge-")
+    try:
+        cfg = q.EdgeConfig(
+            vectors=q.EdgeVectorParams(size=base.shape[1], distance=q.Distance.Cosine),
+            hnsw_config=q.HnswIndexConfig(m=a.m, ef_construct=a.efc, full_scan_threshold=10000),
+            optimizers=q.EdgeOptimizersConfig(default_segment_number=1))
+        s = q.EdgeShard.create(path, cfg)
+        t0 = time.time()
+        bl = base.tolist()
+        for i in range(0, len(bl), 1000):
+            s.update(q.UpdateOperation.upsert_points(
+                [q.Point(i + j, v, {}) for j, v in enumerate(bl[i:i + 1000])]))
+        s.flush()
+        s.optimize()
+        info = s.info()
+        print(f"qdrant-edge: loaded and indexed {len(base)} vectors in {time.time() - t0:.1f} s "
+              f"({info.segments_count} segments, {info.indexed_vectors_count} indexed)", flush=True)
+        ql = queries.tolist()
+        rows = {}
+        for ef in efs:
+            reqs = [q.SearchRequest(query=q.Query.Nearest(v), limit=K, with_payload=True,
+                                    params=q.SearchParams(hnsw_ef=ef)) for v in ql]
+            for r in reqs[:200]:
+                s.search(r)
+            found, done = [], 0
+            t = time.perf_counter()
+            while True:
+                for r in reqs:
+                    hits = s.search(r)
+                    if done < len(reqs):
+                        found.append([int(h.id) for h in hits])
+                    done += 1
+                if time.perf_counter() - t >= a.seconds:
+                    break
+            dt = time.perf_counter() - t
+            rows[ef] = {"qps": done / dt, "recall": recall(found, gt)}
+        s.close()
+        return rows
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--base", required=True)
+    p.add_argument("--query", required=True)
+    p.add_argument("--n", type=int, default=50000)
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--ef", default="64,100,128,200")
+    p.add_argument("--m", type=int, default=16)
+    p.add_argument("--efc", type=int, default=100)
+    p.add_argument("--seconds", type=float, default=4.0, help="minimum seconds per row")
+    p.add_argument("--collection", default="http_search_bench")
+    p.add_argument("--skip", default="", help="ours,qdrant")
+    a = p.parse_args()
+    base = read_fvecs(a.base, a.n)
+    queries = read_fvecs(a.query, a.queries)
+    gt = exact_top(base, queries)
+    efs = [int(x) for x in a.ef.split(",")]
+    skip = set(filter(None, a.skip.split(",")))
+    mine = {} if "ours" in skip else ours(a, base, queries, gt, efs)
+    peer = {} if "qdrant" in skip else qdrant(a, base, queries, gt, efs)
+    print(f"\n{len(base)} vectors x {base.shape[1]}, {len(queries)} queries, top {K}, "
+          f"M={a.m}, ef_construction={a.efc}, 1 client\n")
+    print("| ef | ours: HTTP q/s | recall@10 | server CPU µs/query | engine µs/query | CPU / engine "
+          "| qdrant-edge q/s | recall@10 | ours / qdrant-edge |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for ef in efs:
+        m, q = mine.get(ef), peer.get(ef)
+        cells = [str(ef)]
+        cells += ([f"{m['qps']:,.0f}", f"{m['recall']:.4f}", f"{m['cpu_us']:.0f}", f"{m['engine_us']:.0f}",
+                   f"{m['cpu_us'] / m['engine_us']:.2f}x"] if m else ["-"] * 5)
+        cells += [f"{q['qps']:,.0f}", f"{q['recall']:.4f}"] if q else ["-"] * 2
+        cells += [f"{m['qps'] / q['qps']:.2f}x" if m and q else "-"]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
