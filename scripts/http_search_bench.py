@@ -7,8 +7,9 @@ indexes it once the load ends), then for every `ef` of the sweep sends the
 queries from one client over one keep-alive connection and reports:
 
 - queries/s and recall@10 against the exact top 10 (numpy, cosine);
-- the server's CPU per query (`process_cpu_seconds_total` from `/metrics`,
-  before and after the row) and the engine's own time per query
+- the server's CPU per query (user + system time of the process listening
+  on the port, from /proc, before and after the row; this machine's
+  client shares the cores) and the engine's own time per query
   (`index_search_duration_seconds`, the collection search alone), and their
   ratio;
 - Qdrant's engine (`qdrant-edge-py`, `EdgeShard`, in this process, one
@@ -83,6 +84,25 @@ class Conn:
         return json.loads(raw) if raw else None
 
 
+def server_pid(port):
+    """The pid listening on `port` (from `ss`), or None."""
+    import re
+    import subprocess
+    try:
+        out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    except OSError:
+        return None
+    m = re.search(r"pid=(\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def cpu_seconds(pid):
+    """User + system CPU of every thread of `pid`, in seconds (clock ticks
+    of /proc/PID/stat: 10 ms; `process_cpu_seconds_total` is whole seconds)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def metric(conn, name):
     _, body = conn.raw("GET", "/metrics")
     for line in body.decode().splitlines():
@@ -109,7 +129,7 @@ def ours(a, base, queries, gt, efs):
     c.call("POST", "/collections", {
         "name": name, "dimension": base.shape[1], "metric": "cosine",
         "flush_threshold": {"vectors": len(base) + 1, "bytes": 8 * base.nbytes},
-        "hnsw": {"m": a.m, "ef_construction": a.efc},
+        "hnsw": {"m": a.m, "ef_construction": a.efc},  # ef: the service's default
         "idle_indexing": {"idle_ms": 1000}})
     t0 = time.time()
     for i in range(0, len(base), 1000):
@@ -122,13 +142,17 @@ def ours(a, base, queries, gt, efs):
         time.sleep(0.5)
     print(f"ours: loaded and indexed {len(base)} vectors in {time.time() - t0:.1f} s", flush=True)
     path = f"/collections/{name}/search"
+    pid = a.pid or server_pid(urllib.parse.urlparse(a.url).port or 80)
+    if pid is None:
+        raise SystemExit("cannot find the server's pid (give --pid)")
     rows = {}
     for ef in efs:
-        bodies = [json.dumps({"vector": q, "top_k": K, "ef": ef}).encode() for q in queries.tolist()]
+        extra = {} if ef == "default" else {"ef": ef}
+        bodies = [json.dumps({"vector": q, "top_k": K, **extra}).encode() for q in queries.tolist()]
         found = []
         for b in bodies[: min(200, len(bodies))]:  # warm-up
             c.raw("POST", path, b)
-        cpu0 = metric(c, "process_cpu_seconds_total")
+        cpu0 = cpu_seconds(pid)
         eng0 = metric(c, "index_search_duration_seconds_sum")
         n0 = metric(c, "index_search_duration_seconds_count")
         t = time.perf_counter()
@@ -144,7 +168,7 @@ def ours(a, base, queries, gt, efs):
             if time.perf_counter() - t >= a.seconds:
                 break
         dt = time.perf_counter() - t
-        cpu = metric(c, "process_cpu_seconds_total") - cpu0
+        cpu = cpu_seconds(pid) - cpu0
         eng = metric(c, "index_search_duration_seconds_sum") - eng0
         n = metric(c, "index_search_duration_seconds_count") - n0
         rows[ef] = {
@@ -178,8 +202,9 @@ def qdrant(a, base, queries, gt, efs):
         ql = queries.tolist()
         rows = {}
         for ef in efs:
+            params = q.SearchParams() if ef == "default" else q.SearchParams(hnsw_ef=ef)
             reqs = [q.SearchRequest(query=q.Query.Nearest(v), limit=K, with_payload=True,
-                                    params=q.SearchParams(hnsw_ef=ef)) for v in ql]
+                                    params=params) for v in ql]
             for r in reqs[:200]:
                 s.search(r)
             found, done = [], 0
@@ -207,17 +232,20 @@ def main():
     p.add_argument("--query", required=True)
     p.add_argument("--n", type=int, default=50000)
     p.add_argument("--queries", type=int, default=1000)
-    p.add_argument("--ef", default="64,100,128,200")
-    p.add_argument("--m", type=int, default=16)
-    p.add_argument("--efc", type=int, default=100)
+    p.add_argument("--ef", default="default,64,128,256,512",
+                   help="per-query ef values; `default` sends none (each engine's default: "
+                        "ours the collection's hnsw.ef, Qdrant's its ef_construct)")
+    p.add_argument("--m", type=int, default=24)
+    p.add_argument("--efc", type=int, default=200)
     p.add_argument("--seconds", type=float, default=4.0, help="minimum seconds per row")
     p.add_argument("--collection", default="http_search_bench")
+    p.add_argument("--pid", type=int, help="the server's pid (default: the process listening on --url's port)")
     p.add_argument("--skip", default="", help="ours,qdrant")
     a = p.parse_args()
     base = read_fvecs(a.base, a.n)
     queries = read_fvecs(a.query, a.queries)
     gt = exact_top(base, queries)
-    efs = [int(x) for x in a.ef.split(",")]
+    efs = [x if x == "default" else int(x) for x in a.ef.split(",")]
     skip = set(filter(None, a.skip.split(",")))
     mine = {} if "ours" in skip else ours(a, base, queries, gt, efs)
     peer = {} if "qdrant" in skip else qdrant(a, base, queries, gt, efs)
