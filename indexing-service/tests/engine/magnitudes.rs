@@ -108,3 +108,123 @@ fn huge_and_tiny_vectors_score_finitely_or_are_refused() {
     });
     st.storage.close();
 }
+
+/// A vector may come as base64 of its little-endian f32s (upsert and
+/// search alike): stored bit for bit (euclidean: no normalising),
+/// answered the same as the array
+/// form; a NaN or infinity inside base64 is refused as in an array, and a
+/// string that is not base64 of whole floats is a 422 naming the form.
+#[test]
+fn base64_vectors_are_the_same_vectors() {
+    use shared::wire::vector::encode_base64;
+    let dir = tempfile::tempdir().unwrap();
+    let (app, _st) = app_on(dir.path());
+    rt().block_on(async {
+        let (s, b) = call(
+            &app,
+            Method::POST,
+            "/collections",
+            Some(json!({"name": "b", "dimension": 3, "metric": "euclidean"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        let vs: Vec<[f32; 3]> = (0..50)
+            .map(|i| {
+                let x = i as f32 * 0.37;
+                [x.sin(), x.cos(), 0.1 + (x * 1.3).sin() / 3.0]
+            })
+            .collect();
+        // Half the points as arrays, half as base64.
+        let pts: Vec<Value> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if i % 2 == 0 {
+                    json!({"id": i, "vector": v})
+                } else {
+                    json!({"id": i, "vector": encode_base64(v)})
+                }
+            })
+            .collect();
+        let (s, b) = call(
+            &app,
+            Method::PUT,
+            "/collections/b/points",
+            Some(json!({"points": pts})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        for (i, v) in vs.iter().enumerate() {
+            let (s, b) = call(
+                &app,
+                Method::GET,
+                &format!("/collections/b/points/{i}?with_vector=true"),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            let got: Vec<f32> = serde_json::from_value(b["vector"].clone()).unwrap();
+            assert_eq!(
+                got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "point {i}"
+            );
+            let q = [v[0] + 0.01, v[1], v[2]];
+            let (s1, a) = call(
+                &app,
+                Method::POST,
+                "/collections/b/search",
+                Some(json!({"vector": q, "top_k": 5})),
+            )
+            .await;
+            let (s2, bb) = call(
+                &app,
+                Method::POST,
+                "/collections/b/search",
+                Some(json!({"vector": encode_base64(&q), "top_k": 5})),
+            )
+            .await;
+            assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{a} {bb}");
+            assert_eq!(ids(&a), ids(&bb));
+            assert_eq!(scores(&a), scores(&bb));
+        }
+        for (body, want) in [
+            (
+                json!({"vector": encode_base64(&[f32::NAN, 0.0, 1.0])}),
+                "finite",
+            ),
+            (
+                json!({"vector": encode_base64(&[f32::INFINITY, 0.0, 1.0])}),
+                "finite",
+            ),
+            (json!({"vector": "not base64!"}), "not base64"),
+            (json!({"vector": "AAAA"}), "4 bytes each"),
+            (
+                json!({"vector": {"x": 1}}),
+                "an array of numbers, or a base64 string",
+            ),
+        ] {
+            let (s, b) = call(
+                &app,
+                Method::POST,
+                "/collections/b/search",
+                Some(body.clone()),
+            )
+            .await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {b}");
+            let m = b["error"]["message"].as_str().unwrap();
+            assert!(m.contains(want), "{body}: {m}");
+            let pts = json!({"points": [{"id": 999, "vector": body["vector"]}]});
+            let (s, b) = call(&app, Method::PUT, "/collections/b/points", Some(pts)).await;
+            assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "upsert {body}: {b}");
+        }
+        let (_, b) = call(
+            &app,
+            Method::POST,
+            "/collections/b/points/count",
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(b["count"], 50, "{b}");
+    });
+}

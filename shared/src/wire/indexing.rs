@@ -480,7 +480,10 @@ pub struct Consistency {
 pub struct SearchRequest {
     #[serde(default)]
     pub query: Option<String>,
-    #[serde(default)]
+    /// The query vector: an array of numbers, or base64 of its
+    /// little-endian 32-bit floats (4 bytes each).
+    #[serde(default, deserialize_with = "crate::wire::vector::deserialize_opt")]
+    #[schema(value_type = Option<crate::wire::vector::VectorInput>)]
     pub vector: Option<Vec<f32>>,
     /// How many results: 1 to 1000 (default 10). Qdrant's name `limit` is
     /// read as `top_k`.
@@ -594,7 +597,10 @@ pub struct BatchSearchResponse {
 pub struct PointInput {
     #[serde(default)]
     pub id: Option<PointId>,
-    #[serde(default)]
+    /// An array of numbers, or base64 of the vector's little-endian 32-bit
+    /// floats (4 bytes each).
+    #[serde(default, deserialize_with = "crate::wire::vector::deserialize_opt")]
+    #[schema(value_type = Option<crate::wire::vector::VectorInput>)]
     pub vector: Option<Vec<f32>>,
     #[serde(default)]
     pub content: Option<String>,

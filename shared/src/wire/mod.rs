@@ -4,3 +4,4 @@ pub mod embedding;
 pub mod indexing;
 pub mod limits;
 pub mod snapshot;
+pub mod vector;
