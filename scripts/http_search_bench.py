@@ -25,6 +25,7 @@ socket with the request bodies encoded up front, so its own cost per query
 stays small; it still shares the machine with the server.
 """
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -148,7 +149,11 @@ def ours(a, base, queries, gt, efs):
     rows = {}
     for ef in efs:
         extra = {} if ef == "default" else {"ef": ef}
-        bodies = [json.dumps({"vector": q, "top_k": K, **extra}).encode() for q in queries.tolist()]
+        if a.encoding == "base64":
+            vecs = [base64.b64encode(q.astype("<f4").tobytes()).decode() for q in queries]
+        else:
+            vecs = queries.tolist()
+        bodies = [json.dumps({"vector": v, "top_k": K, **extra}).encode() for v in vecs]
         found = []
         for b in bodies[: min(200, len(bodies))]:  # warm-up
             c.raw("POST", path, b)
@@ -241,6 +246,8 @@ def main():
     p.add_argument("--collection", default="http_search_bench")
     p.add_argument("--pid", type=int, help="the server's pid (default: the process listening on --url's port)")
     p.add_argument("--skip", default="", help="ours,qdrant")
+    p.add_argument("--encoding", choices=("json", "base64"), default="json",
+                   help="query vectors as JSON arrays of numbers or as base64 of little-endian f32")
     a = p.parse_args()
     base = read_fvecs(a.base, a.n)
     queries = read_fvecs(a.query, a.queries)
@@ -250,7 +257,7 @@ def main():
     mine = {} if "ours" in skip else ours(a, base, queries, gt, efs)
     peer = {} if "qdrant" in skip else qdrant(a, base, queries, gt, efs)
     print(f"\n{len(base)} vectors x {base.shape[1]}, {len(queries)} queries, top {K}, "
-          f"M={a.m}, ef_construction={a.efc}, 1 client\n")
+          f"M={a.m}, ef_construction={a.efc}, 1 client, query vectors as {a.encoding}\n")
     print("| ef | ours: HTTP q/s | recall@10 | server CPU µs/query | engine µs/query | CPU / engine "
           "| qdrant-edge q/s | recall@10 | ours / qdrant-edge |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
