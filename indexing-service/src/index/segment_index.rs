@@ -70,7 +70,7 @@ pub struct HnswSettings {
 
 /// The defaults reach recall@10 ≥ 0.99 on real sentence embeddings
 /// (all-MiniLM-L6-v2 WordNet glosses searched by lemma: 0.992 over 50,000,
-/// about 0.99+ over the 10,000 of the CI fixture). Chosen from a sweep
+/// 0.999 over the 10,000 of the CI fixture). Chosen from a sweep
 /// (docs/BENCHMARKS.md): at recall 0.99 m = 24 with ef_construction = 200
 /// answers 1.8x the queries/s of m = 16 with ef_construction = 100 (which
 /// needs ef ≈ 512 there) for twice the build time; m = 32 with
