@@ -1,5 +1,5 @@
 //! Vectors in request bodies: a JSON array of numbers, or a string of
-//! base64 (standard alphabet, padding optional) holding the vector's
+//! base64 (standard alphabet; `=` padding optional, never extra) holding the vector's
 //! little-endian IEEE-754 32-bit floats, 4 bytes each: the form OpenAI's
 //! `encoding_format: "base64"` returns embeddings in, and numpy's
 //! `base64.b64encode(v.astype("<f4").tobytes())`. The base64 form is about
@@ -83,17 +83,25 @@ impl<'de> Visitor<'de> for VecVisitor {
     }
 }
 
-/// The floats a base64 string holds. Errors: not base64, or a byte length
-/// that is not a multiple of 4.
+/// Standard alphabet; `=` padding canonical, short or left off (each
+/// unambiguous), never extra.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
+/// The floats a base64 string holds. Errors: not base64 (the message
+/// names the character and where it is), or a byte length that is not a
+/// multiple of 4.
 pub fn decode_base64(s: &str) -> Result<Vec<f32>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(s.trim_end_matches('='))
-        .map_err(|e| {
-            format!(
-                "a vector given as a string must be base64 of little-endian 32-bit floats; \
-                 this is not base64 ({e})"
-            )
-        })?;
+    let bytes = BASE64.decode(s).map_err(|e| {
+        format!(
+            "a vector given as a string must be base64 of little-endian 32-bit floats; \
+             this is not base64: {}",
+            why_not_base64(&e)
+        )
+    })?;
     if bytes.len() % 4 != 0 {
         return Err(format!(
             "a base64 vector must hold whole 32-bit floats (4 bytes each); it decodes to {} bytes",
@@ -104,6 +112,35 @@ pub fn decode_base64(s: &str) -> Result<Vec<f32>, String> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect())
+}
+
+/// What a user can do about a decode error, in words.
+fn why_not_base64(e: &base64::DecodeError) -> String {
+    use base64::DecodeError as E;
+    match *e {
+        E::InvalidByte(at, b) if b.is_ascii_whitespace() => {
+            format!("whitespace at character {at} (remove spaces and line breaks)")
+        }
+        E::InvalidByte(at, b @ (b'-' | b'_')) => format!(
+            "`{}` at character {at} is URL-safe base64; use the standard alphabet (`+` and `/`)",
+            b as char
+        ),
+        E::InvalidByte(at, b'=') => format!("`=` at character {at} is padding before the end"),
+        E::InvalidByte(at, b) if b.is_ascii_graphic() => {
+            format!(
+                "`{}` at character {at} is not a base64 character",
+                b as char
+            )
+        }
+        E::InvalidByte(at, b) => {
+            format!("byte 0x{b:02x} at character {at} is not a base64 character")
+        }
+        E::InvalidLength(n) => format!("{n} characters cannot be whole bytes (cut short?)"),
+        E::InvalidLastSymbol(at, _) => {
+            format!("the last character (at {at}) leaves stray bits: the string was cut or altered")
+        }
+        E::InvalidPadding => "the `=` padding at the end is wrong".into(),
+    }
 }
 
 /// The base64 form of `v` (standard alphabet, padded).
@@ -165,7 +202,28 @@ mod tests {
     #[test]
     fn bad_input_is_named() {
         let e = parse(r#"{"vector": "not base64!"}"#).unwrap_err();
-        assert!(e.contains("not base64"), "{e}");
+        assert!(
+            e.contains("not base64") && e.contains("whitespace at character 3"),
+            "{e}"
+        );
+        let good = encode_base64(&[0.1, 0.2, 0.3, 0.4]);
+        assert!(good.ends_with("=="), "{good}");
+        for (bad, want) in [
+            (good.replace('+', "-"), "URL-safe"),
+            (format!("{good}=="), "padding"),
+            (
+                format!("{}\\n{}", &good[..8], &good[8..]),
+                "whitespace at character 8",
+            ),
+            ("zczMPc3MTD6amZk+zczMPh==".to_string(), "stray bits"),
+            ("abc*".to_string(), "`*` at character 3"),
+        ] {
+            let e = match parse(&format!(r#"{{"vector": "{bad}"}}"#)) {
+                Err(e) => e,
+                Ok(v) => panic!("{bad} accepted: {v:?}"),
+            };
+            assert!(e.contains(want), "{bad}: {e}");
+        }
         // 3 bytes: not a whole float.
         let e = parse(r#"{"vector": "AAAA"}"#).unwrap_err();
         assert!(e.contains("4 bytes each") && e.contains("3 bytes"), "{e}");
