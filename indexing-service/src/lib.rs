@@ -14,6 +14,7 @@ pub mod lock_order;
 pub mod replication;
 pub mod snapshot;
 pub mod storage;
+pub mod text;
 
 use shared::client::EmbeddingClient;
 use shared::config::IndexingConfig;

@@ -16,6 +16,7 @@ use crate::collection::{
 use crate::index::segment_index::{
     HnswSettings, IndexKind, IndexSettings, IvfSettings, Quantization, SearchParams,
 };
+use crate::text::TextIndexSettings;
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -26,6 +27,7 @@ use shared::config::FsyncMode;
 use shared::http::ApiJson;
 use shared::wire::indexing::*;
 use shared::wire::limits::{self, check_len, check_range};
+use shared::wire::query::SearchMode;
 use shared::{ErrorBody, ErrorCode};
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,7 +35,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-type Res<T> = Result<Json<T>, ErrorBody>;
+pub(super) type Res<T> = Result<Json<T>, ErrorBody>;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,7 +56,7 @@ type Res<T> = Result<Json<T>, ErrorBody>;
 struct ApiDoc;
 
 /// Runs storage work on the blocking pool.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -67,7 +69,7 @@ async fn blocking<T: Send + 'static>(
 /// order. `field(i)` names the request field of text `i` in errors.
 /// Errors: 413 `payload_too_large` naming the field when one text cannot
 /// fit a call; the embedding service's rejection; 503 when unreachable.
-async fn embed(
+pub(super) async fn embed(
     s: &AppState,
     model: Option<&str>,
     texts: Vec<String>,
@@ -166,7 +168,7 @@ fn payload_value(
 
 /// The parts a request asks for: `with_vector` (default false) and
 /// `with_payload` (default `payload_default`).
-fn parts(
+pub(super) fn parts(
     with_vector: Option<bool>,
     with_payload: Option<bool>,
     payload_default: bool,
@@ -178,7 +180,7 @@ fn parts(
 }
 
 /// A hit on the wire; the collection left out what `parts` did not ask for.
-fn hit(h: ScoredPoint, parts: ReadParts) -> SearchHit {
+pub(super) fn hit(h: ScoredPoint, parts: ReadParts) -> SearchHit {
     SearchHit {
         id: h.point.id,
         score: h.score,
@@ -199,7 +201,7 @@ fn point_out(p: StoredPoint, parts: ReadParts) -> PointOutput {
 }
 
 /// Default `top_k` of a search.
-const DEFAULT_TOP_K: usize = 10;
+pub(super) const DEFAULT_TOP_K: usize = 10;
 /// Default scroll page size.
 const DEFAULT_SCROLL_LIMIT: usize = 100;
 
@@ -228,6 +230,28 @@ fn check_search(req: &SearchRequest, at: &str, path: Option<&str>) -> Result<(),
     if let Some(np) = req.nprobe {
         check_range(&field("nprobe"), np, limits::MIN_NPROBE, limits::MAX_NPROBE)
             .map_err(ApiError::invalid)?;
+    }
+    let mode = req.mode.unwrap_or_default();
+    if mode != SearchMode::Dense {
+        let name = match mode {
+            SearchMode::Keyword => "keyword",
+            _ => "hybrid",
+        };
+        if req.vector.is_some() {
+            return Err(ApiError::invalid(format!(
+                "`{}` is `{name}`, which searches by the text `{}`; leave out `{}`",
+                field("mode"),
+                field("query"),
+                field("vector")
+            )));
+        }
+        if req.query.is_none() {
+            return Err(ApiError::invalid(format!(
+                "`{}` is `{name}`: give the text to search for in `{}`",
+                field("mode"),
+                field("query")
+            )));
+        }
     }
     Ok(())
 }
@@ -320,6 +344,9 @@ fn check_create(req: &CreateCollectionRequest) -> Result<(), ApiError> {
     if let Some(i) = &req.idle_indexing {
         i.validate().map_err(ApiError::invalid)?;
     }
+    if let Some(t) = &req.text_index {
+        t.validate().map_err(ApiError::invalid)?;
+    }
     requested_index(req)
         .check_bounds()
         .map_err(ApiError::invalid)
@@ -357,6 +384,22 @@ async fn run_search(
     let t0 = Instant::now();
     let by_text = req.query.is_some();
     let model = c.config().embedding_model.clone();
+    let mode = req.mode.unwrap_or_default();
+    if mode != SearchMode::Dense {
+        let text = req.query.clone().expect("check_search: a text query");
+        let vector = match mode {
+            SearchMode::Hybrid => Some(query_vector(s, model.as_deref(), &mut req).await?),
+            _ => None,
+        };
+        let node = super::query::mode_tree(mode, &text, vector, &req)
+            .expect("keyword and hybrid are trees");
+        let parts = parts(req.with_vector, req.with_payload, payload_default);
+        let hits = super::query::run_tree(s, c, node, parts).await?;
+        return Ok(SearchResponse {
+            results: hits.into_iter().map(|h| hit(h, parts)).collect(),
+            took_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        });
+    }
     let vector = query_vector(s, model.as_deref(), &mut req).await?;
     match search_vector(s, c, vector, req, t0, payload_default).await {
         // Say where a text query's dimension comes from.
@@ -505,6 +548,7 @@ async fn search(
     let t0 = Instant::now();
     let mut req = req;
     let by_text = req.query.is_some();
+    let query_text = req.query.clone();
     let model = s.config.embedding_model.clone();
     let vector = query_vector(&s, model.as_deref(), &mut req).await?;
     let dim = if by_text {
@@ -525,6 +569,10 @@ async fn search(
         .into());
     }
     let c = create_default(&s, name, dim).await?;
+    if req.mode.is_some_and(|m| m != SearchMode::Dense) {
+        req.query = req.query.or(query_text);
+        return Ok(Json(run_search(&s, c, req, true).await?));
+    }
     Ok(Json(search_vector(&s, c, vector, req, t0, true).await?))
 }
 
@@ -567,6 +615,11 @@ pub struct CreateCollectionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "sentence-transformers/all-MiniLM-L6-v2")]
     pub embedding_model: Option<String>,
+    /// The full-text index of each point's `content`, for keyword (BM25)
+    /// and hybrid search: on by default with `k1` 1.2, `b` 0.75 and no
+    /// stemmer. Fixed at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_index: Option<TextIndexSettings>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -581,6 +634,9 @@ pub struct CollectionDescription {
     /// The appendable segment is also sealed and indexed once writes
     /// pause (see the create request's `idle_indexing`).
     pub idle_indexing: IdleIndexing,
+    /// The full-text index of `content` (keyword search); `enabled: false`
+    /// when the collection has none.
+    pub text_index: TextIndexSettings,
     /// Live points.
     pub points: usize,
     /// Segments: sealed ones and the appendable one.
@@ -667,6 +723,7 @@ fn describe(c: &Collection) -> CollectionDescription {
         index: cfg.index.into(),
         flush_threshold_vectors: cfg.flush_threshold.vectors,
         idle_indexing: cfg.idle_indexing,
+        text_index: cfg.text_index.clone(),
         points: i.points,
         segments: i.segments,
         sealed_segments: i.sealed_segments,
@@ -1147,6 +1204,8 @@ fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(search_collection))
         .routes(routes!(search_points))
         .routes(routes!(search_batch))
+        .routes(routes!(super::query::query_points))
+        .routes(routes!(super::query::query_points_qdrant))
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))

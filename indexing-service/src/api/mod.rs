@@ -11,6 +11,7 @@ mod handlers;
 pub mod metrics;
 mod new_collection;
 mod point_path;
+mod query;
 mod snapshots;
 mod spec;
 
@@ -57,9 +58,11 @@ impl From<ApiError> for ErrorBody {
             ApiError::Collection(c) => match c {
                 C::NotFound(_) | C::PointNotFound(_) => ErrorCode::NotFound,
                 C::AlreadyExists(_) => ErrorCode::AlreadyExists,
-                C::InvalidName(_) | C::InvalidConfig(_) | C::InvalidId(_) => {
-                    ErrorCode::InvalidRequest
-                }
+                C::InvalidName(_)
+                | C::InvalidConfig(_)
+                | C::InvalidId(_)
+                | C::NoTextIndex(_)
+                | C::InvalidQuery(_) => ErrorCode::InvalidRequest,
                 C::DimensionMismatch { .. } => ErrorCode::DimensionMismatch,
                 C::InvalidVector(_) => ErrorCode::InvalidVector,
                 C::InvalidPayload(_) => ErrorCode::InvalidPayload,

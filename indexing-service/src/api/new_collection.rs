@@ -46,6 +46,7 @@ pub(super) fn defaults_for(name: &str) -> CreateCollectionRequest {
         fsync: None,
         idle_indexing: None,
         embedding_model: None,
+        text_index: None,
     }
 }
 
@@ -72,6 +73,7 @@ pub(super) fn collection_config(
         bytes: t.and_then(|t| t.bytes).unwrap_or(svc.flush_threshold.bytes),
     };
     cfg.idle_indexing = req.idle_indexing.unwrap_or_default();
+    cfg.text_index = req.text_index.clone().unwrap_or_default();
     cfg.embedding_model = req
         .embedding_model
         .clone()

@@ -47,8 +47,10 @@ const CONSISTENT_READS: &[(&str, &str)] = &[
     ("/collections/{name}/points", "post"),
     ("/collections/{name}/points/count", "post"),
     ("/collections/{name}/points/scroll", "post"),
+    ("/collections/{name}/points/query", "post"),
     ("/collections/{name}/points/search", "post"),
     ("/collections/{name}/points/{id}", "get"),
+    ("/collections/{name}/query", "post"),
     ("/collections/{name}/search", "post"),
     ("/collections/{name}/search/batch", "post"),
     ("/search", "post"),
@@ -311,7 +313,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(params, 19);
+        assert_eq!(params, 21);
         // The pattern says what the storage layer checks.
         for (name, ok) in [
             ("documents", true),
@@ -411,6 +413,11 @@ mod tests {
                 body_404.clone(),
             ),
             (
+                "/collections/{name}/points/query".into(),
+                "post",
+                read_body.clone(),
+            ),
+            (
                 "/collections/{name}/points/scroll".into(),
                 "post",
                 read_body.clone(),
@@ -434,6 +441,11 @@ mod tests {
                 "/collections/{name}/points/{id}".into(),
                 "patch",
                 body_404.clone(),
+            ),
+            (
+                "/collections/{name}/query".into(),
+                "post",
+                read_body.clone(),
             ),
             (
                 "/collections/{name}/search".into(),
@@ -544,6 +556,7 @@ mod tests {
                 "ScrollRequest" => parses::<ScrollRequest>(&example),
                 "CountRequest" => parses::<CountRequest>(&example),
                 "GetPointsRequest" => parses::<GetPointsRequest>(&example),
+                "QueryRequest" => parses::<shared::wire::query::QueryRequest>(&example),
                 "RecoverSnapshotRequest" => {
                     parses::<shared::wire::snapshot::RecoverSnapshotRequest>(&example)
                 }
@@ -552,7 +565,7 @@ mod tests {
             r.unwrap_or_else(|e| panic!("{method} {path}: {example}: {e}"));
             bodies += 1;
         }
-        assert_eq!(bodies, 13);
+        assert_eq!(bodies, 15);
         // `/search` names no collection: it uses the default one, which the
         // first search makes on a fresh stack.
         let search = request_example(&spec, &spec["paths"]["/search"]["post"]).unwrap();

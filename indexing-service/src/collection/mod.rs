@@ -43,6 +43,7 @@
 mod follower;
 mod manager;
 mod optimizer;
+pub mod query;
 mod snapshot;
 pub(crate) use follower::FileStamp;
 pub use follower::{FollowStep, ReplicaStatus, Role};
@@ -58,6 +59,8 @@ use crate::storage::fsutil::atomic_write;
 use crate::storage::segment::{Extra, MutableSegment, SealedSegment, SegmentId};
 use crate::storage::wal::Wal;
 use crate::storage::{io_err, StorageError};
+use crate::text::bm25::{self, Bm25Params, QueryTerms};
+use crate::text::{TextIndexSettings, Tokenizer};
 use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 use shared::config::FsyncMode;
@@ -101,6 +104,16 @@ pub enum CollectionError {
     InvalidFilter(String),
     #[error("{0}")]
     InvalidId(String),
+    /// A query tree that cannot run (see `query::check_tree`).
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// A keyword search on a collection without a text index.
+    #[error(
+        "collection `{0}` has no text index (it was made before keyword search, or with \
+         `text_index.enabled: false`), so keyword and hybrid search cannot run on it; \
+         use a dense search, or copy the points into a new collection"
+    )]
+    NoTextIndex(String),
     #[error("point {0} not found")]
     PointNotFound(PointId),
     /// The collection exists but its files are damaged; it was not opened.
@@ -167,6 +180,10 @@ pub struct CollectionConfig {
     /// call. Absent from collections made before this field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_model: Option<String>,
+    /// The full-text index of `content` (keyword search). Collections made
+    /// before it have none (their segments hold no `text.bin`).
+    #[serde(default = "TextIndexSettings::absent")]
+    pub text_index: TextIndexSettings,
 }
 
 fn default_payload_limit() -> usize {
@@ -194,7 +211,13 @@ impl CollectionConfig {
             fsync: FsyncMode::Always,
             fsync_interval_ms: 100,
             embedding_model: None,
+            text_index: TextIndexSettings::default(),
         }
+    }
+
+    /// The tokenizer of the text index; None when the collection has none.
+    pub fn tokenizer(&self) -> Option<Tokenizer> {
+        self.text_index.tokenizer()
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -214,6 +237,9 @@ impl CollectionConfig {
             .validate(self.dimension)
             .map_err(CollectionError::InvalidConfig)?;
         self.idle_indexing
+            .validate()
+            .map_err(CollectionError::InvalidConfig)?;
+        self.text_index
             .validate()
             .map_err(CollectionError::InvalidConfig)?;
         if !(self.vacuum.deleted_ratio > 0.0 && self.vacuum.deleted_ratio <= 1.0) {
@@ -527,6 +553,7 @@ impl Shared {
                     snap_deleted[i],
                 )
             }),
+            self.config.tokenizer().as_ref(),
             |tmp, v| self.build_index(tmp, v, &mut built),
         )?;
         drop((ids, vectors, extras));
@@ -619,6 +646,7 @@ impl Shared {
                     let s = by_id[&sid];
                     (&s.ids[off as usize], s.vector(off as usize), e, false)
                 }),
+                self.config.tokenizer().as_ref(),
                 |tmp, vectors| self.build_index(tmp, vectors, &mut built),
             )?;
             drop(extras);
@@ -1469,30 +1497,12 @@ impl Collection {
         parts: ReadParts,
     ) -> Result<Vec<ScoredPoint>> {
         let c = &self.inner.config;
-        if query.len() != c.dimension {
-            return Err(CollectionError::DimensionMismatch {
-                subject: "the query vector".into(),
-                expected: c.dimension,
-                got: query.len(),
-            });
-        }
-        if query.iter().any(|x| !x.is_finite()) {
-            return Err(CollectionError::InvalidVector(
-                "the query has a component that is not a finite 32-bit float (NaN, infinite, or beyond ±3.4e38)".into(),
-            ));
-        }
+        let q = self.prepare_query(query)?;
         let filter = filter
             .map(filter::CompiledFilter::new)
             .transpose()
             .map_err(CollectionError::InvalidFilter)?;
         let filter = filter.as_ref();
-        let mut q = query.to_vec();
-        check_magnitude(c.metric, &q, "the query")?;
-        if c.metric == Metric::Cosine && !index::distance::normalize(&mut q) {
-            return Err(CollectionError::InvalidVector(
-                "a zero query vector has no direction under cosine".into(),
-            ));
-        }
         let segs: Vec<Seg> = self.inner.state.read().segments.values().cloned().collect();
         let mut top: TopK<(SegmentId, u32)> = TopK::new(k);
         for s in &segs {
@@ -1536,6 +1546,52 @@ impl Collection {
                 }
             }
         }
+        let metric = c.metric;
+        self.hydrate(&segs, top.into_sorted(), parts, |sc| {
+            index::user_score(metric, sc)
+        })
+    }
+
+    /// A query vector checked (dimension, finite components, magnitude)
+    /// and, under cosine, normalised. Errors: `DimensionMismatch`,
+    /// `InvalidVector`.
+    fn prepare_query(&self, query: &[f32]) -> Result<Vec<f32>> {
+        let c = &self.inner.config;
+        if query.len() != c.dimension {
+            return Err(CollectionError::DimensionMismatch {
+                subject: "the query vector".into(),
+                expected: c.dimension,
+                got: query.len(),
+            });
+        }
+        if query.iter().any(|x| !x.is_finite()) {
+            return Err(CollectionError::InvalidVector(
+                "the query has a component that is not a finite 32-bit float (NaN, infinite, or beyond ±3.4e38)".into(),
+            ));
+        }
+        let mut q = query.to_vec();
+        check_magnitude(c.metric, &q, "the query")?;
+        if c.metric == Metric::Cosine && !index::distance::normalize(&mut q) {
+            return Err(CollectionError::InvalidVector(
+                "a zero query vector has no direction under cosine".into(),
+            ));
+        }
+        Ok(q)
+    }
+
+    /// The hits `top` ((segment, slot), internal score), best first, as
+    /// points with the `parts` asked for; a point met twice (replaced
+    /// while the search ran) is kept once, at its better rank. `score`
+    /// turns an internal score into the user's. Errors: `Storage` when a
+    /// sealed record cannot be read.
+    fn hydrate(
+        &self,
+        segs: &[Seg],
+        top: Vec<((SegmentId, u32), f32)>,
+        parts: ReadParts,
+        score: impl Fn(f32) -> f32,
+    ) -> Result<Vec<ScoredPoint>> {
+        let dim = self.inner.config.dimension;
         let by_id: BTreeMap<SegmentId, &Seg> = segs
             .iter()
             .map(|s| match s {
@@ -1545,7 +1601,7 @@ impl Collection {
             .collect();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for ((sid, off), sc) in top.into_sorted() {
+        for ((sid, off), sc) in top {
             let o = off as usize;
             let (id, vector, extra) = match by_id[&sid] {
                 Seg::Sealed(s, _) => (
@@ -1566,7 +1622,7 @@ impl Collection {
                     (
                         d.ids[o].clone(),
                         if parts.vector {
-                            d.vectors[o * c.dimension..(o + 1) * c.dimension].to_vec()
+                            d.vectors[o * dim..(o + 1) * dim].to_vec()
                         } else {
                             Vec::new()
                         },
@@ -1586,11 +1642,128 @@ impl Collection {
                         payload: extra.payload,
                         content: extra.content,
                     },
-                    score: index::user_score(c.metric, sc),
+                    score: score(sc),
                 });
             }
         }
         Ok(out)
+    }
+
+    /// Top-`k` by BM25 over the points' `content`, best first; scores are
+    /// BM25 (≥ 0, see `text::bm25`) with the collection-wide statistics of
+    /// the live points, so they do not depend on the segmentation. Only
+    /// points holding a query term are hits (fewer than `k` when fewer
+    /// do; none for a query without a token). `params` overrides the
+    /// collection's `k1` / `b`; `filter` is applied to each scored point.
+    ///
+    /// Errors: `NoTextIndex` when the collection has no text index;
+    /// `InvalidFilter`; `Storage` when a record cannot be read.
+    pub fn search_text(
+        &self,
+        query: &str,
+        k: usize,
+        filter: Option<&Filter>,
+        params: Option<Bm25Params>,
+        parts: ReadParts,
+    ) -> Result<Vec<ScoredPoint>> {
+        self.search_text_among(query, k, filter, params, parts, None)
+    }
+
+    /// [`Collection::search_text`] over the points whose ids are in
+    /// `only` (all when None); the statistics stay the collection's.
+    pub(crate) fn search_text_among(
+        &self,
+        query: &str,
+        k: usize,
+        filter: Option<&Filter>,
+        params: Option<Bm25Params>,
+        parts: ReadParts,
+        only: Option<&HashSet<PointId>>,
+    ) -> Result<Vec<ScoredPoint>> {
+        let c = &self.inner.config;
+        let Some(tok) = c.tokenizer() else {
+            return Err(CollectionError::NoTextIndex(c.name.clone()));
+        };
+        let params = params.unwrap_or(Bm25Params {
+            k1: c.text_index.k1,
+            b: c.text_index.b,
+        });
+        let filter = filter
+            .map(filter::CompiledFilter::new)
+            .transpose()
+            .map_err(CollectionError::InvalidFilter)?;
+        let filter = filter.as_ref();
+        let terms = QueryTerms::new(tok.tokenize(query));
+        if terms.is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        let segs: Vec<Seg> = self.inner.state.read().segments.values().cloned().collect();
+        // Two passes: statistics over every segment, then scores. An
+        // appendable segment's data is read-locked in each pass alone (one
+        // `SegmentData` lock at a time); a write landing between the two
+        // passes is seen by the second only, as by a search just after it.
+        let mut stats = bm25::Stats::new(&terms);
+        for s in &segs {
+            match s {
+                Seg::Sealed(s, _) => {
+                    if let Some(t) = &s.text {
+                        stats.add_segment(
+                            t,
+                            s.deleted.ones().map(|d| d as u32),
+                            &|d| s.deleted.get(d as usize),
+                            &terms,
+                        );
+                    }
+                }
+                Seg::Mutable(m) => {
+                    let d = m.data.read();
+                    let deleted = d
+                        .deleted
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, x)| **x)
+                        .map(|(i, _)| i as u32);
+                    stats.add_segment(&d.text, deleted, &|o| d.deleted[o as usize], &terms);
+                }
+            }
+        }
+        let mut top: TopK<(SegmentId, u32)> = TopK::new(k);
+        for s in &segs {
+            match s {
+                Seg::Sealed(s, _) => {
+                    let Some(t) = &s.text else { continue };
+                    let accept = |off: u32| {
+                        !s.deleted.get(off as usize)
+                            && only.is_none_or(|o| o.contains(&s.ids[off as usize]))
+                            && filter.is_none_or(|f| {
+                                s.extra(off as usize)
+                                    .is_ok_and(|e| f.matches(e.payload.as_ref()))
+                            })
+                    };
+                    bm25::score_segment(t, &terms, &stats, params, &accept, &mut |off, sc| {
+                        top.push(sc, (s.id, off))
+                    });
+                }
+                Seg::Mutable(m) => {
+                    let d = m.data.read();
+                    let accept = |off: u32| {
+                        !d.deleted[off as usize]
+                            && only.is_none_or(|o| o.contains(&d.ids[off as usize]))
+                            && filter
+                                .is_none_or(|f| f.matches(d.extras[off as usize].payload.as_ref()))
+                    };
+                    bm25::score_segment(
+                        &d.text,
+                        &terms,
+                        &stats,
+                        params,
+                        &accept,
+                        &mut |off, sc| top.push(sc, (m.id, off)),
+                    );
+                }
+            }
+        }
+        self.hydrate(&segs, top.into_sorted(), parts, |sc| sc)
     }
 
     /// Seals the appendable segment (if it holds anything) and waits until
@@ -1831,7 +2004,11 @@ fn assemble_state(
         .next_segment_id
         .max(max_seen)
         .max(manifest.segments.iter().max().map_or(0, |m| m + 1));
-    let appendable = Arc::new(MutableSegment::new(next, config.dimension));
+    let appendable = Arc::new(MutableSegment::new(
+        next,
+        config.dimension,
+        config.tokenizer(),
+    ));
     segments.insert(next, Seg::Mutable(appendable.clone()));
     State {
         segments,
@@ -1919,7 +2096,11 @@ fn apply_op(config: &CollectionConfig, st: &mut State, op_num: u64, op: Op) -> A
         // Nothing in the id map points here any more: start afresh, under a
         // new id (a scan that noted this segment's length must not take
         // the new one's slots for old ones).
-        let fresh = Arc::new(MutableSegment::new(st.next_segment_id, config.dimension));
+        let fresh = Arc::new(MutableSegment::new(
+            st.next_segment_id,
+            config.dimension,
+            config.tokenizer(),
+        ));
         st.next_segment_id += 1;
         st.segments.remove(&st.appendable.id);
         st.segments.insert(fresh.id, Seg::Mutable(fresh.clone()));
@@ -1940,7 +2121,11 @@ fn apply_op(config: &CollectionConfig, st: &mut State, op_num: u64, op: Op) -> A
 fn freeze(config: &CollectionConfig, st: &mut State, op_num: u64) -> Job {
     let id = st.appendable.id;
     st.frozen.push((id, op_num));
-    let next = Arc::new(MutableSegment::new(st.next_segment_id, config.dimension));
+    let next = Arc::new(MutableSegment::new(
+        st.next_segment_id,
+        config.dimension,
+        config.tokenizer(),
+    ));
     st.next_segment_id += 1;
     st.segments.insert(next.id, Seg::Mutable(next.clone()));
     st.appendable = next;

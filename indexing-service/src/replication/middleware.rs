@@ -4,7 +4,7 @@
 //! | request | on the writer | on a follower |
 //! |---|---|---|
 //! | write (any method but GET/HEAD/OPTIONS, except the POST reads below) | served; a 2xx answer gets `x-operation` | forwarded to the writer, its answer returned unchanged (503 `writer_unavailable` + `Retry-After` when it cannot be reached) |
-//! | read (GET, and POST `/search`, `…/search`, `…/search/batch`, `…/points/search`, `…/points/scroll`, `…/points/count`, `…/points` get-by-ids) | served | waits for `consistency.after` / `x-consistency-after` (bounded), then served |
+//! | read (GET, and POST `/search`, `…/search`, `…/query`, `…/search/batch`, `…/points/search`, `…/points/query`, `…/points/scroll`, `…/points/count`, `…/points` get-by-ids) | served | waits for `consistency.after` / `x-consistency-after` (bounded), then served |
 //! | `POST /search` of the default collection before it exists | served (creates it) | forwarded (it creates) |
 //!
 //! `GET /metrics` gets this layer's series appended, and
@@ -52,10 +52,15 @@ fn classify(method: &Method, path: &str) -> Kind {
     let read = matches!(
         segments(path).as_slice(),
         ["search"]
-            | ["collections", _, "search"]
+            | ["collections", _, "search" | "query"]
             | ["collections", _, "points"]
             | ["collections", _, "search", "batch"]
-            | ["collections", _, "points", "search" | "scroll" | "count"]
+            | [
+                "collections",
+                _,
+                "points",
+                "search" | "scroll" | "count" | "query"
+            ]
     );
     if read {
         Kind::BodyRead
@@ -418,6 +423,8 @@ mod tests {
         assert_eq!(classify(&p, "/collections/a/points/scroll"), Kind::BodyRead);
         assert_eq!(classify(&p, "/collections/a/points"), Kind::BodyRead);
         assert_eq!(classify(&p, "/collections/a/search/batch"), Kind::BodyRead);
+        assert_eq!(classify(&p, "/collections/a/query"), Kind::BodyRead);
+        assert_eq!(classify(&p, "/collections/a/points/query"), Kind::BodyRead);
         assert_eq!(classify(&p, "/embed"), Kind::Write);
         assert_eq!(classify(&p, "/collections"), Kind::Write);
         assert_eq!(classify(&p, "/collections/a/points/delete"), Kind::Write);

@@ -10,6 +10,7 @@
 //! | `ids.bin` | `count` point ids (`codec` id encoding) | `files` |
 //! | `records.idx` | `count + 1` u64 LE offsets into `records.dat` | `files` |
 //! | `records.dat` | per point a JSON object `{"p": payload or null, "c": content or null}` | `files` |
+//! | `text.bin` | the inverted index of the points' `content` for keyword search (`text::inverted`); present when the collection indexes text | `files` |
 //! | `deleted.bin` | bitset of deleted offsets, `⌈count/64⌉` u64 LE words, then the CRC-32 of those words (u32 LE); the only file rewritten after sealing (atomically, at checkpoints) | its trailer |
 //! | `hnsw.bin`, `sq8.bin`, `pq.bin`, `ivf.bin` | the index layer's files (`index::segment_index`), written by the hook of [`SealedSegment::write`]; which ones exist depends on the index settings | `files` |
 //!
@@ -55,6 +56,8 @@ use super::codec::{put_id, Payload, PointRecord, Reader};
 use super::fsutil::{atomic_write, sync_dir, write_synced};
 use super::{io_err, Result, StorageError};
 use crate::lock_order::{Level, OrderedRwLock};
+use crate::text::inverted::{self, MutableText, SealedText};
+use crate::text::Tokenizer;
 use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -119,6 +122,20 @@ impl AtomicBits {
             .map(|w| w.load(Ordering::Acquire).count_ones() as usize)
             .sum()
     }
+    /// The set bits, ascending.
+    pub fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, word)| {
+            let mut bits = word.load(Ordering::Relaxed);
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let b = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    w * 64 + b
+                })
+            })
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -141,6 +158,9 @@ pub struct Extra {
 pub struct MutableSegment {
     pub id: SegmentId,
     pub dim: usize,
+    /// Tokenizes each point's `content` into `MutableData::text`; None
+    /// when the collection does not index text.
+    pub tokenizer: Option<Tokenizer>,
     /// Lock level `SegmentData`: taken after the collection's `state`.
     pub data: OrderedRwLock<MutableData>,
 }
@@ -154,13 +174,19 @@ pub struct MutableData {
     pub live: usize,
     /// Vector and payload bytes appended (for the flush threshold).
     pub bytes: usize,
+    /// The inverted index of the slots' `content` (empty when the segment
+    /// has no tokenizer).
+    pub text: MutableText,
 }
 
 impl MutableSegment {
-    pub fn new(id: SegmentId, dim: usize) -> Self {
+    /// An empty segment; `tokenizer` indexes each point's `content` for
+    /// keyword search (None: no text index).
+    pub fn new(id: SegmentId, dim: usize, tokenizer: Option<Tokenizer>) -> Self {
         Self {
             id,
             dim,
+            tokenizer,
             data: OrderedRwLock::new(Level::SegmentData, MutableData::default()),
         }
     }
@@ -175,6 +201,9 @@ impl MutableSegment {
             .unwrap_or(0)
             + p.content.as_ref().map_or(0, |c| c.len());
         d.bytes += p.vector.len() * 4 + extra_bytes;
+        if let Some(t) = &self.tokenizer {
+            d.text.push(t, p.content.as_deref());
+        }
         d.vectors.extend_from_slice(&p.vector);
         d.ids.push(p.id);
         d.extras.push(Extra {
@@ -388,6 +417,8 @@ const IDS: &str = "ids.bin";
 const REC_IDX: &str = "records.idx";
 const REC_DAT: &str = "records.dat";
 const DELETED: &str = "deleted.bin";
+/// The text index (`text::inverted`).
+pub const TEXT: &str = "text.bin";
 
 /// `deleted.bin` as written by format `version`: the words, and in format 2
 /// a trailing CRC-32 of them.
@@ -414,6 +445,9 @@ pub struct SealedSegment {
     rec_idx: Option<Arc<Mmap>>,
     rec_dat: Option<Arc<Mmap>>,
     pub deleted: AtomicBits,
+    /// The inverted index of the points' `content`, mapped from
+    /// `text.bin`; None when the segment was written without one.
+    pub text: Option<SealedText>,
 }
 
 fn map(path: &Path) -> Result<Option<Arc<Mmap>>> {
@@ -511,6 +545,8 @@ impl SealedSegment {
 
     /// Writes a segment into `<parent>/<id>.tmp` and renames it to
     /// `<parent>/<id>`. `points` yields (id, vector, extra, deleted).
+    /// `tokenizer`, when given, indexes each point's `content` into
+    /// `text.bin`.
     /// `hook` runs on the temp directory and all vectors before the rename
     /// (the index layer writes its files there); every file it leaves is
     /// checksummed into `meta.json` with the segment's own, so a segment
@@ -522,6 +558,7 @@ impl SealedSegment {
         id: SegmentId,
         dim: usize,
         points: impl Iterator<Item = (&'a PointId, &'a [f32], &'a Extra, bool)>,
+        tokenizer: Option<&Tokenizer>,
         hook: impl FnOnce(&Path, &[f32]) -> Result<()>,
     ) -> Result<PathBuf> {
         let fin = parent.join(Self::dir_name(id));
@@ -534,7 +571,11 @@ impl SealedSegment {
         let mut dat = Vec::new();
         let mut deleted_offsets = Vec::new();
         let mut count = 0usize;
+        let mut texts: Vec<Option<&'a str>> = Vec::new();
         for (pid, v, extra, del) in points {
+            if tokenizer.is_some() {
+                texts.push(extra.content.as_deref());
+            }
             debug_assert_eq!(v.len(), dim);
             vectors.extend_from_slice(v);
             put_id(&mut ids, pid);
@@ -563,6 +604,9 @@ impl SealedSegment {
         put(REC_IDX, &idx)?;
         put(REC_DAT, &dat)?;
         drop((ids, idx, dat));
+        if let Some(tok) = tokenizer {
+            put(TEXT, &inverted::write_sealed(tok, texts.drain(..)))?;
+        }
         hook(&tmp, &vectors)?;
         drop(vectors);
         // The hook's files (the index layer's), read back once.
@@ -681,10 +725,26 @@ impl SealedSegment {
         let rec_dat = map(&dir.join(REC_DAT))?;
         verify(dir, &meta, REC_DAT, mapped(&rec_dat))?;
         let deleted = read_deleted(dir, meta.format_version, meta.count)?;
+        let text_path = dir.join(TEXT);
+        let text =
+            if meta.files.contains_key(TEXT) || (meta.format_version < 2 && text_path.exists()) {
+                let m = map(&text_path)?;
+                verify(dir, &meta, TEXT, mapped(&m))?;
+                let bytes: Arc<dyn AsRef<[u8]> + Send + Sync> = match m {
+                    Some(m) => m,
+                    None => Arc::new(Vec::new()),
+                };
+                Some(
+                    SealedText::open(bytes, meta.count)
+                        .map_err(|e| corrupt(TEXT, format!("{TEXT}: {e}")))?,
+                )
+            } else {
+                None
+            };
         // The rest (the index layer's files): verified here, before
         // `SegmentIndex::open` maps them.
         for name in meta.files.keys() {
-            if [VECTORS, IDS, REC_IDX, REC_DAT].contains(&name.as_str()) {
+            if [VECTORS, IDS, REC_IDX, REC_DAT, TEXT].contains(&name.as_str()) {
                 continue;
             }
             let m = map(&dir.join(name))?;
@@ -701,6 +761,7 @@ impl SealedSegment {
             rec_idx,
             rec_dat,
             deleted,
+            text,
         })
     }
 
@@ -722,6 +783,7 @@ impl SealedSegment {
             rec_idx: self.rec_idx.clone(),
             rec_dat: self.rec_dat.clone(),
             deleted: read_deleted(&self.dir, self.format_version, self.count)?,
+            text: self.text.clone(),
         })
     }
 
@@ -832,6 +894,7 @@ mod tests {
             id,
             DIM,
             pts.iter().map(|(i, v, e, d)| (i, v.as_slice(), e, *d)),
+            Some(&Tokenizer::new(None)),
             |tmp, _| {
                 for (name, bytes) in index_files {
                     write_synced(&tmp.join(name), bytes)?;
@@ -908,6 +971,13 @@ mod tests {
         let s = SealedSegment::open(&dir).unwrap();
         assert_eq!((s.id, s.dim, s.count, s.format_version()), (7, DIM, 150, 2));
         assert_eq!(contents(&s), pts);
+        // The text index is mapped, not rebuilt: "text 4" is slot 4's.
+        use crate::text::inverted::TextSource;
+        let text = s.text.as_ref().expect("written with a tokenizer");
+        let mut hits = Vec::new();
+        text.postings("4", &mut |d, tf| hits.push((d, tf)));
+        assert_eq!(hits, [(4, 1)]);
+        assert_eq!(text.totals(), (75, 150));
         // Deletes persisted at a checkpoint carry their own checksum.
         assert!(s.deleted.set(0) && s.deleted.set(149));
         s.persist_deleted().unwrap();
@@ -939,7 +1009,7 @@ mod tests {
         let want = contents(&s);
         drop(s);
         for file in [
-            VECTORS, IDS, REC_IDX, REC_DAT, DELETED, "hnsw.bin", "sq8.bin",
+            VECTORS, IDS, REC_IDX, REC_DAT, DELETED, TEXT, "hnsw.bin", "sq8.bin",
         ] {
             let path = dir.join(file);
             let orig = std::fs::read(&path).unwrap();
@@ -1165,6 +1235,7 @@ mod tests {
             1,
             dim,
             (0..n).map(|i| (&ids[i], &vectors[i * dim..(i + 1) * dim], &extra, false)),
+            None,
             |_, _| Ok(()),
         )
         .unwrap();

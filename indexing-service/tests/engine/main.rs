@@ -2,6 +2,7 @@
 //! the vector index, through the collection API and the in-process router.
 
 mod api_rules;
+mod bm25;
 mod contract;
 mod faults;
 mod filter_numbers;
@@ -12,6 +13,7 @@ mod idle;
 mod integrity;
 mod limits;
 mod magnitudes;
+mod query;
 mod recall;
 mod replicas;
 mod snapshots;

@@ -3,7 +3,7 @@
 //! and bad input. Seeds are printed; set `STORAGE_SEED` to replay one.
 
 use indexing_service::collection::{
-    Collection, CollectionConfig, CollectionError, FlushThreshold, NewPoint, Storage,
+    Collection, CollectionConfig, CollectionError, FlushThreshold, NewPoint, ReadParts, Storage,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -171,7 +171,10 @@ fn crash_child() {
             CrashOp::Upsert { pts } => c
                 .upsert(
                     pts.iter()
-                        .map(|&(id, s, tag)| pt(id, crash_vec(s, id), json!({"v": s, "tag": tag})))
+                        .map(|&(id, s, tag)| NewPoint {
+                            content: Some(format!("doc{id} version{s}")),
+                            ..pt(id, crash_vec(s, id), json!({"v": s, "tag": tag}))
+                        })
                         .collect(),
                 )
                 .map(|_| ()),
@@ -288,6 +291,21 @@ fn acknowledged_writes_survive_sigkill() {
                 got, model,
                 "cycle {cycle}: state differs from acknowledged ops (pending: {pending:?})"
             );
+        }
+        // The text index (sealed segments' text.bin, the appendable
+        // segment rebuilt from the log) finds each live point by its
+        // unique word, and no deleted one.
+        for id in 0..CRASH_IDS {
+            let hits = c
+                .search_text(&format!("doc{id}"), 3, None, None, ReadParts::PAYLOAD)
+                .unwrap();
+            let got: Vec<PointId> = hits.iter().map(|h| h.point.id.clone()).collect();
+            let want: Vec<PointId> = model
+                .contains_key(&id)
+                .then_some(PointId::Num(id))
+                .into_iter()
+                .collect();
+            assert_eq!(got, want, "cycle {cycle}: keyword search for doc{id}");
         }
         // Search still works and skips deleted points.
         let hits = c.search(&crash_vec(1, 1), 5, None).unwrap();

@@ -492,6 +492,13 @@ pub struct SearchRequest {
     pub top_k: Option<usize>,
     #[serde(default)]
     pub filter: Option<Filter>,
+    /// How results are ranked: `dense` (default: nearest vectors),
+    /// `keyword` (BM25 over the stored `content`) or `hybrid` (dense and
+    /// BM25, fused by reciprocal rank: `Σ 1 / (60 + rank)` over the two
+    /// lists, each searched `max(top_k, 50)` deep). `keyword` and `hybrid`
+    /// need a text `query`; their scores are BM25 (≥ 0) and RRF scores.
+    #[serde(default)]
+    pub mode: Option<crate::wire::query::SearchMode>,
     /// On `/search`: the collection (1 to 64 of `A-Z a-z 0-9 _ -`;
     /// default: the service's `default_collection`, created on first use;
     /// any other name must exist: 404 otherwise). Ignored on
@@ -560,7 +567,7 @@ pub struct SearchResponse {
 
 /// Milliseconds with at most 3 decimals, so `8.298506000000001` goes out
 /// as `8.299`.
-fn millis_3<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn millis_3<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(round_millis(*ms))
 }
 

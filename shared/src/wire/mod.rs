@@ -3,5 +3,6 @@
 pub mod embedding;
 pub mod indexing;
 pub mod limits;
+pub mod query;
 pub mod snapshot;
 pub mod vector;
