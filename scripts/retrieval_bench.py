@@ -53,7 +53,7 @@ def main():
     if not (a.keep and st == 200 and info["points"] == len(rows)):
         call(a.url, "DELETE", f"/collections/{a.collection}")
         st, b = call(a.url, "POST", "/collections", {"name": a.collection})
-        assert st == 200, b
+        assert st == 201, b
         t0 = time.time()
         batch = 256
         for i in range(0, len(rows), batch):

@@ -17,6 +17,7 @@
 //! check runs on the worker thread when no job arrived for the idle time,
 //! under the usual lock order (`checkpoint` → `state`).
 
+use super::*;
 use super::{Job, Result, Shared};
 use crate::index::segment_index::IndexKind;
 use serde::{Deserialize, Serialize};
@@ -144,5 +145,292 @@ impl Shared {
             self.vacuum()?;
         }
         Ok(())
+    }
+}
+
+impl Shared {
+    /// Builds the segment's index into its temp directory (the hook of
+    /// `SealedSegment::write`).
+    pub(super) fn build_index(
+        &self,
+        dir: &Path,
+        vectors: &[f32],
+        out: &mut Option<SegmentIndex>,
+    ) -> std::result::Result<(), StorageError> {
+        let c = &self.config;
+        *out = SegmentIndex::build(dir, &c.index, c.metric, vectors, c.dimension).map_err(
+            |message| StorageError::Corrupt {
+                path: dir.to_path_buf(),
+                message: format!("index build: {message}"),
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Writes every sealed segment's bitmap, then the manifest, then cuts
+    /// the WAL. Called only from the worker. When nothing waits for a build
+    /// and the appendable segment holds no slot, every op so far is in the
+    /// sealed segments and their bitmaps, so `persisted_op` moves to the
+    /// last op and the WAL is cut through it (deletes do not keep the log
+    /// growing).
+    pub(super) fn checkpoint(&self, m: &mut Manifest, persisted_op: u64) -> Result<()> {
+        let (sealed, next, quiet_op): (Vec<Arc<SealedSegment>>, SegmentId, u64) = {
+            let st = self.state.read();
+            let sealed = st
+                .segments
+                .values()
+                .filter_map(|s| match s {
+                    Seg::Sealed(s, _) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            // Appends happen under the write lock: last_op is consistent
+            // with what this read lock sees.
+            let quiet = st.frozen.is_empty() && st.appendable.data.read().ids.is_empty();
+            let quiet_op = if quiet {
+                self.writer_wal().last_op()
+            } else {
+                0
+            };
+            (sealed, st.next_segment_id, quiet_op)
+        };
+        for s in &sealed {
+            s.persist_deleted()?;
+        }
+        m.format_version = COLLECTION_FORMAT_VERSION;
+        m.segments = sealed.iter().map(|s| s.id).collect();
+        m.persisted_op = m.persisted_op.max(persisted_op).max(quiet_op);
+        m.next_segment_id = m.next_segment_id.max(next);
+        atomic_write(
+            &self.dir.join("manifest.json"),
+            &serde_json::to_vec_pretty(m).unwrap(),
+        )?;
+        self.persisted_op.store(m.persisted_op, Ordering::Release);
+        self.writer_wal().truncate_through(m.persisted_op)?;
+        Ok(())
+    }
+
+    pub(super) fn build(&self, id: SegmentId, freeze_op: u64) -> Result<()> {
+        let seg = match self.state.read().segments.get(&id) {
+            Some(Seg::Mutable(m)) => m.clone(),
+            _ => return Ok(()),
+        };
+        // Snapshot under the lock, then write and index without it: writers
+        // may keep deleting from this segment meanwhile (carried over below).
+        let (ids, vectors, extras, snap_deleted) = {
+            let d = seg.data.read();
+            (
+                d.ids.clone(),
+                d.vectors.clone(),
+                d.extras.clone(),
+                d.deleted.clone(),
+            )
+        };
+        let dim = self.config.dimension;
+        let mut built = None;
+        let path = SealedSegment::write(
+            &self.segments_dir(),
+            id,
+            dim,
+            (0..ids.len()).map(|i| {
+                (
+                    &ids[i],
+                    &vectors[i * dim..(i + 1) * dim],
+                    &extras[i],
+                    snap_deleted[i],
+                )
+            }),
+            self.config.tokenizer().as_ref(),
+            |tmp, v| self.build_index(tmp, v, &mut built),
+        )?;
+        drop((ids, vectors, extras));
+        let built = built.map(Arc::new);
+        let sealed = Arc::new(SealedSegment::open(&path)?);
+        let mut m = self.checkpoint.lock();
+        {
+            let mut st = self.state.write();
+            // Deletes that landed while the files were written.
+            let d = seg.data.read();
+            for (i, (&now, &then)) in d.deleted.iter().zip(&snap_deleted).enumerate() {
+                if now && !then {
+                    sealed.deleted.set(i);
+                }
+            }
+            drop(d);
+            st.segments.insert(id, Seg::Sealed(sealed, built));
+            st.frozen.retain(|(f, _)| *f != id);
+        }
+        self.checkpoint(&mut m, freeze_op)?;
+        Ok(())
+    }
+
+    /// Rewrites sealed segments with many deleted points, or merges the
+    /// smallest when there are too many; segments with no live point left
+    /// are dropped without writing anything. Returns whether it did
+    /// anything.
+    pub(super) fn vacuum(&self) -> Result<bool> {
+        let v = &self.config.vacuum;
+        let sealed: Vec<Arc<SealedSegment>> = self
+            .state
+            .read()
+            .segments
+            .values()
+            .filter_map(|s| match s {
+                Seg::Sealed(s, _) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut pick: Vec<Arc<SealedSegment>> = sealed
+            .iter()
+            .filter(|s| {
+                s.count > 0 && (s.count - s.live()) as f64 / s.count as f64 >= v.deleted_ratio
+            })
+            .cloned()
+            .collect();
+        if sealed.len() > v.max_segments {
+            let mut by_size = sealed.clone();
+            by_size.sort_by_key(|s| s.live());
+            for s in by_size.into_iter().take(sealed.len() - v.max_segments + 1) {
+                if !pick.iter().any(|p| p.id == s.id) {
+                    pick.push(s);
+                }
+            }
+        }
+        if pick.is_empty() || (pick.len() == 1 && pick[0].live() == pick[0].count) {
+            return Ok(false);
+        }
+        let mut m = self.checkpoint.lock();
+        // Live points as of now (later deletes are carried over below).
+        // Deleted slots never come back to life, so a segment with no live
+        // point now has none later either.
+        let mut moved: Vec<(SegmentId, u32)> = Vec::new();
+        let mut extras = Vec::new();
+        for s in &pick {
+            for off in 0..s.count {
+                if !s.deleted.get(off) {
+                    moved.push((s.id, off as u32));
+                    extras.push(s.extra(off)?);
+                }
+            }
+        }
+        let by_id: BTreeMap<SegmentId, &Arc<SealedSegment>> =
+            pick.iter().map(|s| (s.id, s)).collect();
+        let rewritten = if moved.is_empty() {
+            None
+        } else {
+            let new_id = {
+                let mut st = self.state.write();
+                let id = st.next_segment_id;
+                st.next_segment_id += 1;
+                id
+            };
+            let mut built = None;
+            let path = SealedSegment::write(
+                &self.segments_dir(),
+                new_id,
+                self.config.dimension,
+                moved.iter().zip(&extras).map(|(&(sid, off), e)| {
+                    let s = by_id[&sid];
+                    (&s.ids[off as usize], s.vector(off as usize), e, false)
+                }),
+                self.config.tokenizer().as_ref(),
+                |tmp, vectors| self.build_index(tmp, vectors, &mut built),
+            )?;
+            drop(extras);
+            Some((
+                new_id,
+                Arc::new(SealedSegment::open(&path)?),
+                built.map(Arc::new),
+            ))
+        };
+        {
+            let mut st = self.state.write();
+            if let Some((new_id, new_seg, built)) = rewritten {
+                self.swap_in_moved(&mut st, &moved, &by_id, new_id, new_seg, built);
+            }
+            for s in &pick {
+                st.segments.remove(&s.id);
+            }
+        }
+        let p = m.persisted_op;
+        self.checkpoint(&mut m, p)?;
+        drop(m);
+        for s in &pick {
+            let _ = std::fs::remove_dir_all(&s.dir);
+        }
+        tracing::debug!(collection = %self.config.name, "vacuumed {} segments ({} live points kept)", pick.len(), moved.len());
+        Ok(true)
+    }
+
+    /// Points the id map at the rewritten copies of `moved` (in order) and
+    /// makes the new segment live; copies of points deleted or replaced
+    /// meanwhile are marked deleted in it. Called under `state`'s write
+    /// lock.
+    pub(super) fn swap_in_moved(
+        &self,
+        st: &mut State,
+        moved: &[(SegmentId, u32)],
+        by_id: &BTreeMap<SegmentId, &Arc<SealedSegment>>,
+        new_id: SegmentId,
+        new_seg: Arc<SealedSegment>,
+        built: Option<Arc<SegmentIndex>>,
+    ) {
+        for (new_off, &(sid, off)) in moved.iter().enumerate() {
+            let s = by_id[&sid];
+            let id = &s.ids[off as usize];
+            if s.deleted.get(off as usize) {
+                new_seg.deleted.set(new_off);
+            } else if st.ids.get(id) == Some(&Loc { seg: sid, off }) {
+                st.ids.insert(
+                    id.clone(),
+                    Loc {
+                        seg: new_id,
+                        off: new_off as u32,
+                    },
+                );
+            } else {
+                new_seg.deleted.set(new_off);
+            }
+        }
+        st.segments.insert(new_id, Seg::Sealed(new_seg, built));
+    }
+
+    /// Runs jobs in order; after each, publishes its ticket as done.
+    /// When no job arrives for the idle time, checks for idle indexing.
+    pub(super) fn worker(self: Arc<Self>, rx: crossbeam_channel::Receiver<(u64, Job)>) {
+        let idle = self.idle_wait();
+        loop {
+            let (ticket, job) = match rx.recv_timeout(idle) {
+                Ok(j) => j,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    self.logged("idle indexing", || self.index_if_idle());
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            };
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.logged("background segment work", || match job {
+                Job::Build(id, op) => self.build(id, op).and_then(|_| self.vacuum().map(|_| ())),
+                Job::Vacuum => {
+                    self.vacuum_queued.store(false, Ordering::Release);
+                    self.vacuum().map(|_| ())
+                }
+            });
+            *self.progress.0.lock() = ticket;
+            self.progress.1.notify_all();
+        }
+    }
+
+    /// Runs one piece of the worker's work; an error or a panic is logged
+    /// (as `what` failed / panicked) and the worker goes on, so its
+    /// progress advances and nobody waits on it forever.
+    pub(super) fn logged(&self, what: &str, work: impl FnOnce() -> Result<()>) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(collection = %self.config.name, "{what} failed: {e}"),
+            Err(_) => tracing::error!(collection = %self.config.name, "{what} panicked"),
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::storage::codec::Payload;
 use serde_json::{Number, Value};
 use shared::wire::indexing::{
     Condition, FieldCondition, Filter, Match, Range, MAX_FILTER_CONDITIONS, MAX_FILTER_DEPTH,
-    MAX_FILTER_KEY_BYTES, MAX_FILTER_VALUES, MAX_MATCH_ANY,
+    MAX_FILTER_KEY_BYTES, MAX_FILTER_VALUES, MAX_MATCH_ANY, MAX_MATCH_TEXT_BYTES,
 };
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -93,6 +93,22 @@ fn validate_field(fc: &FieldCondition, totals: &mut Totals) -> Result<(), String
             if Scalar::of(v).is_none() {
                 return Err(format!(
                     "`match` on `{}` takes a string, number or boolean, or {{\"any\": [...]}}",
+                    fc.key
+                ));
+            }
+            1
+        }
+        (Some(Match::Text { text }), None) => {
+            if text.len() > MAX_MATCH_TEXT_BYTES {
+                return Err(format!(
+                    "`match.text` on `{}` is {} bytes long, over the limit of {MAX_MATCH_TEXT_BYTES}",
+                    fc.key,
+                    text.len()
+                ));
+            }
+            if text_words(text).is_empty() {
+                return Err(format!(
+                    "`match.text` on `{}` has no words to match (only spaces or punctuation)",
                     fc.key
                 ));
             }
@@ -286,6 +302,24 @@ fn lookup<'p, 'k>(
     }
 }
 
+/// The distinct words of `text` as `match.text` compares them: Unicode
+/// words, lower-cased, not stemmed (the collection's stemmer applies to
+/// keyword search only).
+fn text_words(text: &str) -> Vec<String> {
+    let mut w = crate::text::Tokenizer::new(None).tokenize(text);
+    w.sort_unstable();
+    w.dedup();
+    w
+}
+
+/// Whether every word of `want` (sorted, distinct) is a word of the
+/// string `v` (false for other JSON values).
+fn has_words(v: &Value, want: &[String]) -> bool {
+    let Value::String(s) = v else { return false };
+    let have = text_words(s);
+    want.iter().all(|w| have.binary_search(w).is_ok())
+}
+
 fn field_matches(fc: &FieldCondition, payload: Option<&Payload>) -> bool {
     let Some(p) = payload else { return false };
     let mut vals = Vec::new();
@@ -302,6 +336,10 @@ fn field_matches(fc: &FieldCondition, payload: Option<&Payload>) -> bool {
                 .iter()
                 .filter_map(|v| Scalar::of(v))
                 .any(|s| any.iter().any(|w| Scalar::of(w) == Some(s))),
+            Match::Text { text } => {
+                let want = text_words(text);
+                vals.iter().any(|v| has_words(v, &want))
+            }
         };
     }
     if let Some(r) = &fc.range {
@@ -352,6 +390,8 @@ enum Test<'f> {
     AnyFew(Vec<Scalar<'f>>),
     AnySet(HashSet<Scalar<'f>>),
     Range(Bounds),
+    /// `match.text`: these words (sorted, distinct) all in a string value.
+    Words(Vec<String>),
 }
 
 /// `any` lists longer than this are hashed.
@@ -405,6 +445,7 @@ impl<'f> Compiled<'f> {
                     Test::AnySet(it.collect())
                 }
             }
+            (Some(Match::Text { text }), _) => Test::Words(text_words(text)),
             (None, Some(r)) => Test::Range(Bounds::of(r)),
             (None, None) => Test::AnyFew(Vec::new()),
         };
@@ -426,6 +467,7 @@ impl<'f> Compiled<'f> {
                     Test::Eq(w) => Scalar::of(v) == Some(*w),
                     Test::AnyFew(ws) => Scalar::of(v).is_some_and(|s| ws.contains(&s)),
                     Test::AnySet(ws) => Scalar::of(v).is_some_and(|s| ws.contains(&s)),
+                    Test::Words(ws) => has_words(v, ws),
                 })
             }
         }
@@ -467,6 +509,26 @@ mod tests {
     }
 
     #[test]
+    fn full_text_match() {
+        let doc = p(json!({"title": "The Quick brown fox, jumping!", "tags": ["red fox", "den"]}));
+        let yes = |v: Value| assert!(both(&f(v.clone()), Some(&doc)), "{v}");
+        let no = |v: Value| assert!(!both(&f(v.clone()), Some(&doc)), "{v}");
+        yes(json!({"must": [{"key": "title", "match": {"text": "fox quick"}}]}));
+        yes(json!({"must": [{"key": "title", "match": {"text": "  FOX!! "}}]}));
+        no(json!({"must": [{"key": "title", "match": {"text": "fox cat"}}]}));
+        no(json!({"must": [{"key": "title", "match": {"text": "jump"}}]}));
+        // Arrays: one element holding every word.
+        yes(json!({"must": [{"key": "tags", "match": {"text": "fox red"}}]}));
+        no(json!({"must": [{"key": "tags", "match": {"text": "red den"}}]}));
+        no(json!({"must": [{"key": "missing", "match": {"text": "fox"}}]}));
+        for bad in [json!({"text": " ... "}), json!({"text": "x".repeat(5000)})] {
+            let f: Filter =
+                serde_json::from_value(json!({"must": [{"key": "title", "match": bad}]})).unwrap();
+            assert!(validate(&f).unwrap_err().contains("match.text"));
+        }
+    }
+
+    #[test]
     fn language() {
         let doc =
             p(json!({"tag": "news", "year": 2005, "meta": {"lang": "en", "tags": ["a", "b"]}}));
@@ -475,6 +537,9 @@ mod tests {
         yes(json!({"must": [{"key": "tag", "match": "news"}]}));
         no(json!({"must": [{"key": "tag", "match": "sport"}]}));
         yes(json!({"must": [{"key": "tag", "match": {"any": ["x", "news"]}}]}));
+        yes(json!({"must": [{"key": "tag", "match": {"text": "NEWS"}}]}));
+        no(json!({"must": [{"key": "tag", "match": {"text": "new"}}]}));
+        no(json!({"must": [{"key": "year", "match": {"text": "2005"}}]}));
         no(json!({"must": [{"key": "tag", "match": {"any": []}}]}));
         yes(json!({"must": [{"key": "year", "range": {"gte": 2000, "lt": 2010}}]}));
         no(json!({"must": [{"key": "year", "range": {"gt": 2005}}]}));

@@ -81,6 +81,7 @@ fn check_every_file(index: IndexSettings, want_files: &[&str]) {
         "meta.json",
         "records.dat",
         "records.idx",
+        "text.bin",
         "vectors.f32",
     ]
     .iter()

@@ -404,27 +404,38 @@ fn random_operations_match_a_hashmap_model() {
         let mut cfg = config("m", 6, Metric::Euclidean, rng.gen_range(5..40));
         cfg.vacuum.max_segments = rng.gen_range(2..5);
         storage.as_ref().unwrap().create(cfg).unwrap();
-        let mut model: HashMap<u64, (Vec<f32>, Value)> = HashMap::new();
+        // id -> (vector, payload, content)
+        let mut model: HashMap<u64, (Vec<f32>, Value, String)> = HashMap::new();
         for step in 0..400 {
             let st = storage.as_ref().unwrap();
             let c = st.get("m").unwrap();
             match rng.gen_range(0..100) {
                 0..=49 => {
-                    let pts: Vec<(u64, Vec<f32>, Value)> = (0..rng.gen_range(1..8))
+                    let pts: Vec<(u64, Vec<f32>, Value, String)> = (0..rng.gen_range(1..8))
                         .map(|_| {
                             let id = rng.gen_range(0..120);
                             let v: Vec<f32> = (0..6).map(|_| rng.gen_range(-1.0..1.0)).collect();
-                            (id, v, json!({"g": rng.gen_range(0..4), "step": step}))
+                            let title = words(&mut rng);
+                            let content = words(&mut rng);
+                            (
+                                id,
+                                v,
+                                json!({"g": rng.gen_range(0..4), "step": step, "title": title}),
+                                content,
+                            )
                         })
                         .collect();
                     c.upsert(
                         pts.iter()
-                            .map(|(i, v, p)| pt(*i, v.clone(), p.clone()))
+                            .map(|(i, v, p, t)| NewPoint {
+                                content: Some(t.clone()),
+                                ..pt(*i, v.clone(), p.clone())
+                            })
                             .collect(),
                     )
                     .unwrap();
-                    for (i, v, p) in pts {
-                        model.insert(i, (v, p));
+                    for (i, v, p, t) in pts {
+                        model.insert(i, (v, p, t));
                     }
                 }
                 50..=64 => {
@@ -447,7 +458,7 @@ fn random_operations_match_a_hashmap_model() {
                     let id = rng.gen_range(0..120);
                     let r = c.set_payload(&[PointId::Num(id)], json!({"extra": step}), true);
                     match model.get_mut(&id) {
-                        Some((_, p)) => {
+                        Some((_, p, _)) => {
                             r.unwrap();
                             p["extra"] = json!(step);
                         }
@@ -461,7 +472,7 @@ fn random_operations_match_a_hashmap_model() {
                             .unwrap();
                     let n = c.delete_by_filter(&f).unwrap();
                     let before = model.len();
-                    model.retain(|_, (_, p)| p["g"] != json!(g));
+                    model.retain(|_, (_, p, _)| p["g"] != json!(g));
                     assert_eq!(n, before - model.len());
                 }
                 81..=88 => c.flush().unwrap(),
@@ -494,7 +505,7 @@ fn random_operations_match_a_hashmap_model() {
                 let mut want: Vec<_> = model.iter().collect();
                 want.sort_by_key(|(i, _)| **i);
                 assert_eq!(got.len(), want.len(), "seed {s} step {step}: scroll length");
-                for (g, (wid, (wv, wp))) in got.iter().zip(want) {
+                for (g, (wid, (wv, wp, wt))) in got.iter().zip(want) {
                     assert_eq!(g.id, PointId::Num(*wid));
                     assert_eq!(&g.vector, wv);
                     assert_eq!(
@@ -502,10 +513,100 @@ fn random_operations_match_a_hashmap_model() {
                         wp,
                         "seed {s} step {step}"
                     );
+                    assert_eq!(g.content.as_ref(), Some(wt));
+                }
+                // Keyword search equals BM25 computed here over the model,
+                // and full-text filters equal a scan of the model.
+                for _ in 0..6 {
+                    let q = words(&mut rng);
+                    let want = brute_bm25(&model, &q, 10);
+                    let got = c
+                        .search_text(&q, 10, None, None, ReadParts::PAYLOAD)
+                        .unwrap();
+                    assert_eq!(got.len(), want.len(), "seed {s} step {step}: `{q}`");
+                    let by_id: HashMap<u64, f64> =
+                        brute_bm25(&model, &q, usize::MAX).into_iter().collect();
+                    for (h, (_, ws)) in got.iter().zip(&want) {
+                        let PointId::Num(id) = h.point.id else {
+                            panic!()
+                        };
+                        let sc = f64::from(h.score);
+                        assert!(
+                            (sc - ws).abs() < 1e-4,
+                            "seed {s} step {step}: `{q}`: {sc} vs {ws}"
+                        );
+                        assert!(
+                            (sc - by_id[&id]).abs() < 1e-4,
+                            "seed {s} step {step}: `{q}` id {id}"
+                        );
+                    }
+                    let w = q.split(' ').next().unwrap();
+                    let f: Filter = serde_json::from_value(
+                        json!({"must": [{"key": "title", "match": {"text": w}}]}),
+                    )
+                    .unwrap();
+                    let want = model
+                        .values()
+                        .filter(|(_, p, _)| p["title"].as_str().unwrap().split(' ').any(|x| x == w))
+                        .count();
+                    assert_eq!(
+                        c.count(Some(&f)).unwrap(),
+                        want,
+                        "seed {s} step {step}: title has `{w}`"
+                    );
                 }
             }
         }
     }
+}
+
+/// Two to five words of a small vocabulary, space-separated.
+fn words(rng: &mut StdRng) -> String {
+    const VOCAB: &[&str] = &[
+        "alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta", "iota", "kappa",
+    ];
+    let n = rng.gen_range(2..6);
+    (0..n)
+        .map(|_| VOCAB[rng.gen_range(0..VOCAB.len())])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// BM25 (Lucene's form, k1 1.2, b 0.75) of `q` over the model's contents,
+/// best first (ties by id), at most `k`.
+fn brute_bm25(
+    model: &HashMap<u64, (Vec<f32>, Value, String)>,
+    q: &str,
+    k: usize,
+) -> Vec<(u64, f64)> {
+    let docs: Vec<(u64, Vec<&str>)> = model
+        .iter()
+        .map(|(id, (_, _, t))| (*id, t.split(' ').collect()))
+        .collect();
+    let n = docs.len() as f64;
+    let avgdl = docs.iter().map(|d| d.1.len()).sum::<usize>() as f64 / n;
+    let mut out: Vec<(u64, f64)> = docs
+        .iter()
+        .map(|(id, d)| {
+            let s: f64 = q
+                .split(' ')
+                .map(|t| {
+                    let df = docs.iter().filter(|x| x.1.contains(&t)).count() as f64;
+                    let tf = d.iter().filter(|x| **x == t).count() as f64;
+                    if tf == 0.0 {
+                        return 0.0;
+                    }
+                    let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                    idf * tf / (tf + 1.2 * (1.0 - 0.75 + 0.75 * d.len() as f64 / avgdl))
+                })
+                .sum();
+            (*id, s)
+        })
+        .filter(|(_, s)| *s > 0.0)
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out.truncate(k);
+    out
 }
 
 // ------------------------------------------------------------ exact search

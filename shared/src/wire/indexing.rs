@@ -340,16 +340,23 @@ pub struct FieldCondition {
     pub range: Option<Range>,
 }
 
-/// `"match": "news"` (a string, number or boolean) or `"match": {"any": [...]}`
-/// (at most [`MAX_MATCH_ANY`] strings, numbers or booleans).
+/// `"match": "news"` (a string, number or boolean), `"match": {"any": [...]}`
+/// (at most [`MAX_MATCH_ANY`] strings, numbers or booleans) or
+/// `"match": {"text": "..."}` (full-text: every word of the text is a word
+/// of the string at the key; words are Unicode words, lower-cased).
 ///
-/// Schema: `oneOf` a string, a number, a boolean, and `{"any": [...]}`.
+/// Schema: `oneOf` a string, a number, a boolean, `{"any": [...]}` and
+/// `{"text": "..."}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Match {
     Any { any: Vec<serde_json::Value> },
+    Text { text: String },
     Value(serde_json::Value),
 }
+
+/// Longest `match.text`, in bytes.
+pub const MAX_MATCH_TEXT_BYTES: usize = 4096;
 
 /// A string, number or boolean: the values `match` compares with.
 fn match_value() -> OneOfBuilder {
@@ -374,8 +381,22 @@ impl utoipa::PartialSchema for Match {
                     .additional_properties(Some(AdditionalProperties::FreeForm(false)))
                     .description(Some("Equal to one of at most 1,024 values.")),
             )
+            .item(
+                ObjectBuilder::new()
+                    .property(
+                        "text",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .max_length(Some(MAX_MATCH_TEXT_BYTES)),
+                    )
+                    .required("text")
+                    .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                    .description(Some(
+                        "Full text: every word of `text` (Unicode words, lower-cased) is a word of the string value.",
+                    )),
+            )
             .description(Some(
-                "Equal to a string, number or boolean, or to one of `any`.",
+                "Equal to a string, number or boolean, or to one of `any`; or every word of `text` in a string value.",
             ))
             .into()
     }
