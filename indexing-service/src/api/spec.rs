@@ -266,7 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn match_is_a_scalar_or_any_list() {
+    fn match_is_a_scalar_an_any_list_or_text() {
         let spec = spec();
         let m = field(&spec, "FieldCondition", "match");
         let arms = m["oneOf"].as_array().unwrap_or_else(|| panic!("{m}"));
@@ -277,10 +277,12 @@ mod tests {
                 &json!("string"),
                 &json!("number"),
                 &json!("boolean"),
+                &json!("object"),
                 &json!("object")
             ]
         );
         assert_eq!(arms[3]["required"], json!(["any"]));
+        assert_eq!(arms[4]["required"], json!(["text"]));
         assert_eq!(
             arms[3]["properties"]["any"]["maxItems"],
             json!(MAX_MATCH_ANY)
