@@ -12,12 +12,14 @@ from indexing_client import Client
 from indexing_client.api.collections import create_collection, get_collection, list_collections, delete_collection
 from indexing_client.api.documents import embed_documents, search
 from indexing_client.api.points import (count_points, delete_point, delete_points, get_point, patch_point,
-                                        scroll_points, search_batch, search_collection, upsert_points)
+                                        query_points, query_points_qdrant, scroll_points, search_batch,
+                                        search_collection, upsert_points)
 from indexing_client.api.service import health, metrics, ready, service_index
 from indexing_client.models import (BatchSearchRequest, BatchSearchResponse, CollectionDescription, CountRequest,
                                     CountResponse, CreateCollectionRequest, DeleteByFilter, DeleteByIds,
                                     DeletePointsResponse, EmbedDocumentsRequest, EmbedDocumentsResponse, ErrorBody,
-                                    HnswSettings, IndexSettings, PatchPointRequest, PointOutput, ScrollRequest,
+                                    HnswSettings, IndexSettings, PatchPointRequest, PointOutput, QueryRequest,
+                                    QueryResponse, ScrollRequest,
                                     ScrollResponse, SearchHit, SearchRequest, SearchResponse, Status,
                                     UpsertPointsRequest, UpsertPointsResponse)
 from indexing_client.types import Unset
@@ -72,6 +74,22 @@ check(isinstance(r, SearchResponse), "search without a collection uses the defau
 f = {"must": [{"key": "pos", "match": "n"}, {"key": "year", "range": {"gte": 2000}}]}
 r = search_collection.sync("pyflow", client=client, body=SearchRequest.from_dict({"query": "animal", "top_k": 5, "filter": f}))
 check([h.id for h in r.results] == [3], "filtered search")
+
+r = search_collection.sync("pyflow", client=client, body=SearchRequest.from_dict(
+    {"query": "barks", "top_k": 2, "mode": "keyword"}))
+check([h.id for h in r.results] == [3] and r.results[0].score > 0, "keyword search")
+r = search_collection.sync("pyflow", client=client, body=SearchRequest.from_dict(
+    {"query": "hot dog", "top_k": 2, "mode": "hybrid"}))
+check(r.results[0].id == 1, "hybrid search")
+q = {"prefetch": [{"query": {"text": "hot dog"}, "limit": 5}, {"query": {"text": "hot dog"}, "using": "bm25", "limit": 5}],
+     "query": {"fusion": "rrf"}, "limit": 2}
+for route in (query_points, query_points_qdrant):
+    r = route.sync("pyflow", client=client, body=QueryRequest.from_dict(q))
+    check(isinstance(r, QueryResponse) and r.points[0].id == 1 and is_set(r.points[0].content) and is_set(r.took_ms),
+          f"query API with fusion ({route.__name__})")
+r = query_points.sync("pyflow", client=client, body=QueryRequest.from_dict(
+    {"prefetch": [{"query": {"text": "animal"}, "using": "bm25"}], "query": {"rrf": {"k": 10}}}))
+check(isinstance(r, QueryResponse) and [h.id for h in r.points] == [3], "query API with rrf k")
 
 p = get_point.sync("pyflow", "3", client=client)
 check(isinstance(p, PointOutput) and p.id == 3, "get point parses")

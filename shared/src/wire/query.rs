@@ -175,12 +175,12 @@ impl utoipa::PartialSchema for QueryInput {
             ))
             .item(obj(
                 "fusion",
-                <FusionKind as utoipa::PartialSchema>::schema(),
+                RefOr::Ref(utoipa::openapi::Ref::from_schema_name("FusionKind")),
                 "Fuse the `prefetch` results.",
             ))
             .item(obj(
                 "rrf",
-                <RrfParams as utoipa::PartialSchema>::schema(),
+                RefOr::Ref(utoipa::openapi::Ref::from_schema_name("RrfParams")),
                 "Reciprocal rank fusion of the `prefetch` results with rank constant `k`.",
             ))
             .description(Some(
@@ -190,7 +190,18 @@ impl utoipa::PartialSchema for QueryInput {
     }
 }
 
-impl ToSchema for QueryInput {}
+impl ToSchema for QueryInput {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            "FusionKind".into(),
+            <FusionKind as utoipa::PartialSchema>::schema(),
+        ));
+        schemas.push((
+            "RrfParams".into(),
+            <RrfParams as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
 
 /// Search parameters of a dense query.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, ToSchema)]
