@@ -637,6 +637,10 @@ pub struct CollectionDescription {
     /// The full-text index of `content` (keyword search); `enabled: false`
     /// when the collection has none.
     pub text_index: TextIndexSettings,
+    /// Indexed payload fields (`PUT /collections/{name}/index`): each
+    /// one's type and the points of sealed segments holding a value its
+    /// index holds (the appendable segment is scanned, not indexed).
+    pub payload_schema: std::collections::BTreeMap<String, PayloadSchemaInfo>,
     /// Live points.
     pub points: usize,
     /// Segments: sealed ones and the appendable one.
@@ -667,6 +671,15 @@ pub struct CollectionDescription {
     /// absent: the embedding service's default model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_model: Option<String>,
+}
+
+/// One indexed payload field of a collection's description.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PayloadSchemaInfo {
+    pub data_type: crate::index::payload_index::PayloadFieldType,
+    /// Points of sealed segments holding at least one indexed value
+    /// (deleted points included until a vacuum).
+    pub points: u64,
 }
 
 /// A collection's index settings as described: the settings of other index
@@ -724,6 +737,19 @@ fn describe(c: &Collection) -> CollectionDescription {
         flush_threshold_vectors: cfg.flush_threshold.vectors,
         idle_indexing: cfg.idle_indexing,
         text_index: cfg.text_index.clone(),
+        payload_schema: c
+            .payload_schema()
+            .into_iter()
+            .map(|(f, i)| {
+                (
+                    f,
+                    PayloadSchemaInfo {
+                        data_type: i.data_type,
+                        points: i.points,
+                    },
+                )
+            })
+            .collect(),
         points: i.points,
         segments: i.segments,
         sealed_segments: i.sealed_segments,
@@ -1206,6 +1232,8 @@ fn routes_with_spec() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(search_batch))
         .routes(routes!(super::query::query_points))
         .routes(routes!(super::query::query_points_qdrant))
+        .routes(routes!(super::field_index::create_field_index))
+        .routes(routes!(super::field_index::delete_field_index))
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))

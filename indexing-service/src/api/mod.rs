@@ -7,6 +7,7 @@
 //! error status is listed per route. The one error conversion is
 //! `From<ApiError> for ErrorBody` below.
 
+mod field_index;
 mod handlers;
 pub mod metrics;
 mod new_collection;

@@ -315,7 +315,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(params, 21);
+        assert_eq!(params, 23);
         // The pattern says what the storage layer checks.
         for (name, ok) in [
             ("documents", true),
@@ -346,7 +346,11 @@ mod tests {
                     Value::Array(t) => t.clone(),
                     t => vec![t.clone()],
                 };
-                let bare = types.contains(&json!("object")) && p.get("properties").is_none();
+                // A map with typed values (`additionalProperties` a schema)
+                // is typed.
+                let bare = types.contains(&json!("object"))
+                    && p.get("properties").is_none()
+                    && !p.get("additionalProperties").is_some_and(Value::is_object);
                 assert!(
                     !bare || f == "metadata",
                     "{name}.{f} is an untyped object: {p}"
@@ -397,6 +401,12 @@ mod tests {
                 "/collections/{name}".into(),
                 "delete",
                 vec![204, 401, 404, 422, 500, 503],
+            ),
+            ("/collections/{name}/index".into(), "put", body_404.clone()),
+            (
+                "/collections/{name}/index/{field_name}".into(),
+                "delete",
+                vec![200, 400, 401, 404, 422, 500, 503],
             ),
             ("/collections/{name}/points".into(), "put", body_404.clone()),
             (
@@ -559,6 +569,9 @@ mod tests {
                 "CountRequest" => parses::<CountRequest>(&example),
                 "GetPointsRequest" => parses::<GetPointsRequest>(&example),
                 "QueryRequest" => parses::<shared::wire::query::QueryRequest>(&example),
+                "CreateFieldIndexRequest" => {
+                    parses::<super::super::field_index::CreateFieldIndexRequest>(&example)
+                }
                 "RecoverSnapshotRequest" => {
                     parses::<shared::wire::snapshot::RecoverSnapshotRequest>(&example)
                 }
@@ -567,7 +580,7 @@ mod tests {
             r.unwrap_or_else(|e| panic!("{method} {path}: {example}: {e}"));
             bodies += 1;
         }
-        assert_eq!(bodies, 15);
+        assert_eq!(bodies, 16);
         // `/search` names no collection: it uses the default one, which the
         // first search makes on a fresh stack.
         let search = request_example(&spec, &spec["paths"]["/search"]["post"]).unwrap();

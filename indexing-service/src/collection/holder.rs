@@ -3,12 +3,61 @@
 //! assembled from the sealed segments a manifest lists.
 
 use super::*;
+use crate::index::payload_index::{self, FieldIndex, FieldIndexes, PayloadFieldType};
 
 #[derive(Clone)]
 pub(super) enum Seg {
     Mutable(Arc<MutableSegment>),
-    /// A sealed segment and its index (none when small or `flat`).
-    Sealed(Arc<SealedSegment>, Option<Arc<SegmentIndex>>),
+    /// A sealed segment and its indexes.
+    Sealed(Arc<SealedSegment>, Indexes),
+}
+
+/// A sealed segment's indexes: the vector index (none when small or
+/// `flat`) and the payload indexes of the fields indexed when it was
+/// written.
+#[derive(Clone)]
+pub(super) struct Indexes {
+    pub(super) vector: Option<Arc<SegmentIndex>>,
+    pub(super) payload: Arc<FieldIndexes>,
+}
+
+/// Opens the indexes in a sealed segment's directory (files `SealedSegment::open`
+/// verified). Errors: `Corrupt` naming the file that does not read.
+pub(super) fn open_indexes(
+    config: &CollectionConfig,
+    sdir: &Path,
+    s: &SealedSegment,
+) -> Result<Indexes> {
+    let vector = SegmentIndex::open(sdir, &config.index, config.dimension)
+        .map_err(|message| StorageError::Corrupt {
+            path: sdir.to_path_buf(),
+            message,
+        })?
+        .map(Arc::new);
+    let mut payload = FieldIndexes {
+        slots: s.count,
+        ..Default::default()
+    };
+    for name in s.listed_files() {
+        let Some(field) = payload_index::field_of(&name) else {
+            continue;
+        };
+        let path = sdir.join(&name);
+        let f = std::fs::File::open(&path).map_err(io_err(&path))?;
+        // SAFETY: segment files never change once renamed into place.
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(io_err(&path))?;
+        let idx = FieldIndex::open(Arc::new(map), s.count).map_err(|message| {
+            StorageError::Corrupt {
+                path: path.clone(),
+                message: format!("{name}: {message}"),
+            }
+        })?;
+        payload.by_field.insert(field, idx);
+    }
+    Ok(Indexes {
+        vector,
+        payload: Arc::new(payload),
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +74,10 @@ pub(super) struct State {
     /// Frozen segments waiting for their build, oldest first, with the last
     /// op they contain.
     pub(super) frozen: Vec<(SegmentId, u64)>,
+    /// The payload fields to index (as the manifest lists them); sealed
+    /// segments written before a field was added get its index from the
+    /// worker's reindex job.
+    pub(super) payload_schema: BTreeMap<String, PayloadFieldType>,
 }
 
 /// Marks a slot deleted; returns the sealed segment it was in, if any.
@@ -46,7 +99,7 @@ pub(super) fn delete_at(st: &State, loc: Loc) -> Option<Arc<SealedSegment>> {
 }
 
 /// A sealed segment and its index, as listed in a manifest.
-pub(super) type SealedPart = (SegmentId, Arc<SealedSegment>, Option<Arc<SegmentIndex>>);
+pub(super) type SealedPart = (SegmentId, Arc<SealedSegment>, Indexes);
 
 /// Opens (and verifies) sealed segment `sid` and its index. Writes nothing.
 pub(super) fn open_sealed(
@@ -56,12 +109,7 @@ pub(super) fn open_sealed(
 ) -> Result<SealedPart> {
     let sdir = seg_dir.join(SealedSegment::dir_name(sid));
     let s = Arc::new(SealedSegment::open(&sdir)?);
-    let idx = SegmentIndex::open(&sdir, &config.index, config.dimension)
-        .map_err(|message| StorageError::Corrupt {
-            path: sdir.clone(),
-            message,
-        })?
-        .map(Arc::new);
+    let idx = open_indexes(config, &sdir, &s)?;
     Ok((sid, s, idx))
 }
 
@@ -112,5 +160,6 @@ pub(super) fn assemble_state(
         ids,
         next_segment_id: next + 1,
         frozen: Vec::new(),
+        payload_schema: manifest.payload_schema.clone(),
     }
 }

@@ -55,6 +55,7 @@
 //! released.
 
 mod config;
+mod field_index;
 mod follower;
 mod holder;
 mod manager;
@@ -66,6 +67,7 @@ mod snapshot;
 mod update;
 use config::*;
 pub use config::{CollectionConfig, FlushThreshold, VacuumConfig};
+pub use field_index::{FieldIndexInfo, MAX_INDEXED_FIELDS};
 pub(crate) use follower::FileStamp;
 pub use follower::{FollowStep, ReplicaStatus, Role};
 use holder::*;
@@ -207,6 +209,8 @@ pub struct NewPoint {
 enum Job {
     Build(SegmentId, u64),
     Vacuum,
+    /// Bring every sealed segment's payload indexes to the schema.
+    Reindex,
 }
 
 struct Shared {
@@ -398,7 +402,7 @@ impl Collection {
             let indexed = st
                 .segments
                 .values()
-                .filter(|s| matches!(s, Seg::Sealed(_, Some(_))))
+                .filter(|s| matches!(s, Seg::Sealed(_, i) if i.vector.is_some()))
                 .count();
             (
                 st.ids.len(),

@@ -18,6 +18,7 @@
 //! under the usual lock order (`checkpoint` → `state`).
 
 use super::*;
+use crate::index::payload_index::{self, PayloadFieldType};
 use super::{Job, Result, Shared};
 use crate::index::segment_index::IndexKind;
 use serde::{Deserialize, Serialize};
@@ -228,6 +229,7 @@ impl Shared {
         };
         let dim = self.config.dimension;
         let mut built = None;
+        let schema = self.state.read().payload_schema.clone();
         let path = SealedSegment::write(
             &self.segments_dir(),
             id,
@@ -241,11 +243,19 @@ impl Shared {
                 )
             }),
             self.config.tokenizer().as_ref(),
-            |tmp, v| self.build_index(tmp, v, &mut built),
+            |tmp, v| {
+                self.build_index(tmp, v, &mut built)?;
+                write_payload_indexes(tmp, &schema, extras.len(), |i| {
+                    extras[i].payload.as_ref()
+                })
+            },
         )?;
         drop((ids, vectors, extras));
-        let built = built.map(Arc::new);
         let sealed = Arc::new(SealedSegment::open(&path)?);
+        let built = Indexes {
+            vector: built.map(Arc::new),
+            payload: open_indexes(&self.config, &path, &sealed)?.payload,
+        };
         let mut m = self.checkpoint.lock();
         {
             let mut st = self.state.write();
@@ -325,6 +335,7 @@ impl Shared {
                 id
             };
             let mut built = None;
+            let schema = self.state.read().payload_schema.clone();
             let path = SealedSegment::write(
                 &self.segments_dir(),
                 new_id,
@@ -334,13 +345,23 @@ impl Shared {
                     (&s.ids[off as usize], s.vector(off as usize), e, false)
                 }),
                 self.config.tokenizer().as_ref(),
-                |tmp, vectors| self.build_index(tmp, vectors, &mut built),
+                |tmp, vectors| {
+                    self.build_index(tmp, vectors, &mut built)?;
+                    write_payload_indexes(tmp, &schema, extras.len(), |i| {
+                        extras[i].payload.as_ref()
+                    })
+                },
             )?;
             drop(extras);
+            let seg = Arc::new(SealedSegment::open(&path)?);
+            let payload = open_indexes(&self.config, &path, &seg)?.payload;
             Some((
                 new_id,
-                Arc::new(SealedSegment::open(&path)?),
-                built.map(Arc::new),
+                seg,
+                Indexes {
+                    vector: built.map(Arc::new),
+                    payload,
+                },
             ))
         };
         {
@@ -373,7 +394,7 @@ impl Shared {
         by_id: &BTreeMap<SegmentId, &Arc<SealedSegment>>,
         new_id: SegmentId,
         new_seg: Arc<SealedSegment>,
-        built: Option<Arc<SegmentIndex>>,
+        built: Indexes,
     ) {
         for (new_off, &(sid, off)) in moved.iter().enumerate() {
             let s = by_id[&sid];
@@ -417,6 +438,7 @@ impl Shared {
                     self.vacuum_queued.store(false, Ordering::Release);
                     self.vacuum().map(|_| ())
                 }
+                Job::Reindex => self.reindex(),
             });
             *self.progress.0.lock() = ticket;
             self.progress.1.notify_all();
@@ -433,4 +455,111 @@ impl Shared {
             Err(_) => tracing::error!(collection = %self.config.name, "{what} panicked"),
         }
     }
+
+    /// Gives every sealed segment the payload indexes of the schema and no
+    /// others: a segment that differs is derived into a new one (its files
+    /// hard-linked, the indexes it lacks built from its payloads, those the
+    /// schema dropped left out; same slots), swapped in like a vacuum's
+    /// rewrite, and the manifest checkpointed. Writes and searches go on
+    /// meanwhile; deletes that land during the build are carried over.
+    pub(super) fn reindex(&self) -> Result<()> {
+        loop {
+            let (schema, target) = {
+                let st = self.state.read();
+                let target = st.segments.values().find_map(|s| match s {
+                    Seg::Sealed(seg, ix) => {
+                        let have: Vec<&String> = ix.payload.by_field.keys().collect();
+                        let want: Vec<&String> = st.payload_schema.keys().collect();
+                        let same_types = ix
+                            .payload
+                            .by_field
+                            .iter()
+                            .all(|(f, i)| st.payload_schema.get(f) == Some(&i.ty));
+                        (have != want || !same_types).then(|| (seg.clone(), ix.clone()))
+                    }
+                    Seg::Mutable(_) => None,
+                });
+                (st.payload_schema.clone(), target)
+            };
+            let Some((seg, ix)) = target else {
+                return Ok(());
+            };
+            let mut payloads = Vec::with_capacity(seg.count);
+            for off in 0..seg.count {
+                payloads.push(seg.extra(off)?.payload);
+            }
+            let missing: BTreeMap<String, PayloadFieldType> = schema
+                .iter()
+                .filter(|(f, t)| ix.payload.by_field.get(*f).is_none_or(|i| i.ty != **t))
+                .map(|(f, t)| (f.clone(), *t))
+                .collect();
+            let add: Vec<(String, Vec<u8>)> = missing
+                .iter()
+                .map(|(f, t)| {
+                    (
+                        payload_index::file_name(f),
+                        payload_index::build(*t, f, seg.count, |i| payloads[i].as_ref()),
+                    )
+                })
+                .collect();
+            drop(payloads);
+            let new_id = {
+                let mut st = self.state.write();
+                let id = st.next_segment_id;
+                st.next_segment_id += 1;
+                id
+            };
+            let path = seg.derive(
+                &self.segments_dir(),
+                new_id,
+                |name| {
+                    payload_index::field_of(name)
+                        .is_some_and(|f| !schema.contains_key(&f) || missing.contains_key(&f))
+                },
+                &add,
+            )?;
+            let new_seg = Arc::new(SealedSegment::open(&path)?);
+            let payload = open_indexes(&self.config, &path, &new_seg)?.payload;
+            // The vector index is the same files: share the open one.
+            let built = Indexes {
+                vector: ix.vector.clone(),
+                payload,
+            };
+            let moved: Vec<(SegmentId, u32)> = (0..seg.count as u32).map(|o| (seg.id, o)).collect();
+            let by_id: BTreeMap<SegmentId, &Arc<SealedSegment>> = [(seg.id, &seg)].into();
+            let mut m = self.checkpoint.lock();
+            {
+                let mut st = self.state.write();
+                if !st.segments.contains_key(&seg.id) {
+                    // A vacuum replaced it meanwhile: try again.
+                    drop(st);
+                    drop(m);
+                    let _ = std::fs::remove_dir_all(&path);
+                    continue;
+                }
+                self.swap_in_moved(&mut st, &moved, &by_id, new_id, new_seg, built);
+                st.segments.remove(&seg.id);
+            }
+            let p = m.persisted_op;
+            self.checkpoint(&mut m, p)?;
+            drop(m);
+            let _ = std::fs::remove_dir_all(&seg.dir);
+            tracing::debug!(collection = %self.config.name, "segment {} re-indexed as {new_id}", seg.id);
+        }
+    }
+}
+
+/// Writes the payload index of each field of `schema` into a segment's
+/// temporary directory `dir`, from the payloads of its `n` slots.
+fn write_payload_indexes<'a>(
+    dir: &Path,
+    schema: &BTreeMap<String, PayloadFieldType>,
+    n: usize,
+    payload: impl Fn(usize) -> Option<&'a Payload>,
+) -> std::result::Result<(), StorageError> {
+    for (field, ty) in schema {
+        let bytes = payload_index::build(*ty, field, n, &payload);
+        crate::storage::fsutil::write_synced(&dir.join(payload_index::file_name(field)), &bytes)?;
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! hits with the parts asked for.
 
 use super::*;
+use crate::index::payload_index::FilterBits;
 
 /// Most segments a search may visit and still count as short
 /// ([`Collection::is_short_search`]).
@@ -311,7 +312,7 @@ impl Collection {
         let st = self.inner.state.read();
         st.segments.len() <= SHORT_SEARCH_SEGMENTS
             && st.segments.values().all(|s| match s {
-                Seg::Sealed(_, idx) => idx.is_some(),
+                Seg::Sealed(_, idx) => idx.vector.is_some(),
                 Seg::Mutable(m) => m.live() <= SHORT_SEARCH_SCAN_POINTS,
             })
     }
@@ -352,6 +353,7 @@ impl Collection {
     ) -> Result<Vec<ScoredPoint>> {
         let c = &self.inner.config;
         let q = self.prepare_query(query)?;
+        let raw = filter;
         let filter = filter
             .map(filter::CompiledFilter::new)
             .transpose()
@@ -362,15 +364,34 @@ impl Collection {
         for s in &segs {
             match s {
                 Seg::Sealed(s, idx) => {
+                    // What the payload indexes know of the filter here: the
+                    // matching slots exactly (no payload read at all), or a
+                    // superset to check on the payload, or nothing.
+                    let known = match raw {
+                        Some(f) => idx.payload.filter_bits(f),
+                        None => FilterBits::Unknown,
+                    };
+                    let (bits, exact) = match &known {
+                        FilterBits::Exact(b) => (Some(b), true),
+                        FilterBits::Superset(b) => (Some(b), false),
+                        FilterBits::Unknown => (None, false),
+                    };
                     let accept = |off: u32| {
                         !s.deleted.get(off as usize)
-                            && filter.is_none_or(|f| {
-                                s.extra(off as usize)
-                                    .is_ok_and(|e| f.matches(e.payload.as_ref()))
-                            })
+                            && bits.is_none_or(|b| b.get(off as usize))
+                            && (exact
+                                || filter.is_none_or(|f| {
+                                    s.extra(off as usize)
+                                        .is_ok_and(|e| f.matches(e.payload.as_ref()))
+                                }))
                     };
+                    // The matching slots as a list, when few enough that an
+                    // exact scan of them may be the plan.
+                    let rows: Option<Vec<u32>> = bits
+                        .filter(|b| exact && b.count() <= s.count / 2)
+                        .map(|b| b.ones().filter(|&o| !s.deleted.get(o as usize)).collect());
                     let hits = search_segment(
-                        idx.as_deref(),
+                        idx.vector.as_deref(),
                         &c.index,
                         c.metric,
                         s.vectors(),
@@ -380,6 +401,7 @@ impl Collection {
                         params,
                         filter.is_some(),
                         &accept,
+                        rows.as_deref(),
                     );
                     for (off, sc) in hits {
                         top.push(sc, (s.id, off));

@@ -3,6 +3,7 @@
 //! segments, WAL replay, the worker's start).
 
 use super::*;
+use crate::index::payload_index::PayloadFieldType;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(super) struct Manifest {
@@ -10,6 +11,9 @@ pub(super) struct Manifest {
     pub(super) segments: Vec<SegmentId>,
     pub(super) persisted_op: u64,
     pub(super) next_segment_id: SegmentId,
+    /// Payload fields with an index, and the type of each.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) payload_schema: BTreeMap<String, PayloadFieldType>,
 }
 
 /// Reads `manifest.json` (an empty manifest when there is none yet).
@@ -144,7 +148,9 @@ impl Collection {
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut ticket = 0;
-        for j in jobs.into_iter().chain([Job::Vacuum]) {
+        // Reindex: a field added just before a crash may lack its index in
+        // some sealed segments.
+        for j in jobs.into_iter().chain([Job::Vacuum, Job::Reindex]) {
             ticket += 1;
             let _ = tx.send((ticket, j));
         }

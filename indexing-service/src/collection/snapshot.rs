@@ -130,6 +130,7 @@ impl Collection {
             segments: m.segments.clone(),
             persisted_op: m.persisted_op,
             next_segment_id: m.next_segment_id,
+            payload_schema: m.payload_schema.clone(),
         };
         write_synced(
             &stage.join("manifest.json"),

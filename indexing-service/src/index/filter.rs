@@ -182,13 +182,13 @@ impl<'a> Scalar<'a> {
 /// A JSON number without loss: integers widened to `i128` (every `u64` and
 /// `i64` fits), floats as they are.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Num {
+pub(crate) enum Num {
     Int(i128),
     Float(f64),
 }
 
 impl Num {
-    fn of(n: &Number) -> Self {
+    pub(crate) fn of(n: &Number) -> Self {
         if let Some(u) = n.as_u64() {
             Num::Int(u as i128)
         } else if let Some(i) = n.as_i64() {
@@ -199,7 +199,7 @@ impl Num {
     }
 
     /// Exact order of the two values; None only with a NaN (not valid JSON).
-    fn cmp(self, other: Num) -> Option<Ordering> {
+    pub(crate) fn cmp(self, other: Num) -> Option<Ordering> {
         match (self, other) {
             (Num::Int(a), Num::Int(b)) => Some(a.cmp(&b)),
             (Num::Float(x), Num::Float(y)) => x.partial_cmp(&y),
@@ -237,15 +237,15 @@ fn cmp_int_float(a: i128, f: f64) -> Option<Ordering> {
 
 /// Bounds of a range, converted once.
 #[derive(Debug, Clone, Copy, Default)]
-struct Bounds {
-    gt: Option<Num>,
-    gte: Option<Num>,
-    lt: Option<Num>,
-    lte: Option<Num>,
+pub(crate) struct Bounds {
+    pub(crate) gt: Option<Num>,
+    pub(crate) gte: Option<Num>,
+    pub(crate) lt: Option<Num>,
+    pub(crate) lte: Option<Num>,
 }
 
 impl Bounds {
-    fn of(r: &Range) -> Self {
+    pub(crate) fn of(r: &Range) -> Self {
         let n = |b: &Option<Number>| b.as_ref().map(Num::of);
         Bounds {
             gt: n(&r.gt),
@@ -271,7 +271,7 @@ impl Bounds {
 // ------------------------------------------------------------- evaluation
 
 /// Values at a dotted key; arrays along the way fan out.
-fn lookup<'p, 'k>(
+pub(crate) fn lookup<'p, 'k>(
     payload: &'p Payload,
     mut parts: impl Iterator<Item = &'k str> + Clone,
     out: &mut Vec<&'p Value>,

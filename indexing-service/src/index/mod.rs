@@ -5,6 +5,7 @@
 pub mod distance;
 pub mod filter;
 pub mod hnsw;
+pub mod payload_index;
 pub mod pq;
 pub mod segment_index;
 pub mod sq;
@@ -116,6 +117,24 @@ pub fn exact_scan(
         if accept(i as u32) {
             top.push(score(metric, query, v), i as u32);
         }
+    }
+    top.into_sorted()
+}
+
+/// Exact scan over the rows `rows` (offsets into `vectors`, each below
+/// `vectors.len() / dim`): the best `k`, best first.
+pub fn exact_scan_rows(
+    metric: Metric,
+    vectors: &[f32],
+    dim: usize,
+    query: &[f32],
+    k: usize,
+    rows: &[u32],
+) -> Vec<(u32, f32)> {
+    let mut top = TopK::new(k);
+    for &i in rows {
+        let v = &vectors[i as usize * dim..(i as usize + 1) * dim];
+        top.push(score(metric, query, v), i);
     }
     top.into_sorted()
 }

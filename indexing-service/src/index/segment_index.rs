@@ -595,6 +595,11 @@ fn plan_filtered(
 /// (the graph or the lists held fewer accepted points than exist, e.g.
 /// most of the segment deleted) is replaced by an exact scan, so the
 /// answer always holds `min(k, accepted points)` offsets.
+///
+/// `matches`, when the payload indexes know it, is exactly the list of
+/// accepted offsets (ascending): few enough of them (under
+/// `exact_scan_below` of the segment or `2·ef`) are scored directly, with
+/// no sampling and no pass over the rest of the segment.
 #[allow(clippy::too_many_arguments)]
 pub fn search_segment(
     index: Option<&SegmentIndex>,
@@ -607,11 +612,24 @@ pub fn search_segment(
     params: SearchParams,
     filtered: bool,
     accept: &dyn Fn(u32) -> bool,
+    matches: Option<&[u32]>,
 ) -> Vec<(u32, f32)> {
     let n = vectors.len() / dim.max(1);
-    let Some(index) = index.filter(|_| !params.exact && n > 0) else {
-        return exact_scan(metric, vectors, dim, q, k, accept);
+    let exact = |accept: &dyn Fn(u32) -> bool| match matches {
+        Some(rows) => crate::index::exact_scan_rows(metric, vectors, dim, q, k, rows),
+        None => exact_scan(metric, vectors, dim, q, k, accept),
     };
+    let Some(index) = index.filter(|_| !params.exact && n > 0) else {
+        return exact(accept);
+    };
+    if let Some(rows) = matches {
+        let ef = params.ef.unwrap_or(settings.hnsw.ef).max(k);
+        if (rows.len() as f64) < settings.exact_scan_below as f64 * n as f64
+            || rows.len() < 2 * ef
+        {
+            return exact(accept);
+        }
+    }
     let k = k.min(n);
     if k == 0 {
         return Vec::new();
@@ -646,7 +664,7 @@ pub fn search_segment(
             SegmentIndex::IvfPq { oversampling, .. } => pq_rescored(k, *oversampling, n),
         };
         match plan_filtered(settings, metric, vectors, dim, q, ef, need, accept) {
-            FilteredPlan::Exact => return exact_scan(metric, vectors, dim, q, k, accept),
+            FilteredPlan::Exact => return exact(accept),
             FilteredPlan::Index { seeds: s, far } => {
                 seeds = s;
                 if far {
@@ -659,7 +677,7 @@ pub fn search_segment(
         index, settings, metric, vectors, dim, q, k, ef, params, filtered, &seeds, accept,
     );
     if found.len() < k {
-        return exact_scan(metric, vectors, dim, q, k, accept);
+        return exact(accept);
     }
     found
 }

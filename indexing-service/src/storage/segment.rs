@@ -765,6 +765,84 @@ impl SealedSegment {
         })
     }
 
+    /// Writes a copy of this segment as segment `id` in `parent` with
+    /// components changed: every file but those `drop` names (and
+    /// `meta.json`, `deleted.bin`) is hard-linked (segment files never
+    /// change once written, so the copy shares their bytes), `add`'s files
+    /// are written (replacing a linked file of the same name), the deleted
+    /// bitmap is the current one, and `meta.json` lists the result with
+    /// the checksums (linked files keep theirs). Written in `<id>.tmp/`,
+    /// fsynced and renamed into place like [`SealedSegment::write`]; the
+    /// slots are the same, so offsets carry over. Returns the new
+    /// directory. Errors: `Io`; `Corrupt` when this segment's `meta.json`
+    /// no longer reads; a format-1 segment (no checksums) is refused as
+    /// `Corrupt` too: rewrite it with a vacuum first.
+    pub fn derive(
+        &self,
+        parent: &Path,
+        id: SegmentId,
+        drop: impl Fn(&str) -> bool,
+        add: &[(String, Vec<u8>)],
+    ) -> Result<PathBuf> {
+        let meta_path = self.dir.join(META);
+        let old = Meta::parse(
+            &meta_path,
+            &std::fs::read(&meta_path).map_err(io_err(&meta_path))?,
+        )?;
+        if old.format_version < 2 {
+            return Err(StorageError::Corrupt {
+                path: meta_path,
+                message: "a format-1 segment cannot be derived (no checksums)".into(),
+            });
+        }
+        let fin = parent.join(Self::dir_name(id));
+        let tmp = parent.join(format!("{}.tmp", Self::dir_name(id)));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let mut files = BTreeMap::new();
+        for (name, sum) in &old.files {
+            if drop(name) || add.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let to = tmp.join(name);
+            std::fs::hard_link(self.dir.join(name), &to).map_err(io_err(&to))?;
+            files.insert(name.clone(), *sum);
+        }
+        for (name, bytes) in add {
+            write_synced(&tmp.join(name), bytes)?;
+            files.insert(name.clone(), FileSum::of(bytes));
+        }
+        write_synced(
+            &tmp.join(DELETED),
+            &deleted_bytes(&self.deleted, SEGMENT_FORMAT_VERSION),
+        )?;
+        let meta = Meta {
+            format_version: SEGMENT_FORMAT_VERSION,
+            id,
+            dim: self.dim,
+            count: self.count,
+            files,
+            checksum: None,
+        };
+        write_synced(&tmp.join(META), &meta.to_bytes())?;
+        sync_dir(&tmp)?;
+        let _ = std::fs::remove_dir_all(&fin);
+        std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
+        sync_dir(parent)?;
+        Ok(fin)
+    }
+
+    /// The names of this segment's files that `meta.json` lists (none for
+    /// format 1).
+    pub fn listed_files(&self) -> Vec<String> {
+        let meta_path = self.dir.join(META);
+        std::fs::read(&meta_path)
+            .ok()
+            .and_then(|b| Meta::parse(&meta_path, &b).ok())
+            .map(|m| m.files.into_keys().collect())
+            .unwrap_or_default()
+    }
+
     /// Another view of this segment with the deleted bitmap read again from
     /// `deleted.bin` (as the writer last persisted it): the maps and ids
     /// are shared, nothing else is read or checked again, nothing is
@@ -988,6 +1066,40 @@ mod tests {
         let empty = write(t.path(), 8, &[], &[]);
         let e = SealedSegment::open(&empty).unwrap();
         assert_eq!((e.count, e.vectors().len(), e.live()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_derived_segment_shares_files_and_changes_components() {
+        let t = tempfile::tempdir().unwrap();
+        let pts = sample(60);
+        let dir = write(t.path(), 3, &pts, &[("hnsw.bin", b"graph"), ("pidx-61.bin", b"old")]);
+        let s = SealedSegment::open(&dir).unwrap();
+        s.deleted.set(5);
+        let new = s
+            .derive(
+                t.path(),
+                4,
+                |n| n == "pidx-61.bin",
+                &[("pidx-62.bin".to_string(), b"new".to_vec())],
+            )
+            .unwrap();
+        let d = SealedSegment::open(&new).unwrap();
+        assert_eq!(d.id, 4);
+        let mut want = contents(&s);
+        want[5].3 = true;
+        assert_eq!(contents(&d), want, "same slots, current deletes");
+        assert!(!new.join("pidx-61.bin").exists());
+        assert_eq!(std::fs::read(new.join("pidx-62.bin")).unwrap(), b"new");
+        assert_eq!(std::fs::read(new.join("hnsw.bin")).unwrap(), b"graph");
+        let mut listed = d.listed_files();
+        listed.sort();
+        assert!(listed.contains(&"pidx-62.bin".to_string()) && listed.contains(&TEXT.to_string()));
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            std::fs::metadata(new.join(VECTORS)).unwrap().ino(),
+            std::fs::metadata(dir.join(VECTORS)).unwrap().ino(),
+            "vectors are hard-linked, not copied"
+        );
     }
 
     #[test]

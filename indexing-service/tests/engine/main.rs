@@ -13,6 +13,7 @@ mod idle;
 mod integrity;
 mod limits;
 mod magnitudes;
+mod payload_index;
 mod query;
 mod recall;
 mod replicas;

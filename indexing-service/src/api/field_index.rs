@@ -1,0 +1,179 @@
+//! HTTP for payload indexes, in Qdrant's shape: `PUT
+//! /collections/{name}/index` (`field_name`, `field_schema`) and `DELETE
+//! /collections/{name}/index/{field_name}`, each with `?wait=true` to
+//! answer once every sealed segment has the change.
+
+use super::handlers::{blocking, Res};
+use super::{ApiError, AppState};
+use crate::index::payload_index::PayloadFieldType;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use shared::http::ApiJson;
+use shared::ErrorBody;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, ToSchema};
+
+/// `PUT /collections/{name}/index`
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"field_name": "pos", "field_schema": "keyword"}))]
+pub struct CreateFieldIndexRequest {
+    /// The payload key, dotted for nested keys (as in filters): 1 to 256
+    /// bytes.
+    pub field_name: String,
+    pub field_schema: FieldSchema,
+}
+
+/// `"keyword"` (or `{"type": "keyword"}`, Qdrant's object form):
+/// `keyword` and `uuid` index strings, `integer` and `float` numbers
+/// (exactly, integers and floats alike), `bool` booleans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSchema(pub PayloadFieldType);
+
+impl<'de> Deserialize<'de> for FieldSchema {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        let ty = match &v {
+            serde_json::Value::String(_) => v.clone(),
+            serde_json::Value::Object(o) if o.len() == 1 && o.contains_key("type") => {
+                o["type"].clone()
+            }
+            _ => serde_json::Value::Null,
+        };
+        serde_json::from_value::<PayloadFieldType>(ty).map(FieldSchema).map_err(|_| {
+            D::Error::custom(format!(
+                "`field_schema` is one of \"keyword\", \"integer\", \"float\", \"bool\", \
+                 \"uuid\" (or {{\"type\": ...}}); got {v}"
+            ))
+        })
+    }
+}
+
+impl utoipa::PartialSchema for FieldSchema {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "PayloadFieldType",
+            )))
+            .item(
+                ObjectBuilder::new()
+                    .property(
+                        "type",
+                        RefOr::Ref(utoipa::openapi::Ref::from_schema_name("PayloadFieldType")),
+                    )
+                    .required("type")
+                    .additional_properties(Some(
+                        utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                    )),
+            )
+            .description(Some("The type to index the field as: a name, or `{\"type\": name}`."))
+            .into()
+    }
+}
+
+impl ToSchema for FieldSchema {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            "PayloadFieldType".into(),
+            <PayloadFieldType as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
+/// `?wait=true`: answer once every sealed segment has the change.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WaitQuery {
+    /// Wait until the indexes of every sealed segment are built (default
+    /// false: the change is durable at once and built in the background).
+    #[serde(default)]
+    pub wait: Option<bool>,
+}
+
+/// Whether the change is built everywhere yet.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldIndexStatus {
+    /// Durable; segments are being (re)indexed in the background.
+    Acknowledged,
+    /// Every sealed segment has it.
+    Completed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FieldIndexResponse {
+    pub status: FieldIndexStatus,
+}
+
+/// Index a payload field, so filters on it read the index instead of each
+/// point's payload and searches plan from its exact match counts.
+#[utoipa::path(put, path = "/collections/{name}/index", tag = "collections",
+    params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents"), WaitQuery),
+    request_body = CreateFieldIndexRequest,
+    responses(
+        (status = 200, body = FieldIndexResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub(super) async fn create_field_index(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<WaitQuery>,
+    ApiJson(req): ApiJson<CreateFieldIndexRequest>,
+) -> Res<FieldIndexResponse> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let wait = q.wait.unwrap_or(false);
+    blocking(move || {
+        let t = c.create_field_index(&req.field_name, req.field_schema.0)?;
+        if wait {
+            c.wait_field_indexes(t);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(FieldIndexResponse {
+        status: if wait {
+            FieldIndexStatus::Completed
+        } else {
+            FieldIndexStatus::Acknowledged
+        },
+    }))
+}
+
+/// Drop a payload field's index (a field without one is left as it is).
+#[utoipa::path(delete, path = "/collections/{name}/index/{field_name}", tag = "collections",
+    params(("name" = String, Path, description = "Collection name: 1 to 64 of `A-Z a-z 0-9 _ -`", pattern = "^[A-Za-z0-9_-]{1,64}$", example = "documents"),
+        ("field_name" = String, Path, description = "The indexed payload key", example = "pos"), WaitQuery),
+    responses(
+        (status = 200, body = FieldIndexResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 500, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub(super) async fn delete_field_index(
+    State(s): State<AppState>,
+    Path((name, field)): Path<(String, String)>,
+    Query(q): Query<WaitQuery>,
+) -> Res<FieldIndexResponse> {
+    let c = s.storage.get(&name).map_err(ApiError::from)?;
+    let wait = q.wait.unwrap_or(false);
+    blocking(move || {
+        let t = c.delete_field_index(&field)?;
+        if wait {
+            c.wait_field_indexes(t);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(FieldIndexResponse {
+        status: if wait {
+            FieldIndexStatus::Completed
+        } else {
+            FieldIndexStatus::Acknowledged
+        },
+    }))
+}
