@@ -10,7 +10,9 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use shared::config::FsyncMode;
 use shared::wire::indexing::{Filter, Metric, PointId};
-use std::collections::{BTreeMap, HashMap};
+use indexing_service::index::payload_index::PayloadFieldType;
+use indexing_service::index::segment_index::SearchParams;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -129,7 +131,10 @@ fn crash_child() {
         Err(_) => {
             let mut cfg = config("c", 8, Metric::Dot, 40);
             cfg.vacuum.max_segments = 3;
-            storage.create(cfg).unwrap()
+            let c = storage.create(cfg).unwrap();
+            c.create_field_index("tag", PayloadFieldType::Integer)
+                .unwrap();
+            c
         }
     };
     let mut rng = StdRng::seed_from_u64(cycle);
@@ -307,6 +312,27 @@ fn acknowledged_writes_survive_sigkill() {
                 .collect();
             assert_eq!(got, want, "cycle {cycle}: keyword search for doc{id}");
         }
+        // Filtered search through the payload index of `tag` (sealed
+        // segments) finds exactly the model's points of each tag.
+        for tag in 0..3u64 {
+            let f: Filter =
+                serde_json::from_value(json!({"must": [{"key": "tag", "match": tag}]})).unwrap();
+            let got: BTreeSet<u64> = c
+                .search(&crash_vec(1, 1), 300, Some(&f))
+                .unwrap()
+                .iter()
+                .map(|h| match h.point.id {
+                    PointId::Num(n) => n,
+                    _ => unreachable!(),
+                })
+                .collect();
+            let want: BTreeSet<u64> = model
+                .iter()
+                .filter(|(_, (_, t))| *t == tag)
+                .map(|(i, _)| *i)
+                .collect();
+            assert_eq!(got, want, "cycle {cycle}: points of tag {tag}");
+        }
         // Search still works and skips deleted points.
         let hits = c.search(&crash_vec(1, 1), 5, None).unwrap();
         assert!(hits.len() <= model.len().min(5));
@@ -403,7 +429,14 @@ fn random_operations_match_a_hashmap_model() {
         let mut storage = Some(Storage::open(dir.path()).unwrap());
         let mut cfg = config("m", 6, Metric::Euclidean, rng.gen_range(5..40));
         cfg.vacuum.max_segments = rng.gen_range(2..5);
-        storage.as_ref().unwrap().create(cfg).unwrap();
+        let made = storage.as_ref().unwrap().create(cfg).unwrap();
+        // Half the rounds index the field filters use (answers must not
+        // change).
+        let indexed = round % 2 == 0;
+        if indexed {
+            made.create_field_index("g", PayloadFieldType::Integer).unwrap();
+        }
+        drop(made);
         // id -> (vector, payload, content)
         let mut model: HashMap<u64, (Vec<f32>, Value, String)> = HashMap::new();
         for step in 0..400 {
@@ -514,6 +547,34 @@ fn random_operations_match_a_hashmap_model() {
                         "seed {s} step {step}"
                     );
                     assert_eq!(g.content.as_ref(), Some(wt));
+                }
+                // Filtered searches (payload indexes in half the rounds)
+                // return exactly the model's matching points.
+                for g in 0..4 {
+                    let f: Filter =
+                        serde_json::from_value(json!({"must": [{"key": "g", "match": g}]}))
+                            .unwrap();
+                    let want: BTreeSet<u64> = model
+                        .iter()
+                        .filter(|(_, (_, p, _))| p["g"] == json!(g))
+                        .map(|(i, _)| *i)
+                        .collect();
+                    for exact in [true, false] {
+                        let params = SearchParams {
+                            exact,
+                            ..Default::default()
+                        };
+                        let got: BTreeSet<u64> = c
+                            .search_parts(&[0.1; 6], 200, Some(&f), params, ReadParts::PAYLOAD)
+                            .unwrap()
+                            .iter()
+                            .map(|h| match h.point.id {
+                                PointId::Num(n) => n,
+                                _ => unreachable!(),
+                            })
+                            .collect();
+                        assert_eq!(got, want, "seed {s} step {step}: g = {g} (indexed: {indexed}, exact: {exact})");
+                    }
                 }
                 // Keyword search equals BM25 computed here over the model,
                 // and full-text filters equal a scan of the model.
