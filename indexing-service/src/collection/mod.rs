@@ -7,7 +7,7 @@
 //! | path | content |
 //! |---|---|
 //! | `collection.json` | [`CollectionConfig`] with `format_version` |
-//! | `manifest.json` | live sealed segments, `persisted_op`, `next_segment_id` (replaced atomically) |
+//! | `manifest.json` | live sealed segments, `persisted_op`, `next_segment_id`, `payload_schema` (replaced atomically) |
 //! | `wal/` | the write-ahead log (`storage::wal`) |
 //! | `segments/<id>/` | sealed segments (`storage::segment`) |
 //!
@@ -43,7 +43,8 @@
 //! | `update` | the write path: upsert, delete (by id, by filter), payload updates, applying a logged op |
 //! | `read` | get, count, scroll, dense search, keyword (BM25) search, hydration of hits |
 //! | `query` | the Query API's trees: prefetch, fusion (RRF, DBSF), re-scoring |
-//! | `optimizer` | the worker: sealing and indexing, vacuum and merge, checkpoints, idle indexing |
+//! | `field_index` | the payload schema (indexed fields, in the manifest) and changes to it |
+//! | `optimizer` | the worker: sealing and indexing, vacuum and merge, reindexing to the payload schema, checkpoints, idle indexing |
 //! | `recovery` | create, open, the writer's recovery (tail repair, GC, replay) |
 //! | `follower`, `snapshot`, `manager` | read replicas, snapshots, the set of collections |
 //!

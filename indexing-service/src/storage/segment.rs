@@ -11,6 +11,7 @@
 //! | `records.idx` | `count + 1` u64 LE offsets into `records.dat` | `files` |
 //! | `records.dat` | per point a JSON object `{"p": payload or null, "c": content or null}` | `files` |
 //! | `text.bin` | the inverted index of the points' `content` for keyword search (`text::inverted`); present when the collection indexes text | `files` |
+//! | `pidx-<hex of the field name>.bin` | one payload index per indexed field (`index::payload_index`), written with the segment or added by deriving a new segment from it ([`SealedSegment::derive`]: the other files hard-linked) | `files` |
 //! | `deleted.bin` | bitset of deleted offsets, `⌈count/64⌉` u64 LE words, then the CRC-32 of those words (u32 LE); the only file rewritten after sealing (atomically, at checkpoints) | its trailer |
 //! | `hnsw.bin`, `sq8.bin`, `pq.bin`, `ivf.bin` | the index layer's files (`index::segment_index`), written by the hook of [`SealedSegment::write`]; which ones exist depends on the index settings | `files` |
 //!
