@@ -43,12 +43,14 @@ impl<'de> Deserialize<'de> for FieldSchema {
             }
             _ => serde_json::Value::Null,
         };
-        serde_json::from_value::<PayloadFieldType>(ty).map(FieldSchema).map_err(|_| {
-            D::Error::custom(format!(
-                "`field_schema` is one of \"keyword\", \"integer\", \"float\", \"bool\", \
+        serde_json::from_value::<PayloadFieldType>(ty)
+            .map(FieldSchema)
+            .map_err(|_| {
+                D::Error::custom(format!(
+                    "`field_schema` is one of \"keyword\", \"integer\", \"float\", \"bool\", \
                  \"uuid\" (or {{\"type\": ...}}); got {v}"
-            ))
-        })
+                ))
+            })
     }
 }
 
@@ -69,7 +71,9 @@ impl utoipa::PartialSchema for FieldSchema {
                         utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
                     )),
             )
-            .description(Some("The type to index the field as: a name, or `{\"type\": name}`."))
+            .description(Some(
+                "The type to index the field as: a name, or `{\"type\": name}`.",
+            ))
             .into()
     }
 }

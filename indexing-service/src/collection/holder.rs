@@ -46,12 +46,11 @@ pub(super) fn open_indexes(
         let f = std::fs::File::open(&path).map_err(io_err(&path))?;
         // SAFETY: segment files never change once renamed into place.
         let map = unsafe { memmap2::Mmap::map(&f) }.map_err(io_err(&path))?;
-        let idx = FieldIndex::open(Arc::new(map), s.count).map_err(|message| {
-            StorageError::Corrupt {
+        let idx =
+            FieldIndex::open(Arc::new(map), s.count).map_err(|message| StorageError::Corrupt {
                 path: path.clone(),
                 message: format!("{name}: {message}"),
-            }
-        })?;
+            })?;
         payload.by_field.insert(field, idx);
     }
     Ok(Indexes {

@@ -18,8 +18,8 @@
 //! under the usual lock order (`checkpoint` → `state`).
 
 use super::*;
-use crate::index::payload_index::{self, PayloadFieldType};
 use super::{Job, Result, Shared};
+use crate::index::payload_index::{self, PayloadFieldType};
 use crate::index::segment_index::IndexKind;
 use serde::{Deserialize, Serialize};
 use shared::wire::limits::{self, check_range};
@@ -245,9 +245,7 @@ impl Shared {
             self.config.tokenizer().as_ref(),
             |tmp, v| {
                 self.build_index(tmp, v, &mut built)?;
-                write_payload_indexes(tmp, &schema, extras.len(), |i| {
-                    extras[i].payload.as_ref()
-                })
+                write_payload_indexes(tmp, &schema, extras.len(), |i| extras[i].payload.as_ref())
             },
         )?;
         drop((ids, vectors, extras));
@@ -486,7 +484,7 @@ impl Shared {
             };
             let mut payloads = Vec::with_capacity(seg.count);
             for off in 0..seg.count {
-                payloads.push(seg.extra(off)?.payload);
+                payloads.push(seg.payload(off)?);
             }
             let missing: BTreeMap<String, PayloadFieldType> = schema
                 .iter()

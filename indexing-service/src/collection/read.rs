@@ -381,14 +381,13 @@ impl Collection {
                             && bits.is_none_or(|b| b.get(off as usize))
                             && (exact
                                 || filter.is_none_or(|f| {
-                                    s.extra(off as usize)
-                                        .is_ok_and(|e| f.matches(e.payload.as_ref()))
+                                    s.payload(off as usize).is_ok_and(|p| f.matches(p.as_ref()))
                                 }))
                     };
                     // The matching slots as a list, when few enough that an
                     // exact scan of them may be the plan.
                     let rows: Option<Vec<u32>> = bits
-                        .filter(|b| exact && b.count() <= s.count / 2)
+                        .filter(|b| exact && b.count() <= s.count.max(1) * 3 / 4)
                         .map(|b| b.ones().filter(|&o| !s.deleted.get(o as usize)).collect());
                     let hits = search_segment(
                         idx.vector.as_deref(),
@@ -612,8 +611,7 @@ impl Collection {
                         !s.deleted.get(off as usize)
                             && only.is_none_or(|o| o.contains(&s.ids[off as usize]))
                             && filter.is_none_or(|f| {
-                                s.extra(off as usize)
-                                    .is_ok_and(|e| f.matches(e.payload.as_ref()))
+                                s.payload(off as usize).is_ok_and(|p| f.matches(p.as_ref()))
                             })
                     };
                     bm25::score_segment(t, &terms, &stats, params, &accept, &mut |off, sc| {

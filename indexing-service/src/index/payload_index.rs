@@ -296,7 +296,10 @@ impl FieldIndex {
                 .and_then(|x| x.checked_add(HEADER))
                 .ok_or("impossible size")?;
             if end != b.len() {
-                return Err(format!("the payload index has {} bytes, expected {end}", b.len()));
+                return Err(format!(
+                    "the payload index has {} bytes, expected {end}",
+                    b.len()
+                ));
             }
             for i in 0..len {
                 let at = HEADER + i * ENTRY;
@@ -319,7 +322,10 @@ impl FieldIndex {
         let (term_off_at, post_off_at, term_bytes_at, postings_at, end) =
             sizes().ok_or("the payload index's header gives impossible sizes")?;
         if end != b.len() {
-            return Err(format!("the payload index has {} bytes, expected {end}", b.len()));
+            return Err(format!(
+                "the payload index has {} bytes, expected {end}",
+                b.len()
+            ));
         }
         let ascends = |at: usize, last: usize| {
             let mut prev = 0u64;
@@ -521,13 +527,22 @@ impl Bits {
         self.words[i / 64] >> (i % 64) & 1 == 1
     }
     pub fn and(&mut self, o: &Bits) {
-        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a &= b);
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a &= b);
     }
     pub fn or(&mut self, o: &Bits) {
-        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a |= b);
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a |= b);
     }
     pub fn and_not(&mut self, o: &Bits) {
-        self.words.iter_mut().zip(&o.words).for_each(|(a, b)| *a &= !b);
+        self.words
+            .iter_mut()
+            .zip(&o.words)
+            .for_each(|(a, b)| *a &= !b);
     }
     pub fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
@@ -707,7 +722,10 @@ mod tests {
             json!({"must": [{"key": "tag", "match": {"text": "a"}}]}),
         ] {
             let filter: Filter = serde_json::from_value(f.clone()).unwrap();
-            assert!(matches!(idx.filter_bits(&filter), FilterBits::Unknown), "{f}");
+            assert!(
+                matches!(idx.filter_bits(&filter), FilterBits::Unknown),
+                "{f}"
+            );
         }
         let filter: Filter = serde_json::from_value(
             json!({"must": [{"key": "tag", "match": "a"}, {"key": "other", "match": 1}]}),

@@ -623,10 +623,7 @@ pub fn search_segment(
         return exact(accept);
     };
     if let Some(rows) = matches {
-        let ef = params.ef.unwrap_or(settings.hnsw.ef).max(k);
-        if (rows.len() as f64) < settings.exact_scan_below as f64 * n as f64
-            || rows.len() < 2 * ef
-        {
+        if exact_beats_index(index, settings, params, k, n, rows.len()) {
             return exact(accept);
         }
     }
@@ -680,6 +677,39 @@ pub fn search_segment(
         return exact(accept);
     }
     found
+}
+
+/// Whether scoring `rows` known matches exactly costs less than a
+/// filtered traversal of the index over `n` points. A graph gathering `ef`
+/// matches at selectivity `rows / n` visits about `ef · n / rows` nodes and
+/// scores their `2·m` neighbours on one-byte codes (a quarter of an f32
+/// score each), against `rows` f32 scores for the exact scan: the scan
+/// wins while `rows² < ef · n · 2m / 4`. Also when under
+/// `exact_scan_below` of the segment or `2·ef` rows. IVF: the last two
+/// only.
+fn exact_beats_index(
+    index: &SegmentIndex,
+    settings: &IndexSettings,
+    params: SearchParams,
+    k: usize,
+    n: usize,
+    rows: usize,
+) -> bool {
+    let ef = params
+        .ef
+        .unwrap_or(settings.hnsw.ef)
+        .clamp(limits::MIN_EF, limits::MAX_EF)
+        .max(k);
+    if (rows as f64) < settings.exact_scan_below as f64 * n as f64 || rows < 2 * ef {
+        return true;
+    }
+    match index {
+        SegmentIndex::Hnsw { .. } => {
+            let m0 = 2.0 * settings.hnsw.m as f64;
+            (rows as f64).powi(2) < ef as f64 * n as f64 * m0 / 4.0
+        }
+        SegmentIndex::IvfPq { .. } => false,
+    }
 }
 
 /// The index part of [`search_segment`]: `k` and `ef` already bounded.

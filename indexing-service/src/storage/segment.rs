@@ -1,15 +1,16 @@
 //! Segments: the mutable one that takes writes (in memory, rebuilt from the
 //! WAL after a restart) and sealed ones (immutable files, memory-mapped).
 //!
-//! Sealed segment directory `segments/<id, 10 digits>/`, format version 2:
+//! Sealed segment directory `segments/<id, 10 digits>/`, format version 3:
 //!
 //! | file | content | checked by |
 //! |---|---|---|
 //! | `meta.json` | `{"format_version": 2, "id", "dim", "count", "files": {name: {"bytes", "crc32"}}, "checksum"}` | `checksum` |
 //! | `vectors.f32` | `count × dim` f32 LE, row-major; memory-mapped (page-aligned) | `files` |
 //! | `ids.bin` | `count` point ids (`codec` id encoding) | `files` |
-//! | `records.idx` | `count + 1` u64 LE offsets into `records.dat` | `files` |
-//! | `records.dat` | per point a JSON object `{"p": payload or null, "c": content or null}` | `files` |
+//! | `payload.idx`, `content.idx` | `count + 1` u64 LE offsets into the `.dat` file | `files` |
+//! | `payload.dat` | per point its payload object in MessagePack (empty: no payload), so a filter check reads no text | `files` |
+//! | `content.dat` | per point its content: empty for none, else the byte 1 and the UTF-8 text | `files` |
 //! | `text.bin` | the inverted index of the points' `content` for keyword search (`text::inverted`); present when the collection indexes text | `files` |
 //! | `pidx-<hex of the field name>.bin` | one payload index per indexed field (`index::payload_index`), written with the segment or added by deriving a new segment from it ([`SealedSegment::derive`]: the other files hard-linked) | `files` |
 //! | `deleted.bin` | bitset of deleted offsets, `⌈count/64⌉` u64 LE words, then the CRC-32 of those words (u32 LE); the only file rewritten after sealing (atomically, at checkpoints) | its trailer |
@@ -42,11 +43,16 @@
 //! `SEGMENT_BENCH_POINTS=1000000 cargo test -p indexing-service --lib
 //! checksum_cost -- --ignored --nocapture`.
 //!
-//! Format 1 (older data directories): the same files without `files`,
-//! `checksum` and the `deleted.bin` trailer. Such segments still open, but
-//! unverified (an info line is logged once per process); their
-//! `deleted.bin` keeps the format-1 layout when rewritten. A segment that a
-//! vacuum rewrites comes out in format 2.
+//! Format 2 (older data directories): payload and content together in
+//! `records.idx` / `records.dat` (per point a JSON object `{"p": payload or
+//! null, "c": content or null}`) instead of the four `payload.*` /
+//! `content.*` files; it opens as before, and a filter check there decodes
+//! the whole record. Format 1: format 2 without `files`, `checksum` and
+//! the `deleted.bin` trailer. Such segments still open, but unverified (an
+//! info line is logged once per process); their `deleted.bin` keeps the
+//! format-1 layout when rewritten. A segment that a vacuum rewrites comes
+//! out in format 3; one derived from it ([`SealedSegment::derive`]) keeps
+//! its format.
 //!
 //! A segment is written into `<id>.tmp/`, every file fsynced, then the
 //! directory is renamed into place and the parent fsynced. Only the
@@ -74,7 +80,7 @@ compile_error!("segment files are little-endian and memory-mapped as native f32"
 
 pub type SegmentId = u64;
 /// The format this build writes.
-pub const SEGMENT_FORMAT_VERSION: u32 = 2;
+pub const SEGMENT_FORMAT_VERSION: u32 = 3;
 /// The oldest format this build opens (format 1: no checksums, opened
 /// unverified).
 pub const SEGMENT_FORMAT_MIN: u32 = 1;
@@ -417,6 +423,94 @@ const VECTORS: &str = "vectors.f32";
 const IDS: &str = "ids.bin";
 const REC_IDX: &str = "records.idx";
 const REC_DAT: &str = "records.dat";
+const PAYLOAD_IDX: &str = "payload.idx";
+const PAYLOAD_DAT: &str = "payload.dat";
+const CONTENT_IDX: &str = "content.idx";
+const CONTENT_DAT: &str = "content.dat";
+
+/// One record file pair: `count + 1` u64 LE offsets (`idx`) into `dat`.
+#[derive(Clone)]
+struct RecordFile {
+    idx: Option<Arc<Mmap>>,
+    dat: Option<Arc<Mmap>>,
+    dat_name: &'static str,
+}
+
+impl RecordFile {
+    /// Maps and verifies `idx_name` / `dat_name` of a segment of `count`
+    /// slots. Errors: `Io`, `Corrupt` (checksum, or the offsets' size).
+    fn open(
+        dir: &Path,
+        meta: &Meta,
+        idx_name: &'static str,
+        dat_name: &'static str,
+    ) -> Result<Self> {
+        let idx = map(&dir.join(idx_name))?;
+        verify(dir, meta, idx_name, mapped(&idx))?;
+        if idx.as_ref().map_or(0, |m| m.len()) != (meta.count + 1) * 8 {
+            return Err(StorageError::Corrupt {
+                path: dir.join(idx_name),
+                message: format!("{idx_name} has the wrong size"),
+            });
+        }
+        let dat = map(&dir.join(dat_name))?;
+        verify(dir, meta, dat_name, mapped(&dat))?;
+        Ok(Self { idx, dat, dat_name })
+    }
+
+    /// The bytes of slot `off`. Errors: `Corrupt` when its offsets do not
+    /// fit the data file.
+    fn get(&self, dir: &Path, off: usize) -> Result<&[u8]> {
+        let idx = self
+            .idx
+            .as_ref()
+            .expect("checked on open: count + 1 offsets");
+        let at = |i: usize| u64::from_le_bytes(idx[i * 8..i * 8 + 8].try_into().unwrap()) as usize;
+        let (s, e) = (at(off), at(off + 1));
+        let dat: &[u8] = mapped(&self.dat);
+        if s > e || e > dat.len() {
+            return Err(StorageError::Corrupt {
+                path: dir.join(self.dat_name),
+                message: format!("record {off} out of bounds"),
+            });
+        }
+        Ok(&dat[s..e])
+    }
+}
+
+/// Where a segment keeps payloads and texts.
+#[derive(Clone)]
+enum Records {
+    /// Formats 1 and 2: one JSON object `{"p", "c"}` per slot.
+    Json(RecordFile),
+    /// Format 3: the payload (MessagePack of the object; empty: none) and
+    /// the content (empty: none; else `1` and the UTF-8 bytes) apart, so a
+    /// filter check reads only the payload.
+    Split {
+        payload: RecordFile,
+        content: RecordFile,
+    },
+}
+
+/// Appends slot records to an offsets file and a data file.
+#[derive(Default)]
+struct RecordWriter {
+    idx: Vec<u8>,
+    dat: Vec<u8>,
+}
+
+impl RecordWriter {
+    fn push(&mut self, bytes: &[u8]) {
+        self.idx
+            .extend_from_slice(&(self.dat.len() as u64).to_le_bytes());
+        self.dat.extend_from_slice(bytes);
+    }
+    fn finish(mut self) -> (Vec<u8>, Vec<u8>) {
+        self.idx
+            .extend_from_slice(&(self.dat.len() as u64).to_le_bytes());
+        (self.idx, self.dat)
+    }
+}
 const DELETED: &str = "deleted.bin";
 /// The text index (`text::inverted`).
 pub const TEXT: &str = "text.bin";
@@ -443,8 +537,7 @@ pub struct SealedSegment {
     /// Point id per offset (shared by the copies [`SealedSegment::reopen`]
     /// makes).
     pub ids: Arc<Vec<PointId>>,
-    rec_idx: Option<Arc<Mmap>>,
-    rec_dat: Option<Arc<Mmap>>,
+    records: Records,
     pub deleted: AtomicBits,
     /// The inverted index of the points' `content`, mapped from
     /// `text.bin`; None when the segment was written without one.
@@ -568,8 +661,9 @@ impl SealedSegment {
         std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
         let mut vectors: Vec<f32> = Vec::new();
         let mut ids = Vec::new();
-        let mut idx: Vec<u8> = Vec::new();
-        let mut dat = Vec::new();
+        let mut payloads = RecordWriter::default();
+        let mut contents = RecordWriter::default();
+        let mut buf = Vec::new();
         let mut deleted_offsets = Vec::new();
         let mut count = 0usize;
         let mut texts: Vec<Option<&'a str>> = Vec::new();
@@ -580,14 +674,22 @@ impl SealedSegment {
             debug_assert_eq!(v.len(), dim);
             vectors.extend_from_slice(v);
             put_id(&mut ids, pid);
-            idx.extend_from_slice(&(dat.len() as u64).to_le_bytes());
-            serde_json::to_writer(&mut dat, extra).expect("JSON to a Vec");
+            buf.clear();
+            if let Some(p) = &extra.payload {
+                rmp_serde::encode::write(&mut buf, p).expect("MessagePack to a Vec");
+            }
+            payloads.push(&buf);
+            buf.clear();
+            if let Some(c) = &extra.content {
+                buf.push(1);
+                buf.extend_from_slice(c.as_bytes());
+            }
+            contents.push(&buf);
             if del {
                 deleted_offsets.push(count);
             }
             count += 1;
         }
-        idx.extend_from_slice(&(dat.len() as u64).to_le_bytes());
         let bits = AtomicBits::new(count);
         for o in deleted_offsets {
             bits.set(o);
@@ -602,9 +704,13 @@ impl SealedSegment {
         put(VECTORS, &bytes)?;
         drop(bytes);
         put(IDS, &ids)?;
-        put(REC_IDX, &idx)?;
-        put(REC_DAT, &dat)?;
-        drop((ids, idx, dat));
+        let (idx, dat) = payloads.finish();
+        put(PAYLOAD_IDX, &idx)?;
+        put(PAYLOAD_DAT, &dat)?;
+        let (idx, dat) = contents.finish();
+        put(CONTENT_IDX, &idx)?;
+        put(CONTENT_DAT, &dat)?;
+        drop((ids, idx, dat, buf));
         if let Some(tok) = tokenizer {
             put(TEXT, &inverted::write_sealed(tok, texts.drain(..)))?;
         }
@@ -718,13 +824,14 @@ impl SealedSegment {
         for _ in 0..meta.count {
             ids.push(r.id().map_err(|e| corrupt(IDS, format!("{IDS}: {e}")))?);
         }
-        let rec_idx = map(&dir.join(REC_IDX))?;
-        verify(dir, &meta, REC_IDX, mapped(&rec_idx))?;
-        if rec_idx.as_ref().map_or(0, |m| m.len()) != (meta.count + 1) * 8 {
-            return Err(corrupt(REC_IDX, format!("{REC_IDX} has the wrong size")));
-        }
-        let rec_dat = map(&dir.join(REC_DAT))?;
-        verify(dir, &meta, REC_DAT, mapped(&rec_dat))?;
+        let records = if meta.format_version >= 3 {
+            Records::Split {
+                payload: RecordFile::open(dir, &meta, PAYLOAD_IDX, PAYLOAD_DAT)?,
+                content: RecordFile::open(dir, &meta, CONTENT_IDX, CONTENT_DAT)?,
+            }
+        } else {
+            Records::Json(RecordFile::open(dir, &meta, REC_IDX, REC_DAT)?)
+        };
         let deleted = read_deleted(dir, meta.format_version, meta.count)?;
         let text_path = dir.join(TEXT);
         let text =
@@ -745,7 +852,19 @@ impl SealedSegment {
         // The rest (the index layer's files): verified here, before
         // `SegmentIndex::open` maps them.
         for name in meta.files.keys() {
-            if [VECTORS, IDS, REC_IDX, REC_DAT, TEXT].contains(&name.as_str()) {
+            if [
+                VECTORS,
+                IDS,
+                REC_IDX,
+                REC_DAT,
+                PAYLOAD_IDX,
+                PAYLOAD_DAT,
+                CONTENT_IDX,
+                CONTENT_DAT,
+                TEXT,
+            ]
+            .contains(&name.as_str())
+            {
                 continue;
             }
             let m = map(&dir.join(name))?;
@@ -759,8 +878,7 @@ impl SealedSegment {
             format_version: meta.format_version,
             vectors,
             ids: Arc::new(ids),
-            rec_idx,
-            rec_dat,
+            records,
             deleted,
             text,
         })
@@ -813,12 +931,13 @@ impl SealedSegment {
             write_synced(&tmp.join(name), bytes)?;
             files.insert(name.clone(), FileSum::of(bytes));
         }
+        // The copy keeps the layout of the files it links, so its format.
         write_synced(
             &tmp.join(DELETED),
-            &deleted_bytes(&self.deleted, SEGMENT_FORMAT_VERSION),
+            &deleted_bytes(&self.deleted, old.format_version),
         )?;
         let meta = Meta {
-            format_version: SEGMENT_FORMAT_VERSION,
+            format_version: old.format_version,
             id,
             dim: self.dim,
             count: self.count,
@@ -859,8 +978,7 @@ impl SealedSegment {
             format_version: self.format_version,
             vectors: self.vectors.clone(),
             ids: self.ids.clone(),
-            rec_idx: self.rec_idx.clone(),
-            rec_dat: self.rec_dat.clone(),
+            records: self.records.clone(),
             deleted: read_deleted(&self.dir, self.format_version, self.count)?,
             text: self.text.clone(),
         })
@@ -889,18 +1007,61 @@ impl SealedSegment {
         &self.vectors()[off * self.dim..(off + 1) * self.dim]
     }
 
+    /// The payload and content of slot `off`. Errors: `Corrupt` naming
+    /// the record file when the record does not decode.
     pub fn extra(&self, off: usize) -> Result<Extra> {
-        let idx = self.rec_idx.as_ref().expect("records.idx checked on open");
-        let at = |i: usize| u64::from_le_bytes(idx[i * 8..i * 8 + 8].try_into().unwrap()) as usize;
-        let (s, e) = (at(off), at(off + 1));
-        let dat: &[u8] = mapped(&self.rec_dat);
-        if s > e || e > dat.len() {
-            return Err(StorageError::Corrupt {
-                path: self.dir.join(REC_DAT),
-                message: format!("record {off} out of bounds"),
-            });
+        match &self.records {
+            Records::Json(r) => self.decode_json(r, off),
+            Records::Split { .. } => Ok(Extra {
+                payload: self.payload(off)?,
+                content: self.content(off)?,
+            }),
         }
-        serde_json::from_slice(&dat[s..e]).map_err(|err| StorageError::Corrupt {
+    }
+
+    /// The payload of slot `off`, without reading its content (format 3;
+    /// older formats decode the whole record). Errors: `Corrupt`.
+    pub fn payload(&self, off: usize) -> Result<Option<Payload>> {
+        match &self.records {
+            Records::Json(r) => Ok(self.decode_json(r, off)?.payload),
+            Records::Split { payload, .. } => {
+                let b = payload.get(&self.dir, off)?;
+                if b.is_empty() {
+                    return Ok(None);
+                }
+                rmp_serde::from_slice(b)
+                    .map(Some)
+                    .map_err(|err| StorageError::Corrupt {
+                        path: self.dir.join(PAYLOAD_DAT),
+                        message: format!("record {off}: {err}"),
+                    })
+            }
+        }
+    }
+
+    /// The content of slot `off`. Errors: `Corrupt`.
+    pub fn content(&self, off: usize) -> Result<Option<String>> {
+        match &self.records {
+            Records::Json(r) => Ok(self.decode_json(r, off)?.content),
+            Records::Split { content, .. } => {
+                let b = content.get(&self.dir, off)?;
+                let bad = |m: &str| StorageError::Corrupt {
+                    path: self.dir.join(CONTENT_DAT),
+                    message: format!("record {off}: {m}"),
+                };
+                match b.split_first() {
+                    None => Ok(None),
+                    Some((1, text)) => std::str::from_utf8(text)
+                        .map(|t| Some(t.to_string()))
+                        .map_err(|_| bad("not UTF-8")),
+                    Some(_) => Err(bad("bad tag")),
+                }
+            }
+        }
+    }
+
+    fn decode_json(&self, r: &RecordFile, off: usize) -> Result<Extra> {
+        serde_json::from_slice(r.get(&self.dir, off)?).map_err(|err| StorageError::Corrupt {
             path: self.dir.join(REC_DAT),
             message: format!("record {off}: {err}"),
         })
@@ -1048,7 +1209,11 @@ mod tests {
         let pts = sample(150);
         let dir = write(t.path(), 7, &pts, &[("hnsw.bin", b"graph words")]);
         let s = SealedSegment::open(&dir).unwrap();
-        assert_eq!((s.id, s.dim, s.count, s.format_version()), (7, DIM, 150, 2));
+        assert_eq!((s.id, s.dim, s.count, s.format_version()), (7, DIM, 150, 3));
+        // The payload reads without the content.
+        assert_eq!(s.payload(4).unwrap(), pts[4].2.payload);
+        assert_eq!(s.content(4).unwrap().as_deref(), Some("text 4"));
+        assert_eq!(s.content(3).unwrap(), None);
         assert_eq!(contents(&s), pts);
         // The text index is mapped, not rebuilt: "text 4" is slot 4's.
         use crate::text::inverted::TextSource;
@@ -1073,7 +1238,12 @@ mod tests {
     fn a_derived_segment_shares_files_and_changes_components() {
         let t = tempfile::tempdir().unwrap();
         let pts = sample(60);
-        let dir = write(t.path(), 3, &pts, &[("hnsw.bin", b"graph"), ("pidx-61.bin", b"old")]);
+        let dir = write(
+            t.path(),
+            3,
+            &pts,
+            &[("hnsw.bin", b"graph"), ("pidx-61.bin", b"old")],
+        );
         let s = SealedSegment::open(&dir).unwrap();
         s.deleted.set(5);
         let new = s
@@ -1122,7 +1292,16 @@ mod tests {
         let want = contents(&s);
         drop(s);
         for file in [
-            VECTORS, IDS, REC_IDX, REC_DAT, DELETED, TEXT, "hnsw.bin", "sq8.bin",
+            VECTORS,
+            IDS,
+            PAYLOAD_IDX,
+            PAYLOAD_DAT,
+            CONTENT_IDX,
+            CONTENT_DAT,
+            DELETED,
+            TEXT,
+            "hnsw.bin",
+            "sq8.bin",
         ] {
             let path = dir.join(file);
             let orig = std::fs::read(&path).unwrap();
@@ -1194,7 +1373,14 @@ mod tests {
         std::fs::rename(dir.join("hnsw.bin"), t.path().join("hnsw.bin")).unwrap();
         expect_corrupt(&dir, "hnsw.bin", "listed file missing");
         std::fs::rename(t.path().join("hnsw.bin"), dir.join("hnsw.bin")).unwrap();
-        for file in [VECTORS, IDS, REC_IDX, REC_DAT] {
+        for file in [
+            VECTORS,
+            IDS,
+            PAYLOAD_IDX,
+            PAYLOAD_DAT,
+            CONTENT_IDX,
+            CONTENT_DAT,
+        ] {
             let b = std::fs::read(dir.join(file)).unwrap();
             std::fs::remove_file(dir.join(file)).unwrap();
             expect_corrupt(&dir, file, "listed file missing");
@@ -1224,14 +1410,14 @@ mod tests {
         let path = dir.join(META);
         let mut v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        v["format_version"] = 3.into();
+        v["format_version"] = (SEGMENT_FORMAT_VERSION + 1).into();
         let sum = meta_checksum(v.as_object().unwrap());
         v["checksum"] = sum.into();
         std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
         match SealedSegment::open(&dir) {
             Err(StorageError::Version {
-                found: 3,
-                expected: 2,
+                found: 4,
+                expected: 3,
                 path: p,
             }) => assert_eq!(p, path),
             other => panic!("expected a version error, got {:?}", other.err()),

@@ -79,8 +79,10 @@ fn check_every_file(index: IndexSettings, want_files: &[&str]) {
         "deleted.bin",
         "ids.bin",
         "meta.json",
-        "records.dat",
-        "records.idx",
+        "content.dat",
+        "content.idx",
+        "payload.dat",
+        "payload.idx",
         "text.bin",
         "vectors.f32",
     ]

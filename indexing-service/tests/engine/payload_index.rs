@@ -32,8 +32,16 @@ fn payload(rng: &mut StdRng, i: u64) -> Value {
 
 /// A collection of `n` random points in segments of `flush` (HNSW on
 /// segments of 1,000 or more).
-fn load(storage: &Storage, name: &str, n: u64, flush: usize, seed: u64) -> Vec<(u64, Vec<f32>, Value)> {
-    let c = storage.create(config(name, DIM, Metric::Cosine, flush)).unwrap();
+fn load(
+    storage: &Storage,
+    name: &str,
+    n: u64,
+    flush: usize,
+    seed: u64,
+) -> Vec<(u64, Vec<f32>, Value)> {
+    let c = storage
+        .create(config(name, DIM, Metric::Cosine, flush))
+        .unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let pts: Vec<(u64, Vec<f32>, Value)> = (0..n)
         .map(|i| {
@@ -123,9 +131,7 @@ fn indexed_and_unindexed_filtered_searches_agree_with_brute_force() {
         let filter: Filter = serde_json::from_value(f.clone()).unwrap();
         let matching: Vec<&(u64, Vec<f32>, Value)> = pts
             .iter()
-            .filter(|(_, _, p)| {
-                indexing_service::index::filter::matches(&filter, p.as_object())
-            })
+            .filter(|(_, _, p)| indexing_service::index::filter::matches(&filter, p.as_object()))
             .collect();
         assert_eq!(
             indexed.count(Some(&filter)).unwrap(),
@@ -151,7 +157,10 @@ fn indexed_and_unindexed_filtered_searches_agree_with_brute_force() {
                 .map(|(i, v, _)| {
                     let nv: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
                     let nq: f32 = q.iter().map(|x| x * x).sum::<f32>().sqrt();
-                    (v.iter().zip(&q).map(|(x, y)| x * y).sum::<f32>() / (nv * nq), *i)
+                    (
+                        v.iter().zip(&q).map(|(x, y)| x * y).sum::<f32>() / (nv * nq),
+                        *i,
+                    )
                 })
                 .collect();
             brute.sort_by(|x, y| y.0.total_cmp(&x.0));
@@ -159,7 +168,13 @@ fn indexed_and_unindexed_filtered_searches_agree_with_brute_force() {
             assert_eq!(ids(&b), want, "{f}: exact vs brute force");
             // Indexed, planned: recall against brute force.
             let c = indexed
-                .search_parts(&q, 10, Some(&filter), SearchParams::default(), ReadParts::PAYLOAD)
+                .search_parts(
+                    &q,
+                    10,
+                    Some(&filter),
+                    SearchParams::default(),
+                    ReadParts::PAYLOAD,
+                )
                 .unwrap();
             let got: BTreeSet<u64> = ids(&c).into_iter().collect();
             assert!(c.iter().all(|h| indexing_service::index::filter::matches(
@@ -167,8 +182,8 @@ fn indexed_and_unindexed_filtered_searches_agree_with_brute_force() {
                 h.point.payload.as_ref()
             )));
             if !want.is_empty() {
-                recall_sum += want.iter().filter(|i| got.contains(i)).count() as f64
-                    / want.len() as f64;
+                recall_sum +=
+                    want.iter().filter(|i| got.contains(i)).count() as f64 / want.len() as f64;
                 cases += 1;
             }
         }
@@ -191,7 +206,12 @@ fn indexes_follow_the_schema_and_survive_reopen() {
         let sealed = c.info().sealed_segments;
         assert!(sealed >= 3);
         // Every sealed segment has each field's index.
-        assert_eq!(pidx_files(&cdir).len(), 4 * sealed, "{:?}", pidx_files(&cdir));
+        assert_eq!(
+            pidx_files(&cdir).len(),
+            4 * sealed,
+            "{:?}",
+            pidx_files(&cdir)
+        );
         let schema = c.payload_schema();
         assert_eq!(schema.len(), 4);
         assert_eq!(schema["tag"].points, 3000);
@@ -226,7 +246,8 @@ fn indexes_follow_the_schema_and_survive_reopen() {
     assert_eq!(c.payload_schema().len(), 3);
     c.wait_idle();
     assert_eq!(pidx_files(&cdir), before, "nothing rewritten at open");
-    let f: Filter = serde_json::from_value(json!({"must": [{"key": "tag", "match": "news"}]})).unwrap();
+    let f: Filter =
+        serde_json::from_value(json!({"must": [{"key": "tag", "match": "news"}]})).unwrap();
     let hits = c.search(&[0.5; DIM], 20, Some(&f)).unwrap();
     assert_eq!(hits.len(), 20);
     assert!(hits
@@ -279,17 +300,35 @@ fn http_routes_in_qdrants_shape() {
             Some(json!({"field_name": "n", "field_schema": {"type": "float"}})),
         )
         .await;
-        assert_eq!((st, &b), (StatusCode::OK, &json!({"status": "acknowledged"})));
+        assert_eq!(
+            (st, &b),
+            (StatusCode::OK, &json!({"status": "acknowledged"}))
+        );
         let (_, d) = call(&app, Method::GET, "/collections/h", None).await;
         assert_eq!(d["payload_schema"]["tag"]["data_type"], "keyword");
         assert_eq!(d["payload_schema"]["n"]["data_type"], "float");
         for (body, want) in [
-            (json!({"field_name": "x", "field_schema": "datetime"}), "field_schema"),
-            (json!({"field_name": "x", "field_schema": {"type": "text"}}), "field_schema"),
-            (json!({"field_name": "", "field_schema": "keyword"}), "field_name"),
+            (
+                json!({"field_name": "x", "field_schema": "datetime"}),
+                "field_schema",
+            ),
+            (
+                json!({"field_name": "x", "field_schema": {"type": "text"}}),
+                "field_schema",
+            ),
+            (
+                json!({"field_name": "", "field_schema": "keyword"}),
+                "field_name",
+            ),
             (json!({"field_name": "x"}), "field_schema"),
         ] {
-            let (st, b) = call(&app, Method::PUT, "/collections/h/index", Some(body.clone())).await;
+            let (st, b) = call(
+                &app,
+                Method::PUT,
+                "/collections/h/index",
+                Some(body.clone()),
+            )
+            .await;
             assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {b}");
             let msg = b["error"]["message"].as_str().unwrap();
             assert!(msg.contains(want), "{body}: {msg}");
@@ -302,7 +341,13 @@ fn http_routes_in_qdrants_shape() {
         )
         .await;
         assert_eq!(st, StatusCode::NOT_FOUND);
-        let (st, b) = call(&app, Method::DELETE, "/collections/h/index/tag?wait=true", None).await;
+        let (st, b) = call(
+            &app,
+            Method::DELETE,
+            "/collections/h/index/tag?wait=true",
+            None,
+        )
+        .await;
         assert_eq!((st, &b), (StatusCode::OK, &json!({"status": "completed"})));
         // Dropping a field without an index changes nothing.
         let (st, _) = call(&app, Method::DELETE, "/collections/h/index/never", None).await;

@@ -5,13 +5,13 @@
 use indexing_service::collection::{
     Collection, CollectionConfig, CollectionError, FlushThreshold, NewPoint, ReadParts, Storage,
 };
+use indexing_service::index::payload_index::PayloadFieldType;
+use indexing_service::index::segment_index::SearchParams;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use shared::config::FsyncMode;
 use shared::wire::indexing::{Filter, Metric, PointId};
-use indexing_service::index::payload_index::PayloadFieldType;
-use indexing_service::index::segment_index::SearchParams;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -434,7 +434,8 @@ fn random_operations_match_a_hashmap_model() {
         // change).
         let indexed = round % 2 == 0;
         if indexed {
-            made.create_field_index("g", PayloadFieldType::Integer).unwrap();
+            made.create_field_index("g", PayloadFieldType::Integer)
+                .unwrap();
         }
         drop(made);
         // id -> (vector, payload, content)
@@ -573,7 +574,10 @@ fn random_operations_match_a_hashmap_model() {
                                 _ => unreachable!(),
                             })
                             .collect();
-                        assert_eq!(got, want, "seed {s} step {step}: g = {g} (indexed: {indexed}, exact: {exact})");
+                        assert_eq!(
+                            got, want,
+                            "seed {s} step {step}: g = {g} (indexed: {indexed}, exact: {exact})"
+                        );
                     }
                 }
                 // Keyword search equals BM25 computed here over the model,
