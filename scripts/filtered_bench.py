@@ -55,7 +55,10 @@ def b64(v):
 
 def load_ours(c, name, base, buckets, indexed):
     c.call("DELETE", f"/collections/{name}")
-    st, b = c.call("POST", "/collections", {"name": name, "dimension": base.shape[1]})
+    # One segment, as Qdrant's below (`default_segment_number=1`): the
+    # flush threshold above the collection, then idle indexing seals it.
+    st, b = c.call("POST", "/collections", {"name": name, "dimension": base.shape[1],
+                                            "flush_threshold": {"vectors": 1000000}})
     assert st == 201, b
     if indexed:
         st, b = c.call("PUT", f"/collections/{name}/index?wait=true",
