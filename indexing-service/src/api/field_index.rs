@@ -6,7 +6,7 @@
 use super::handlers::{blocking, Res};
 use super::{ApiError, AppState};
 use crate::index::payload_index::PayloadFieldType;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use shared::http::ApiJson;
@@ -88,14 +88,38 @@ impl ToSchema for FieldSchema {
 }
 
 /// `?wait=true`: answer once every sealed segment has the change.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WaitQuery {
     /// Wait until the indexes of every sealed segment are built (default
     /// false: the change is durable at once and built in the background).
-    #[serde(default)]
     pub wait: Option<bool>,
+}
+
+impl WaitQuery {
+    /// Reads the query string. Errors: 422 naming the parameter when
+    /// `wait` is not `true` / `false` or another parameter is given.
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        let mut wait = None;
+        for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match (k, v) {
+                ("wait", "true") => wait = Some(true),
+                ("wait", "false") => wait = Some(false),
+                ("wait", other) => {
+                    return Err(ApiError::invalid(format!(
+                        "query parameter `wait` is `true` or `false`, got `{other}`"
+                    )))
+                }
+                (other, _) => {
+                    return Err(ApiError::invalid(format!(
+                        "unknown query parameter `{other}`: this route takes `wait`"
+                    )))
+                }
+            }
+        }
+        Ok(Self { wait })
+    }
 }
 
 /// Whether the change is built everywhere yet.
@@ -127,11 +151,11 @@ pub struct FieldIndexResponse {
 pub(super) async fn create_field_index(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Query(q): Query<WaitQuery>,
+    RawQuery(raw): RawQuery,
     ApiJson(req): ApiJson<CreateFieldIndexRequest>,
 ) -> Res<FieldIndexResponse> {
     let c = s.storage.get(&name).map_err(ApiError::from)?;
-    let wait = q.wait.unwrap_or(false);
+    let wait = WaitQuery::parse(raw.as_deref())?.wait.unwrap_or(false);
     blocking(move || {
         let t = c.create_field_index(&req.field_name, req.field_schema.0)?;
         if wait {
@@ -161,10 +185,10 @@ pub(super) async fn create_field_index(
 pub(super) async fn delete_field_index(
     State(s): State<AppState>,
     Path((name, field)): Path<(String, String)>,
-    Query(q): Query<WaitQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Res<FieldIndexResponse> {
     let c = s.storage.get(&name).map_err(ApiError::from)?;
-    let wait = q.wait.unwrap_or(false);
+    let wait = WaitQuery::parse(raw.as_deref())?.wait.unwrap_or(false);
     blocking(move || {
         let t = c.delete_field_index(&field)?;
         if wait {

@@ -394,7 +394,19 @@ async fn run_search(
         let node = super::query::mode_tree(mode, &text, vector, &req)
             .expect("keyword and hybrid are trees");
         let parts = parts(req.with_vector, req.with_payload, payload_default);
-        let hits = super::query::run_tree(s, c, node, parts).await?;
+        let hits = match super::query::run_tree(s, c, node, parts).await {
+            // Say where a hybrid query's dimension comes from.
+            Err(ApiError::Collection(CollectionError::DimensionMismatch {
+                expected, got, ..
+            })) => {
+                return Err(ApiError::from(CollectionError::DimensionMismatch {
+                    subject: "the text `query`, embedded by the model, gives a vector that".into(),
+                    expected,
+                    got,
+                }))
+            }
+            r => r?,
+        };
         return Ok(SearchResponse {
             results: hits.into_iter().map(|h| hit(h, parts)).collect(),
             took_ms: t0.elapsed().as_secs_f64() * 1000.0,

@@ -62,6 +62,7 @@ impl From<ApiError> for ErrorBody {
                 C::InvalidName(_)
                 | C::InvalidConfig(_)
                 | C::InvalidId(_)
+                | C::InvalidFieldIndex(_)
                 | C::NoTextIndex(_)
                 | C::InvalidQuery(_) => ErrorCode::InvalidRequest,
                 C::DimensionMismatch { .. } => ErrorCode::DimensionMismatch,

@@ -71,7 +71,7 @@ async fn run(s: &AppState, name: &str, req: QueryRequest) -> Result<QueryRespons
     }
     let root = req.root();
     let mut nodes = 0;
-    check_node(&root, "", 1, &mut nodes)?;
+    check_node(&root, "", 0, &mut nodes)?;
     let c = s.storage.get(name).map_err(ApiError::from)?;
     let node = resolve(s, &c, &root).await?;
     let parts = parts(req.with_vector, req.with_payload, true);
@@ -103,8 +103,9 @@ pub(super) async fn run_tree(
     .await
 }
 
-/// Checks one node of the tree at `at` (`prefetch[1].` ...), `depth` deep,
-/// counting nodes. Errors: 422 naming the field and the fault.
+/// Checks one node of the tree at `at` (`prefetch[1].` ...), `depth`
+/// levels of `prefetch` below the root, counting nodes. Errors: 422 naming
+/// the field and the fault.
 fn check_node(n: &Prefetch, at: &str, depth: usize, nodes: &mut usize) -> Result<(), ApiError> {
     let field = |f: &str| format!("{at}{f}");
     *nodes += 1;
@@ -115,8 +116,8 @@ fn check_node(n: &Prefetch, at: &str, depth: usize, nodes: &mut usize) -> Result
     }
     if depth > MAX_QUERY_DEPTH {
         return Err(ApiError::invalid(format!(
-            "`{}` nests prefetches more than {MAX_QUERY_DEPTH} levels deep",
-            field("prefetch")
+            "`{}` is nested more than {MAX_QUERY_DEPTH} levels of `prefetch` deep",
+            at.trim_end_matches('.')
         )));
     }
     limits::check_len(&field("prefetch"), n.prefetch.len(), MAX_PREFETCH)
@@ -182,6 +183,14 @@ fn check_node(n: &Prefetch, at: &str, depth: usize, nodes: &mut usize) -> Result
                 field("prefetch")
             )))
         }
+        (Some(QueryInput::Fusion { .. } | QueryInput::Rrf { .. }), false) if n.using.is_some() => {
+            return Err(ApiError::invalid(format!(
+                "`{}` names the index a vector or text query searches; `{}` is a fusion, \
+                 which searches none: leave `using` out",
+                field("using"),
+                field("query")
+            )))
+        }
         (Some(QueryInput::Rrf { rrf }), false) => {
             if let Some(k) = rrf.k {
                 if !(k.is_finite() && (1.0..=1000.0).contains(&k)) {
@@ -200,6 +209,13 @@ fn check_node(n: &Prefetch, at: &str, depth: usize, nodes: &mut usize) -> Result
             )))
         }
         _ => {}
+    }
+    let bm25_query = using == Using::Bm25 && matches!(n.query, Some(QueryInput::Text { .. }));
+    if n.bm25.is_some() && !bm25_query {
+        return Err(ApiError::invalid(format!(
+            "`{}` sets BM25 parameters, for a text query with `using: \"bm25\"`; this query is not one",
+            field("bm25")
+        )));
     }
     for (i, p) in n.prefetch.iter().enumerate() {
         check_node(p, &format!("{at}prefetch[{i}]."), depth + 1, nodes)?;

@@ -30,20 +30,20 @@ impl Collection {
     /// worker's ticket (see [`Collection::wait_field_indexes`]). Indexing a
     /// field again with another type replaces its index.
     ///
-    /// Errors: `InvalidConfig` for an empty or too long key, or past
+    /// Errors: `InvalidFieldIndex` for an empty or too long key, or past
     /// [`MAX_INDEXED_FIELDS`]; `ReadOnly` on a follower; `Storage` when
     /// the manifest cannot be written.
     pub fn create_field_index(&self, field: &str, ty: PayloadFieldType) -> Result<u64> {
         self.writable()?;
         if field.is_empty() || field.len() > MAX_FILTER_KEY_BYTES {
-            return Err(CollectionError::InvalidConfig(format!(
+            return Err(CollectionError::InvalidFieldIndex(format!(
                 "`field_name` must be 1 to {MAX_FILTER_KEY_BYTES} bytes, got {}",
                 field.len()
             )));
         }
         self.change_schema(|schema| {
             if !schema.contains_key(field) && schema.len() >= MAX_INDEXED_FIELDS {
-                return Err(CollectionError::InvalidConfig(format!(
+                return Err(CollectionError::InvalidFieldIndex(format!(
                     "a collection indexes at most {MAX_INDEXED_FIELDS} payload fields"
                 )));
             }

@@ -132,6 +132,9 @@ pub enum CollectionError {
     InvalidFilter(String),
     #[error("{0}")]
     InvalidId(String),
+    /// A payload index request that cannot be met (field name, count).
+    #[error("{0}")]
+    InvalidFieldIndex(String),
     /// A query tree that cannot run (see `query::check_tree`).
     #[error("{0}")]
     InvalidQuery(String),

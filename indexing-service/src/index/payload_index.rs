@@ -512,7 +512,7 @@ impl Bits {
         b
     }
     fn trim(&mut self) {
-        if self.len % 64 != 0 {
+        if !self.len.is_multiple_of(64) {
             if let Some(w) = self.words.last_mut() {
                 *w &= (1u64 << (self.len % 64)) - 1;
             }

@@ -734,10 +734,13 @@ fn scan_rows(
 /// filtered traversal of the index over `n` points. A graph gathering `ef`
 /// matches at selectivity `rows / n` visits about `ef · n / rows` nodes and
 /// scores their `2·m` neighbours on one-byte codes (a quarter of an f32
-/// score each), against `rows` f32 scores for the exact scan: the scan
+/// score each), against `rows` f32 scores for an exact scan: the scan
 /// wins while `rows² < ef · n · 2m / 4`. Also when under
 /// `exact_scan_below` of the segment or `2·ef` rows. IVF: the last two
-/// only.
+/// only. (The scan ranks on SQ8 codes when there are codes, so the bound
+/// could be 4x higher; measured on 117,000 MiniLM vectors in 3 segments,
+/// the graph still won with half the points matching: 473 q/s against
+/// 361.)
 fn exact_beats_index(
     index: &SegmentIndex,
     settings: &IndexSettings,

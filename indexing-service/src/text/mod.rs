@@ -158,10 +158,10 @@ impl TextIndexSettings {
 /// Errors: a message naming `{prefix}k1` or `{prefix}b`.
 pub fn check_bm25(k1: f32, b: f32, prefix: &str) -> Result<(), String> {
     if !(k1.is_finite() && (0.0..=10.0).contains(&k1)) {
-        return Err(format!("{prefix}k1 must be between 0 and 10, got {k1}"));
+        return Err(format!("`{prefix}k1` must be between 0 and 10, got {k1}"));
     }
     if !(b.is_finite() && (0.0..=1.0).contains(&b)) {
-        return Err(format!("{prefix}b must be between 0 and 1, got {b}"));
+        return Err(format!("`{prefix}b` must be between 0 and 1, got {b}"));
     }
     Ok(())
 }

@@ -27,7 +27,7 @@ fn payload(rng: &mut StdRng, i: u64) -> Value {
         _ => json!("n/a"),
     };
     let lang = ["en", "de"][rng.gen_range(0..2)];
-    json!({"tag": tag, "n": n, "ok": i % 3 == 0, "meta": {"lang": lang}})
+    json!({"tag": tag, "n": n, "ok": i.is_multiple_of(3), "meta": {"lang": lang}})
 }
 
 /// A collection of `n` random points in segments of `flush` (HNSW on
@@ -332,6 +332,29 @@ fn http_routes_in_qdrants_shape() {
             assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {b}");
             let msg = b["error"]["message"].as_str().unwrap();
             assert!(msg.contains(want), "{body}: {msg}");
+        }
+        for (path, want) in [
+            (
+                "/collections/h/index?wait=maybe",
+                "`wait` is `true` or `false`",
+            ),
+            (
+                "/collections/h/index?wiat=true",
+                "unknown query parameter `wiat`",
+            ),
+        ] {
+            let (st, b) = call(
+                &app,
+                Method::PUT,
+                path,
+                Some(json!({"field_name": "x", "field_schema": "keyword"})),
+            )
+            .await;
+            assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {b}");
+            assert!(
+                b["error"]["message"].as_str().unwrap().contains(want),
+                "{b}"
+            );
         }
         let (st, _) = call(
             &app,

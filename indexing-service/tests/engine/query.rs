@@ -309,7 +309,12 @@ fn bad_queries_are_refused_by_name() {
             ("q", json!({"query": [1, 0, 0]}), "3 dimensions"),
             ("q", json!({"query": {"text": "x"}, "using": "bm25", "bm25": {"b": 2}}), "bm25.b"),
             ("q", json!({"query": [1, 0, 0, 0], "params": {"ef": 0}}), "params.ef"),
-            ("q", json!({"prefetch": [{"prefetch": [{"prefetch": [{"query": [1, 0, 0, 0]}], "query": {"fusion": "rrf"}}], "query": {"fusion": "rrf"}}], "query": {"fusion": "rrf"}}), "3 levels"),
+            ("q", json!({"prefetch": [{"prefetch": [{"prefetch": [{"prefetch": [{"query": [1, 0, 0, 0]}], "query": {"fusion": "rrf"}}], "query": {"fusion": "rrf"}}], "query": {"fusion": "rrf"}}], "query": {"fusion": "rrf"}}), "`prefetch[0].prefetch[0].prefetch[0].prefetch[0]` is nested more than 3 levels"),
+            ("q", json!({"query": "dog"}), "for text give {\"text\""),
+            ("q", json!({"query": [1, 0, 0, 0], "filter": {"must": [{"key": "t", "match": {"any": ["a"], "foo": 1}}]}}), "got an object with keys"),
+            ("q", json!({"query": [1, 0, 0, 0], "filter": {"must": [{"key": "t", "match": {"text": 3}}]}}), "`match.text` is a string"),
+            ("q", json!({"query": [1, 0, 0, 0], "bm25": {"k1": 1}}), "`bm25` sets BM25 parameters"),
+            ("q", json!({"prefetch": [{"query": [1, 0, 0, 0]}], "query": {"fusion": "rrf"}, "using": "bm25"}), "leave `using` out"),
             ("q", json!({"query": [1, 0, 0, 0], "filter": {"must": [{"key": "", "match": 1}]}}), "filter"),
             ("q", json!({"query": [1, 0, 0, 0], "wat": 1}), "wat"),
             ("plain", json!({"query": {"text": "dog"}, "using": "bm25"}), "no text index"),
@@ -326,6 +331,16 @@ fn bad_queries_are_refused_by_name() {
             let msg = b["error"]["message"].as_str().unwrap();
             assert!(msg.contains(want), "{body}: `{msg}` lacks `{want}`");
         }
+        // Three levels of prefetch below the query are allowed.
+        let (st, b) = call(
+            &app,
+            Method::POST,
+            "/collections/q/query",
+            Some(json!({"prefetch": [{"prefetch": [{"prefetch": [{"query": {"text": "dog"}, "using": "bm25"}], "query": {"fusion": "rrf"}}], "query": {"fusion": "rrf"}}], "query": {"fusion": "rrf"}})),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{b}");
+        assert_eq!(b["points"][0]["id"], 7);
         let (st, _) = call(&app, Method::POST, "/collections/nope/query", Some(json!({"query": [1, 0, 0, 0]}))).await;
         assert_eq!(st, StatusCode::NOT_FOUND);
         // `mode` needs a text query and no vector.

@@ -347,12 +347,42 @@ pub struct FieldCondition {
 ///
 /// Schema: `oneOf` a string, a number, a boolean, `{"any": [...]}` and
 /// `{"text": "..."}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Match {
     Any { any: Vec<serde_json::Value> },
     Text { text: String },
     Value(serde_json::Value),
+}
+
+impl<'de> Deserialize<'de> for Match {
+    /// Objects are `{"any": [...]}` or `{"text": "..."}` exactly (any other
+    /// key is refused, by name); anything else is a value to equal (its
+    /// kind is checked by the filter's validation).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let v = serde_json::Value::deserialize(d)?;
+        let serde_json::Value::Object(o) = v else {
+            return Ok(Match::Value(v));
+        };
+        let keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        match (keys.as_slice(), o.values().next()) {
+            (["any"], Some(serde_json::Value::Array(items))) => Ok(Match::Any { any: items.clone() }),
+            (["any"], Some(other)) => Err(D::Error::custom(format!(
+                "`match.any` is a list of strings, numbers or booleans; got {}",
+                json_kind(other)
+            ))),
+            (["text"], Some(serde_json::Value::String(t))) => Ok(Match::Text { text: t.clone() }),
+            (["text"], Some(other)) => Err(D::Error::custom(format!(
+                "`match.text` is a string; got {}",
+                json_kind(other)
+            ))),
+            _ => Err(D::Error::custom(format!(
+                "`match` is a string, number or boolean, {{\"any\": [...]}} or {{\"text\": \"...\"}}; \
+                 got an object with keys {keys:?}"
+            ))),
+        }
+    }
 }
 
 /// Longest `match.text`, in bytes.

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 
 /// Most `prefetch` entries in one node.
 pub const MAX_PREFETCH: usize = 16;
-/// Deepest nesting of `prefetch` (a query with prefetches whose own
-/// prefetches have none is depth 2).
+/// Most levels of `prefetch` below the query (a query whose prefetches
+/// have prefetches of their own uses 2).
 pub const MAX_QUERY_DEPTH: usize = 3;
 /// Most queries (nodes) in one request.
 pub const MAX_QUERY_NODES: usize = 64;
@@ -105,9 +105,13 @@ impl<'de> Deserialize<'de> for QueryInput {
                 .ok_or_else(|| D::Error::custom(QUERY_FORMS))
         };
         match v {
-            serde_json::Value::Array(_) | serde_json::Value::String(_) => {
-                Ok(Self::Vector(vector(v)?))
-            }
+            serde_json::Value::Array(_) => Ok(Self::Vector(vector(v)?)),
+            // A string is a base64 vector; text goes in {"text": ...}.
+            serde_json::Value::String(_) => vector(v).map(Self::Vector).map_err(|e| {
+                D::Error::custom(format!(
+                    "{e} (a string `query` is a base64 vector; for text give {{\"text\": \"...\"}})"
+                ))
+            }),
             serde_json::Value::Object(mut o) => {
                 if o.len() != 1 {
                     let keys: Vec<&str> = o.keys().map(String::as_str).collect();
@@ -239,8 +243,9 @@ pub struct Bm25Input {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Prefetch {
-    /// Queries run first (at most 16, nested at most 3 deep in all); their
-    /// results are what `query` fuses or re-scores.
+    /// Queries run first (at most 16 per query, at most 3 levels of
+    /// `prefetch` below the root, 64 queries in all); their results are
+    /// what `query` fuses or re-scores.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(no_recursion, max_items = 16)]
     pub prefetch: Vec<Prefetch>,
@@ -277,7 +282,8 @@ pub struct Prefetch {
     "limit": 10
 }))]
 pub struct QueryRequest {
-    /// Queries run first (at most 16, nested at most 3 deep in all).
+    /// Queries run first (at most 16 per query, at most 3 levels of
+    /// `prefetch` below this one, 64 queries in all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(max_items = 16)]
     pub prefetch: Vec<Prefetch>,
