@@ -352,13 +352,16 @@ impl Collection {
         parts: ReadParts,
     ) -> Result<Vec<ScoredPoint>> {
         let c = &self.inner.config;
-        let q = self.prepare_query(query)?;
+        // Errors in the order users meet them: the vector's shape, the
+        // filter, then the vector's magnitude and direction.
+        self.check_query_shape(query)?;
         let raw = filter;
         let filter = filter
             .map(filter::CompiledFilter::new)
             .transpose()
             .map_err(CollectionError::InvalidFilter)?;
         let filter = filter.as_ref();
+        let q = self.prepare_query(query)?;
         let segs: Vec<Seg> = self.inner.state.read().segments.values().cloned().collect();
         let mut top: TopK<(SegmentId, u32)> = TopK::new(k);
         for s in &segs {
@@ -432,6 +435,21 @@ impl Collection {
     /// `InvalidVector`.
     pub(super) fn prepare_query(&self, query: &[f32]) -> Result<Vec<f32>> {
         let c = &self.inner.config;
+        self.check_query_shape(query)?;
+        let mut q = query.to_vec();
+        check_magnitude(c.metric, &q, "the query")?;
+        if c.metric == Metric::Cosine && !index::distance::normalize(&mut q) {
+            return Err(CollectionError::InvalidVector(
+                "a zero query vector has no direction under cosine".into(),
+            ));
+        }
+        Ok(q)
+    }
+
+    /// A query vector's dimension and finite components. Errors:
+    /// `DimensionMismatch`, `InvalidVector`.
+    fn check_query_shape(&self, query: &[f32]) -> Result<()> {
+        let c = &self.inner.config;
         if query.len() != c.dimension {
             return Err(CollectionError::DimensionMismatch {
                 subject: "the query vector".into(),
@@ -444,14 +462,7 @@ impl Collection {
                 "the query has a component that is not a finite 32-bit float (NaN, infinite, or beyond ±3.4e38)".into(),
             ));
         }
-        let mut q = query.to_vec();
-        check_magnitude(c.metric, &q, "the query")?;
-        if c.metric == Metric::Cosine && !index::distance::normalize(&mut q) {
-            return Err(CollectionError::InvalidVector(
-                "a zero query vector has no direction under cosine".into(),
-            ));
-        }
-        Ok(q)
+        Ok(())
     }
 
     /// The hits `top` ((segment, slot), internal score), best first, as

@@ -65,9 +65,47 @@ fn validate_at(f: &Filter, depth: usize, totals: &mut Totals) -> Result<(), Stri
         match c {
             Condition::Filter(inner) => validate_at(inner, depth + 1, totals)?,
             Condition::Field(fc) => validate_field(fc, totals)?,
+            Condition::IsEmpty { is_empty: k } | Condition::IsNull { is_null: k } => {
+                validate_key(&k.key)?
+            }
         }
     }
     Ok(())
+}
+
+/// A condition's key: 1 to [`MAX_FILTER_KEY_BYTES`] bytes.
+fn validate_key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("condition key must not be empty".into());
+    }
+    if key.len() > MAX_FILTER_KEY_BYTES {
+        return Err(format!(
+            "condition key `{}…` is {} bytes long, over the limit of {MAX_FILTER_KEY_BYTES} bytes",
+            key.chars().take(32).collect::<String>(),
+            key.len()
+        ));
+    }
+    Ok(())
+}
+
+/// `is_empty`: no value but null at the key (missing, null, `[]`); a
+/// point without a payload is empty everywhere.
+fn key_is_empty<'k>(
+    payload: Option<&Payload>,
+    path: impl Iterator<Item = &'k str> + Clone,
+) -> bool {
+    let Some(p) = payload else { return true };
+    let mut vals = Vec::new();
+    lookup(p, path, &mut vals);
+    vals.iter().all(|v| v.is_null())
+}
+
+/// `is_null`: the key holds null (or an array holding null).
+fn key_is_null<'k>(payload: Option<&Payload>, path: impl Iterator<Item = &'k str> + Clone) -> bool {
+    let Some(p) = payload else { return false };
+    let mut vals = Vec::new();
+    lookup(p, path, &mut vals);
+    vals.iter().any(|v| v.is_null())
 }
 
 fn validate_field(fc: &FieldCondition, totals: &mut Totals) -> Result<(), String> {
@@ -353,6 +391,8 @@ fn cond_matches(c: &Condition, payload: Option<&Payload>) -> bool {
     match c {
         Condition::Field(fc) => field_matches(fc, payload),
         Condition::Filter(f) => matches(f, payload),
+        Condition::IsEmpty { is_empty: k } => key_is_empty(payload, k.key.split('.')),
+        Condition::IsNull { is_null: k } => key_is_null(payload, k.key.split('.')),
     }
 }
 
@@ -381,6 +421,8 @@ pub struct CompiledFilter<'f> {
 enum Compiled<'f> {
     Field { path: Vec<&'f str>, test: Test<'f> },
     Nested(CompiledFilter<'f>),
+    Empty(Vec<&'f str>),
+    Null(Vec<&'f str>),
 }
 
 #[derive(Debug, Clone)]
@@ -429,6 +471,10 @@ impl<'f> Compiled<'f> {
     fn build(c: &'f Condition) -> Self {
         let fc = match c {
             Condition::Filter(f) => return Compiled::Nested(CompiledFilter::build(f)),
+            Condition::IsEmpty { is_empty: k } => {
+                return Compiled::Empty(k.key.split('.').collect())
+            }
+            Condition::IsNull { is_null: k } => return Compiled::Null(k.key.split('.').collect()),
             Condition::Field(fc) => fc,
         };
         // Validated: exactly one of match and range, scalar match values.
@@ -458,6 +504,8 @@ impl<'f> Compiled<'f> {
     fn holds(&self, payload: Option<&Payload>) -> bool {
         match self {
             Compiled::Nested(f) => f.matches(payload),
+            Compiled::Empty(path) => key_is_empty(payload, path.iter().copied()),
+            Compiled::Null(path) => key_is_null(payload, path.iter().copied()),
             Compiled::Field { path, test } => {
                 let Some(p) = payload else { return false };
                 let mut vals = Vec::new();
@@ -506,6 +554,41 @@ mod tests {
     }
     fn count(f: &Filter, docs: &[Payload]) -> usize {
         docs.iter().filter(|d| both(f, Some(d))).count()
+    }
+
+    #[test]
+    fn is_empty_and_is_null() {
+        let doc = p(json!({"a": [], "b": null, "c": [1], "d": {"e": null}, "f": [null]}));
+        let yes = |v: Value| assert!(both(&f(v.clone()), Some(&doc)), "{v}");
+        let no = |v: Value| assert!(!both(&f(v.clone()), Some(&doc)), "{v}");
+        for k in ["a", "b", "missing", "d.e", "d.x", "f"] {
+            yes(json!({"must": [{"is_empty": {"key": k}}]}));
+        }
+        no(json!({"must": [{"is_empty": {"key": "c"}}]}));
+        for k in ["b", "d.e", "f"] {
+            yes(json!({"must": [{"is_null": {"key": k}}]}));
+        }
+        for k in ["a", "c", "missing"] {
+            no(json!({"must": [{"is_null": {"key": k}}]}));
+        }
+        assert!(both(
+            &f(json!({"must": [{"is_empty": {"key": "x"}}]})),
+            None
+        ));
+        assert!(!both(
+            &f(json!({"must": [{"is_null": {"key": "x"}}]})),
+            None
+        ));
+        for bad in [
+            json!({"must": [{"is_empty": {"key": ""}}]}),
+            json!({"must": [{"is_empty": {"key": "a"}, "key": "b"}]}),
+            json!({"must": [{"is_null": "a"}]}),
+        ] {
+            let r = serde_json::from_value::<Filter>(bad.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|f| validate(&f));
+            assert!(r.is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -587,6 +587,9 @@ impl FieldIndexes {
             match c {
                 Condition::Filter(f) => self.exact(f),
                 Condition::Field(fc) => self.by_field.get(&fc.key)?.condition(fc),
+                // An index holds one kind of value: it cannot tell a key
+                // holding another kind from an empty one.
+                Condition::IsEmpty { .. } | Condition::IsNull { .. } => None,
             }
         };
         let mut out = Bits::full(self.slots);
@@ -623,6 +626,7 @@ impl FieldIndexes {
             let b = match c {
                 Condition::Filter(f) => self.exact(f),
                 Condition::Field(fc) => self.by_field.get(&fc.key).and_then(|i| i.condition(fc)),
+                Condition::IsEmpty { .. } | Condition::IsNull { .. } => None,
             };
             if let Some(b) = b {
                 match &mut out {

@@ -77,6 +77,8 @@ fn filters() -> Vec<Value> {
         json!({"must": [{"key": "meta.lang", "match": "de"}, {"key": "n", "match": "n/a"}]}),
         json!({"must": [{"key": "tag", "match": "news"}, {"key": "unindexed", "match": 1}]}),
         json!({"must_not": [{"key": "ok", "match": false}]}),
+        json!({"must": [{"key": "tag", "match": "arts"}, {"is_empty": {"key": "n"}}]}),
+        json!({"must_not": [{"is_null": {"key": "tag"}}], "must": [{"key": "ok", "match": true}]}),
     ]
 }
 

@@ -266,6 +266,15 @@ impl<'de> Deserialize<'de> for Filter {
 #[serde(untagged)]
 pub enum Condition {
     Field(FieldCondition),
+    /// `{"is_empty": {"key": "tags"}}`: the key is missing, null, or an
+    /// empty array (no value but null at the key).
+    IsEmpty {
+        is_empty: KeyRef,
+    },
+    /// `{"is_null": {"key": "note"}}`: the key holds null.
+    IsNull {
+        is_null: KeyRef,
+    },
     /// A nested filter (recursive).
     #[schema(no_recursion)]
     Filter(Filter),
@@ -282,6 +291,24 @@ impl<'de> Deserialize<'de> for Condition {
                 json_kind(&v)
             )));
         };
+        for (name, make) in [
+            (
+                "is_empty",
+                (|k| Condition::IsEmpty { is_empty: k }) as fn(KeyRef) -> Condition,
+            ),
+            ("is_null", |k| Condition::IsNull { is_null: k }),
+        ] {
+            if let Some(inner) = obj.get(name) {
+                if obj.len() != 1 {
+                    return Err(D::Error::custom(format!(
+                        "an `{name}` condition is {{\"{name}\": {{\"key\": \"...\"}}}} alone"
+                    )));
+                }
+                return KeyRef::deserialize(inner.clone()).map(make).map_err(|e| {
+                    D::Error::custom(format!("`{name}`: {e} (it takes {{\"key\": \"...\"}})"))
+                });
+            }
+        }
         let field_like = ["key", "match", "range"]
             .iter()
             .any(|k| obj.contains_key(*k));
@@ -319,6 +346,14 @@ impl<'de> Deserialize<'de> for Condition {
             )))
         }
     }
+}
+
+/// The payload key of an `is_empty` / `is_null` condition (dotted for
+/// nested keys, at most 256 bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRef {
+    pub key: String,
 }
 
 /// A condition on one payload key (at most 256 bytes). `key` may be dotted
