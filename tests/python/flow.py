@@ -9,7 +9,8 @@ Usage: flow.py BASE_URL
 import sys
 
 from indexing_client import Client
-from indexing_client.api.collections import create_collection, get_collection, list_collections, delete_collection
+from indexing_client.api.collections import (create_collection, create_field_index, delete_collection,
+                                             delete_field_index, get_collection, list_collections)
 from indexing_client.api.documents import embed_documents, search
 from indexing_client.api.points import (count_points, delete_point, delete_points, get_point, patch_point,
                                         query_points, query_points_qdrant, scroll_points, search_batch,
@@ -17,7 +18,8 @@ from indexing_client.api.points import (count_points, delete_point, delete_point
 from indexing_client.api.service import health, metrics, ready, service_index
 from indexing_client.models import (BatchSearchRequest, BatchSearchResponse, CollectionDescription, CountRequest,
                                     CountResponse, CreateCollectionRequest, DeleteByFilter, DeleteByIds,
-                                    DeletePointsResponse, EmbedDocumentsRequest, EmbedDocumentsResponse, ErrorBody,
+                                    CreateFieldIndexRequest, DeletePointsResponse, EmbedDocumentsRequest,
+                                    EmbedDocumentsResponse, ErrorBody, FieldIndexResponse,
                                     HnswSettings, IndexSettings, PatchPointRequest, PointOutput, QueryRequest,
                                     QueryResponse, ScrollRequest,
                                     ScrollResponse, SearchHit, SearchRequest, SearchResponse, Status,
@@ -150,6 +152,16 @@ names = [c.name for c in list_collections.sync(client=client)]
 check("pyflow" in names and "py_small" in names, "list collections")
 info = get_collection.sync("pyflow", client=client)
 check(isinstance(info, CollectionDescription) and info.points == 4 and info.name == "pyflow", "collection info")
+r = create_field_index.sync("pyflow", client=client, wait=True,
+                            body=CreateFieldIndexRequest.from_dict({"field_name": "pos", "field_schema": "keyword"}))
+check(isinstance(r, FieldIndexResponse) and r.status.value == "completed", "create payload index")
+info = get_collection.sync("pyflow", client=client)
+check(info.payload_schema["pos"].data_type.value == "keyword", "payload schema listed")
+r = search_collection.sync("pyflow", client=client, body=SearchRequest.from_dict(
+    {"query": "animal", "top_k": 5, "filter": {"must": [{"key": "pos", "match": "n"}, {"is_empty": {"key": "nope"}}]}}))
+check(isinstance(r, SearchResponse) and len(r.results) >= 1, "filtered search with an index and is_empty")
+r = delete_field_index.sync("pyflow", "pos", client=client)
+check(isinstance(r, FieldIndexResponse) and r.status.value == "acknowledged", "delete payload index")
 gone = delete_collection.sync_detailed("py_small", client=client)
 check(gone.status_code == 204, "delete collection is a 204")
 err = get_collection.sync("py_small", client=client)
