@@ -5,12 +5,14 @@
 
 use super::handlers::{blocking, Res};
 use super::{ApiError, AppState};
+use crate::collection::{Collection, CollectionError};
 use crate::index::payload_index::PayloadFieldType;
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use shared::http::ApiJson;
 use shared::ErrorBody;
+use std::sync::Arc;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema};
 use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, ToSchema};
@@ -137,6 +139,30 @@ pub struct FieldIndexResponse {
     pub status: FieldIndexStatus,
 }
 
+/// Runs a schema change on the blocking pool, waiting for the worker's
+/// reindex when `wait`; the answer says which.
+async fn change(
+    c: Arc<Collection>,
+    wait: bool,
+    edit: impl FnOnce(&Collection) -> Result<u64, CollectionError> + Send + 'static,
+) -> Res<FieldIndexResponse> {
+    blocking(move || {
+        let t = edit(&c)?;
+        if wait {
+            c.wait_field_indexes(t);
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(FieldIndexResponse {
+        status: if wait {
+            FieldIndexStatus::Completed
+        } else {
+            FieldIndexStatus::Acknowledged
+        },
+    }))
+}
+
 /// Index a payload field, so filters on it read the index instead of each
 /// point's payload and searches plan from its exact match counts.
 #[utoipa::path(put, path = "/collections/{name}/index", tag = "collections",
@@ -156,21 +182,10 @@ pub(super) async fn create_field_index(
 ) -> Res<FieldIndexResponse> {
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     let wait = WaitQuery::parse(raw.as_deref())?.wait.unwrap_or(false);
-    blocking(move || {
-        let t = c.create_field_index(&req.field_name, req.field_schema.0)?;
-        if wait {
-            c.wait_field_indexes(t);
-        }
-        Ok(())
+    change(c, wait, move |c| {
+        c.create_field_index(&req.field_name, req.field_schema.0)
     })
-    .await?;
-    Ok(Json(FieldIndexResponse {
-        status: if wait {
-            FieldIndexStatus::Completed
-        } else {
-            FieldIndexStatus::Acknowledged
-        },
-    }))
+    .await
 }
 
 /// Drop a payload field's index (a field without one is left as it is).
@@ -189,19 +204,5 @@ pub(super) async fn delete_field_index(
 ) -> Res<FieldIndexResponse> {
     let c = s.storage.get(&name).map_err(ApiError::from)?;
     let wait = WaitQuery::parse(raw.as_deref())?.wait.unwrap_or(false);
-    blocking(move || {
-        let t = c.delete_field_index(&field)?;
-        if wait {
-            c.wait_field_indexes(t);
-        }
-        Ok(())
-    })
-    .await?;
-    Ok(Json(FieldIndexResponse {
-        status: if wait {
-            FieldIndexStatus::Completed
-        } else {
-            FieldIndexStatus::Acknowledged
-        },
-    }))
+    change(c, wait, move |c| c.delete_field_index(&field)).await
 }

@@ -630,6 +630,19 @@ fn verify(dir: &Path, meta: &Meta, name: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Writes `meta` into the temporary directory `tmp` (every other file of
+/// the segment already written and fsynced), fsyncs it, renames it to
+/// `fin` (replacing a leftover) and fsyncs `parent`: the segment exists
+/// under its final name only whole. Returns `fin`. Errors: `Io`.
+fn publish(parent: &Path, tmp: &Path, fin: &Path, meta: &Meta) -> Result<PathBuf> {
+    write_synced(&tmp.join(META), &meta.to_bytes())?;
+    sync_dir(tmp)?;
+    let _ = std::fs::remove_dir_all(fin);
+    std::fs::rename(tmp, fin).map_err(io_err(fin))?;
+    sync_dir(parent)?;
+    Ok(fin.to_path_buf())
+}
+
 static V1_NOTICE: Once = Once::new();
 
 impl SealedSegment {
@@ -738,12 +751,7 @@ impl SealedSegment {
             files,
             checksum: None,
         };
-        write_synced(&tmp.join(META), &meta.to_bytes())?;
-        sync_dir(&tmp)?;
-        let _ = std::fs::remove_dir_all(&fin);
-        std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
-        sync_dir(parent)?;
-        Ok(fin)
+        publish(parent, &tmp, &fin, &meta)
     }
 
     /// Opens a segment directory: checks `meta.json`, then every file it
@@ -944,12 +952,7 @@ impl SealedSegment {
             files,
             checksum: None,
         };
-        write_synced(&tmp.join(META), &meta.to_bytes())?;
-        sync_dir(&tmp)?;
-        let _ = std::fs::remove_dir_all(&fin);
-        std::fs::rename(&tmp, &fin).map_err(io_err(&fin))?;
-        sync_dir(parent)?;
-        Ok(fin)
+        publish(parent, &tmp, &fin, &meta)
     }
 
     /// The names of this segment's files that `meta.json` lists (none for
