@@ -6,7 +6,12 @@ with an integer payload index on the same field), on the same vectors and
 filters in one run.
 
     python3 scripts/filtered_bench.py --url http://127.0.0.1:8000 \
-        --vectors /work/data/wordnet-117k.npy [--queries 1000] [--seconds 5]
+        --vectors bench-data/wordnet-117k.npy [--queries 1000] [--seconds 5] \
+        [--export-from wordnet_retrieval]
+
+`--export-from NAME` first writes `--vectors` from collection NAME on the
+same service (scroll with vectors, in id order) when the file does not
+exist: e.g. the collection `scripts/retrieval_bench.py` loads.
 
 Vectors: a float32 .npy of unit vectors (e.g. the 117,659 all-MiniLM-L6-v2
 WordNet gloss embeddings); the last `--queries` rows are held out as
@@ -156,6 +161,26 @@ def recall(found, gt):
     return float(np.mean([len(set(f) & set(g)) / max(1, len(g)) for f, g in zip(found, gt)]))
 
 
+def export(url, name, path):
+    c = Conn(url)
+    ids, vecs, cursor = [], [], None
+    while True:
+        body = {"limit": 2000, "with_vector": True, "with_payload": False}
+        if cursor is not None:
+            body["cursor"] = cursor
+        st, r = c.call("POST", f"/collections/{name}/points/scroll", body)
+        assert st == 200, r
+        for p in r["points"]:
+            ids.append(p["id"])
+            vecs.append(p["vector"])
+        cursor = r.get("next_cursor")
+        if cursor is None:
+            break
+    v = np.asarray(vecs, dtype=np.float32)[np.argsort(ids)]
+    np.save(path, v)
+    print(f"exported {v.shape} from {name} to {path}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url", default="http://127.0.0.1:8000")
@@ -164,7 +189,14 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--skip", default="", help="comma list of: plain,indexed,qdrant")
+    ap.add_argument("--export-from", help="collection to export --vectors from when missing")
     a = ap.parse_args()
+    import os
+    if not os.path.exists(a.vectors):
+        if not a.export_from:
+            raise SystemExit(f"{a.vectors} is missing: give --export-from COLLECTION "
+                             "(e.g. the one scripts/retrieval_bench.py loads)")
+        export(a.url, a.export_from, a.vectors)
     skip = set(a.skip.split(",")) - {""}
     allv = np.load(a.vectors).astype(np.float32)
     allv /= np.linalg.norm(allv, axis=1, keepdims=True)
