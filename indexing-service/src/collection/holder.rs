@@ -79,6 +79,19 @@ pub(super) struct State {
     pub(super) payload_schema: BTreeMap<String, PayloadFieldType>,
 }
 
+impl State {
+    /// The sealed segments, in id order.
+    pub(super) fn sealed(&self) -> Vec<Arc<SealedSegment>> {
+        self.segments
+            .values()
+            .filter_map(|s| match s {
+                Seg::Sealed(s, _) => Some(s.clone()),
+                Seg::Mutable(_) => None,
+            })
+            .collect()
+    }
+}
+
 /// Marks a slot deleted; returns the sealed segment it was in, if any.
 pub(super) fn delete_at(st: &State, loc: Loc) -> Option<Arc<SealedSegment>> {
     match st.segments.get(&loc.seg) {

@@ -177,14 +177,7 @@ impl Shared {
     pub(super) fn checkpoint(&self, m: &mut Manifest, persisted_op: u64) -> Result<()> {
         let (sealed, next, quiet_op): (Vec<Arc<SealedSegment>>, SegmentId, u64) = {
             let st = self.state.read();
-            let sealed = st
-                .segments
-                .values()
-                .filter_map(|s| match s {
-                    Seg::Sealed(s, _) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect();
+            let sealed = st.sealed();
             // Appends happen under the write lock: last_op is consistent
             // with what this read lock sees.
             let quiet = st.frozen.is_empty() && st.appendable.data.read().ids.is_empty();
@@ -278,16 +271,7 @@ impl Shared {
     /// anything.
     pub(super) fn vacuum(&self) -> Result<bool> {
         let v = &self.config.vacuum;
-        let sealed: Vec<Arc<SealedSegment>> = self
-            .state
-            .read()
-            .segments
-            .values()
-            .filter_map(|s| match s {
-                Seg::Sealed(s, _) => Some(s.clone()),
-                _ => None,
-            })
-            .collect();
+        let sealed = self.state.read().sealed();
         let mut pick: Vec<Arc<SealedSegment>> = sealed
             .iter()
             .filter(|s| {

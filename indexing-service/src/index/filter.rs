@@ -109,16 +109,7 @@ fn key_is_null<'k>(payload: Option<&Payload>, path: impl Iterator<Item = &'k str
 }
 
 fn validate_field(fc: &FieldCondition, totals: &mut Totals) -> Result<(), String> {
-    if fc.key.is_empty() {
-        return Err("condition key must not be empty".into());
-    }
-    if fc.key.len() > MAX_FILTER_KEY_BYTES {
-        return Err(format!(
-            "condition key `{}…` is {} bytes long, over the limit of {MAX_FILTER_KEY_BYTES} bytes",
-            fc.key.chars().take(32).collect::<String>(),
-            fc.key.len()
-        ));
-    }
+    validate_key(&fc.key)?;
     let values = match (&fc.r#match, &fc.range) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(format!(

@@ -34,6 +34,7 @@
 
 use super::filter::{lookup, Bounds, Num};
 use crate::storage::codec::Payload;
+use crate::text::term_table::{self, u32_at, u64_at, TermTable};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::wire::indexing::{Condition, FieldCondition, Filter, Match};
@@ -203,35 +204,13 @@ pub fn build<'a>(
         postings as u64,
         term_bytes as u64,
     );
-    let mut at = 0u64;
-    for l in terms.keys().map(|t| t.len() as u64).chain([0]) {
-        out.extend_from_slice(&at.to_le_bytes());
-        at += l;
-    }
-    let mut at = 0u64;
-    for l in terms.values().map(|p| p.len() as u64).chain([0]) {
-        out.extend_from_slice(&at.to_le_bytes());
-        at += l;
-    }
-    for t in terms.keys() {
-        out.extend_from_slice(t);
-    }
-    while out.len() % 4 != 0 {
-        out.push(0);
-    }
+    term_table::write(&mut out, terms.iter().map(|(t, p)| (t.as_slice(), p.len())));
     for p in terms.values() {
         for s in p {
             out.extend_from_slice(&s.to_le_bytes());
         }
     }
     out
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
 /// One field's index over its file's bytes (memory-mapped or owned).
@@ -241,13 +220,10 @@ pub struct FieldIndex {
     pub ty: PayloadFieldType,
     slots: usize,
     covered: u64,
-    /// Terms or numeric entries.
+    /// Numeric entries (0 for terms).
     len: usize,
-    postings: usize,
-    term_off_at: usize,
-    post_off_at: usize,
-    term_bytes_at: usize,
-    postings_at: usize,
+    /// The terms of strings and booleans (None for numbers).
+    table: Option<TermTable>,
 }
 
 impl std::fmt::Debug for FieldIndex {
@@ -284,11 +260,7 @@ impl FieldIndex {
             slots,
             covered,
             len,
-            postings: 0,
-            term_off_at: 0,
-            post_off_at: 0,
-            term_bytes_at: 0,
-            postings_at: 0,
+            table: None,
         };
         if ty.numeric() {
             let end = len
@@ -309,41 +281,16 @@ impl FieldIndex {
             }
             return Ok(me);
         }
-        let postings = usize::try_from(h(4)).map_err(|_| "impossible size")?;
-        let term_bytes = usize::try_from(h(5)).map_err(|_| "impossible size")?;
-        let sizes = || -> Option<(usize, usize, usize, usize, usize)> {
-            let term_off_at = HEADER;
-            let post_off_at = term_off_at.checked_add(len.checked_add(1)?.checked_mul(8)?)?;
-            let term_bytes_at = post_off_at.checked_add(len.checked_add(1)?.checked_mul(8)?)?;
-            let postings_at = term_bytes_at.checked_add(term_bytes)?.next_multiple_of(4);
-            let end = postings_at.checked_add(postings.checked_mul(4)?)?;
-            Some((term_off_at, post_off_at, term_bytes_at, postings_at, end))
-        };
-        let (term_off_at, post_off_at, term_bytes_at, postings_at, end) =
-            sizes().ok_or("the payload index's header gives impossible sizes")?;
+        let (table, end) = TermTable::open(b, HEADER, h(3), h(5), h(4), 4)
+            .map_err(|e| format!("the payload index's term table: {e}"))?;
         if end != b.len() {
             return Err(format!(
                 "the payload index has {} bytes, expected {end}",
                 b.len()
             ));
         }
-        let ascends = |at: usize, last: usize| {
-            let mut prev = 0u64;
-            (0..=len).all(|i| {
-                let v = u64_at(b, at + i * 8);
-                let ok = v >= prev && v <= last as u64;
-                prev = v;
-                ok
-            }) && u64_at(b, at + len * 8) == last as u64
-        };
-        if !ascends(term_off_at, term_bytes) || !ascends(post_off_at, postings) {
-            return Err("the payload index's offsets do not ascend within bounds".into());
-        }
-        me.postings = postings;
-        me.term_off_at = term_off_at;
-        me.post_off_at = post_off_at;
-        me.term_bytes_at = term_bytes_at;
-        me.postings_at = postings_at;
+        me.len = 0;
+        me.table = Some(table);
         Ok(me)
     }
 
@@ -356,33 +303,14 @@ impl FieldIndex {
         self.covered
     }
 
-    fn term(&self, i: usize) -> &[u8] {
-        let b = self.b();
-        let s = u64_at(b, self.term_off_at + i * 8) as usize;
-        let e = u64_at(b, self.term_off_at + (i + 1) * 8) as usize;
-        &b[self.term_bytes_at + s..self.term_bytes_at + e]
-    }
-
     /// Sets the bits of the slots holding `term`.
     fn term_slots(&self, term: &[u8], bits: &mut Bits) {
-        let (mut lo, mut hi) = (0usize, self.len);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.term(mid).cmp(term) {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => {
-                    let b = self.b();
-                    let s = u64_at(b, self.post_off_at + mid * 8) as usize;
-                    let e = u64_at(b, self.post_off_at + (mid + 1) * 8) as usize;
-                    for p in s..e {
-                        let slot = u32_at(b, self.postings_at + p * 4) as usize;
-                        if slot < self.slots {
-                            bits.set(slot);
-                        }
-                    }
-                    return;
-                }
+        let Some(t) = &self.table else { return };
+        let b = self.b();
+        for p in t.find(b, term) {
+            let slot = u32_at(b, t.posting(p)) as usize;
+            if slot < self.slots {
+                bits.set(slot);
             }
         }
     }

@@ -18,6 +18,7 @@
 //! Opening checks the sizes and that both offset tables ascend within
 //! bounds (O(terms)); the segment's checksums cover the bytes.
 
+use super::term_table::{self, u32_at, u64_at, TermTable};
 use super::Tokenizer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -133,22 +134,7 @@ pub fn write_sealed<'a>(tok: &Tokenizer, texts: impl Iterator<Item = Option<&'a 
     for l in &doc_len {
         out.extend_from_slice(&l.to_le_bytes());
     }
-    let mut at = 0u64;
-    for t in terms.keys().map(|t| t.len() as u64).chain([0]) {
-        out.extend_from_slice(&at.to_le_bytes());
-        at += t;
-    }
-    let mut at = 0u64;
-    for n in terms.values().map(|p| p.len() as u64).chain([0]) {
-        out.extend_from_slice(&at.to_le_bytes());
-        at += n;
-    }
-    for t in terms.keys() {
-        out.extend_from_slice(t.as_bytes());
-    }
-    while out.len() % 4 != 0 {
-        out.push(0);
-    }
+    term_table::write(&mut out, terms.iter().map(|(t, p)| (t.as_bytes(), p.len())));
     for p in terms.values() {
         // Slots were pushed in ascending order.
         for &(d, tf) in p {
@@ -165,32 +151,20 @@ pub fn write_sealed<'a>(tok: &Tokenizer, texts: impl Iterator<Item = Option<&'a 
 pub struct SealedText {
     bytes: Arc<dyn AsRef<[u8]> + Send + Sync>,
     slots: usize,
-    terms: usize,
     docs: u64,
     tokens: u64,
     postings: usize,
-    doc_len_at: usize,
-    term_off_at: usize,
-    post_off_at: usize,
-    term_bytes_at: usize,
-    postings_at: usize,
+    table: TermTable,
 }
 
 impl std::fmt::Debug for SealedText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SealedText")
             .field("slots", &self.slots)
-            .field("terms", &self.terms)
+            .field("terms", &self.table.terms())
             .field("postings", &self.postings)
             .finish()
     }
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
 }
 
 impl SealedText {
@@ -210,60 +184,26 @@ impl SealedText {
                 "the text index has {n_slots} slots, the segment {slots}"
             ));
         }
-        let sizes = || -> Option<(usize, usize, usize, usize, usize, usize)> {
-            let terms = usize::try_from(terms).ok()?;
-            let postings = usize::try_from(postings).ok()?;
-            let doc_len_at = HEADER;
-            let term_off_at = doc_len_at.checked_add(slots.checked_mul(4)?)?;
-            let post_off_at = term_off_at.checked_add(terms.checked_add(1)?.checked_mul(8)?)?;
-            let term_bytes_at = post_off_at.checked_add(terms.checked_add(1)?.checked_mul(8)?)?;
-            let postings_at = term_bytes_at
-                .checked_add(usize::try_from(term_bytes).ok()?)?
-                .next_multiple_of(4);
-            let end = postings_at.checked_add(postings.checked_mul(8)?)?;
-            Some((
-                terms,
-                postings,
-                term_off_at,
-                post_off_at,
-                term_bytes_at,
-                end,
-            ))
-        };
-        let Some((terms, postings, term_off_at, post_off_at, term_bytes_at, end)) = sizes() else {
-            return Err("the text index's header gives impossible sizes".into());
-        };
+        let doc_lens = slots
+            .checked_mul(4)
+            .and_then(|n| n.checked_add(HEADER))
+            .filter(|&n| n <= b.len())
+            .ok_or("the text index is shorter than its slot lengths")?;
+        let (table, end) = TermTable::open(b, doc_lens, terms, term_bytes, postings, 8)
+            .map_err(|e| format!("the text index's term table: {e}"))?;
         if end != b.len() {
             return Err(format!(
                 "the text index has {} bytes, its header says {end}",
                 b.len()
             ));
         }
-        let ascends = |at: usize, last: u64| {
-            let mut prev = 0u64;
-            (0..=terms).all(|i| {
-                let v = u64_at(b, at + i * 8);
-                let ok = v >= prev && v <= last;
-                prev = v;
-                ok
-            }) && u64_at(b, at + terms * 8) == last
-        };
-        if !ascends(term_off_at, term_bytes) || !ascends(post_off_at, postings as u64) {
-            return Err("the text index's offsets do not ascend within bounds".into());
-        }
-        let postings_at = (term_bytes_at + term_bytes as usize).next_multiple_of(4);
         Ok(Self {
             bytes,
             slots,
-            terms,
             docs,
             tokens,
-            postings,
-            doc_len_at: HEADER,
-            term_off_at,
-            post_off_at,
-            term_bytes_at,
-            postings_at,
+            postings: postings as usize,
+            table,
         })
     }
 
@@ -271,16 +211,9 @@ impl SealedText {
         (*self.bytes).as_ref()
     }
 
-    fn term(&self, i: usize) -> &[u8] {
-        let b = self.b();
-        let s = u64_at(b, self.term_off_at + i * 8) as usize;
-        let e = u64_at(b, self.term_off_at + (i + 1) * 8) as usize;
-        &b[self.term_bytes_at + s..self.term_bytes_at + e]
-    }
-
     /// Distinct terms in the segment.
     pub fn terms(&self) -> usize {
-        self.terms
+        self.table.terms()
     }
 
     /// Postings in all (one per distinct term of each slot).
@@ -294,32 +227,18 @@ impl TextSource for SealedText {
         self.slots
     }
     fn doc_len(&self, doc: u32) -> u32 {
-        u32_at(self.b(), self.doc_len_at + doc as usize * 4)
+        u32_at(self.b(), HEADER + doc as usize * 4)
     }
     fn totals(&self) -> (u64, u64) {
         (self.docs, self.tokens)
     }
     fn postings(&self, term: &str, f: &mut dyn FnMut(u32, u32)) {
-        let key = term.as_bytes();
-        let (mut lo, mut hi) = (0usize, self.terms);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.term(mid).cmp(key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => {
-                    let b = self.b();
-                    let s = u64_at(b, self.post_off_at + mid * 8) as usize;
-                    let e = u64_at(b, self.post_off_at + (mid + 1) * 8) as usize;
-                    for p in s..e {
-                        let at = self.postings_at + p * 8;
-                        let d = u32_at(b, at);
-                        if (d as usize) < self.slots {
-                            f(d, u32_at(b, at + 4));
-                        }
-                    }
-                    return;
-                }
+        let b = self.b();
+        for p in self.table.find(b, term.as_bytes()) {
+            let at = self.table.posting(p);
+            let d = u32_at(b, at);
+            if (d as usize) < self.slots {
+                f(d, u32_at(b, at + 4));
             }
         }
     }

@@ -23,6 +23,7 @@
 
 pub mod bm25;
 pub mod inverted;
+pub(crate) mod term_table;
 
 use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;

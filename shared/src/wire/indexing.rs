@@ -224,7 +224,7 @@ struct FilterFields {
 }
 
 /// The JSON kind of a value, for messages.
-fn json_kind(v: &serde_json::Value) -> &'static str {
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
     match v {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",

@@ -4,7 +4,7 @@
 //! their `prefetch` results (`rrf`, `dbsf`) or re-score them with a dense
 //! query. Also the `mode` of `POST /search`.
 
-use crate::wire::indexing::{Consistency, Filter};
+use crate::wire::indexing::{json_kind, Consistency, Filter};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
@@ -80,17 +80,6 @@ pub struct RrfParams {
     pub k: Option<f32>,
 }
 
-fn kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
 const QUERY_FORMS: &str = "a query is a vector (an array of numbers or base64), \
      {\"nearest\": <vector>}, {\"text\": \"...\"}, {\"fusion\": \"rrf\" | \"dbsf\"} \
      or {\"rrf\": {\"k\": 60}}";
@@ -130,7 +119,7 @@ impl<'de> Deserialize<'de> for QueryInput {
                         serde_json::Value::String(text) => Ok(Self::Text { text }),
                         other => Err(D::Error::custom(format!(
                             "`text` is a string; got {}",
-                            kind(&other)
+                            json_kind(&other)
                         ))),
                     },
                     "fusion" => serde_json::from_value(val.clone())
@@ -148,7 +137,7 @@ impl<'de> Deserialize<'de> for QueryInput {
             }
             other => Err(D::Error::custom(format!(
                 "{QUERY_FORMS}; got {}",
-                kind(&other)
+                json_kind(&other)
             ))),
         }
     }
