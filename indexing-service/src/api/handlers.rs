@@ -341,6 +341,15 @@ fn check_create(req: &CreateCollectionRequest) -> Result<(), ApiError> {
             .map_err(ApiError::invalid)?;
         }
     }
+    if let Some(s) = req.max_segment_size {
+        check_range(
+            "max_segment_size",
+            s,
+            limits::MIN_MAX_SEGMENT_SIZE_KB,
+            limits::MAX_MAX_SEGMENT_SIZE_KB,
+        )
+        .map_err(ApiError::invalid)?;
+    }
     if let Some(i) = &req.idle_indexing {
         i.validate().map_err(ApiError::invalid)?;
     }
@@ -619,6 +628,14 @@ pub struct CreateCollectionRequest {
     /// 1,000 points after 5,000 ms; `indexing_threshold: 0` turns it off).
     #[serde(default)]
     pub idle_indexing: Option<IdleIndexing>,
+    /// The largest sealed segment, in KiB of vectors (`dimension × 4`
+    /// bytes per point), as Qdrant's `max_segment_size`: the appendable
+    /// segment is sealed on reaching it, merges never exceed it. Bounds
+    /// the memory and time of one segment's build. Default 2,000,000
+    /// (about 1.3 million 384-dimension points); 1 to 1,073,741,824.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1073741824)]
+    pub max_segment_size: Option<usize>,
     /// The embedding service's model that embeds this collection's texts
     /// (`content`, text `query`): an alias or id its `GET /v1/models`
     /// lists. Default: `indexing.embedding_model`, else the embedding
@@ -646,6 +663,9 @@ pub struct CollectionDescription {
     /// The appendable segment is also sealed and indexed once writes
     /// pause (see the create request's `idle_indexing`).
     pub idle_indexing: IdleIndexing,
+    /// The largest sealed segment, in KiB of vectors (see the create
+    /// request).
+    pub max_segment_size: usize,
     /// The full-text index of `content` (keyword search); `enabled: false`
     /// when the collection has none.
     pub text_index: TextIndexSettings,
@@ -748,6 +768,7 @@ fn describe(c: &Collection) -> CollectionDescription {
         index: cfg.index.into(),
         flush_threshold_vectors: cfg.flush_threshold.vectors,
         idle_indexing: cfg.idle_indexing,
+        max_segment_size: cfg.max_segment_size,
         text_index: cfg.text_index.clone(),
         payload_schema: c
             .payload_schema()

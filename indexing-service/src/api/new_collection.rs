@@ -45,6 +45,7 @@ pub(super) fn defaults_for(name: &str) -> CreateCollectionRequest {
         flush_threshold: None,
         fsync: None,
         idle_indexing: None,
+        max_segment_size: None,
         embedding_model: None,
         text_index: None,
     }
@@ -73,6 +74,9 @@ pub(super) fn collection_config(
         bytes: t.and_then(|t| t.bytes).unwrap_or(svc.flush_threshold.bytes),
     };
     cfg.idle_indexing = req.idle_indexing.unwrap_or_default();
+    if let Some(s) = req.max_segment_size {
+        cfg.max_segment_size = s;
+    }
     cfg.text_index = req.text_index.clone().unwrap_or_default();
     cfg.embedding_model = req
         .embedding_model
@@ -154,9 +158,12 @@ mod tests {
                 bytes: Some(6),
             }),
             fsync: Some(FsyncMode::Never),
+            max_segment_size: Some(4096),
             ..defaults_for("c")
         };
         let cfg = collection_config(&svc, &req, 384);
+        assert_eq!(cfg.max_segment_size, 4096);
+        assert_eq!(cfg.max_segment_points(), 4096 * 1024 / 32);
         assert_eq!(cfg.dimension, 8, "the request's dimension wins");
         assert_eq!(cfg.metric, Metric::Euclidean);
         assert_eq!(cfg.index.kind, IndexKind::IvfPq);

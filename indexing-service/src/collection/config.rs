@@ -2,6 +2,7 @@
 //! defaults and validation, and reading it back.
 
 use super::*;
+use shared::wire::limits;
 
 /// When the appendable segment is sealed (the same type as the service's
 /// `indexing.flush_threshold`).
@@ -40,6 +41,13 @@ pub struct CollectionConfig {
     /// (see `optimizer`).
     #[serde(default)]
     pub idle_indexing: IdleIndexing,
+    /// The largest sealed segment, in KiB of vectors (Qdrant's
+    /// `max_segment_size`; `dimension × 4` bytes per point): the
+    /// appendable segment is sealed on reaching it even below its flush
+    /// threshold, and merges never make a larger segment. It bounds the
+    /// memory a seal needs and the time one graph build takes.
+    #[serde(default = "default_max_segment_size")]
+    pub max_segment_size: usize,
     /// Index settings, interpreted by the index layer.
     #[serde(default)]
     pub index: IndexSettings,
@@ -59,6 +67,10 @@ pub struct CollectionConfig {
     /// before it have none (their segments hold no `text.bin`).
     #[serde(default = "TextIndexSettings::absent")]
     pub text_index: TextIndexSettings,
+}
+
+pub(super) fn default_max_segment_size() -> usize {
+    limits::DEFAULT_MAX_SEGMENT_SIZE_KB
 }
 
 pub(super) fn default_payload_limit() -> usize {
@@ -81,6 +93,7 @@ impl CollectionConfig {
             flush_threshold: FlushThreshold::default(),
             vacuum: VacuumConfig::default(),
             idle_indexing: IdleIndexing::default(),
+            max_segment_size: default_max_segment_size(),
             index: IndexSettings::default(),
             max_payload_bytes: default_payload_limit(),
             fsync: FsyncMode::Always,
@@ -88,6 +101,12 @@ impl CollectionConfig {
             embedding_model: None,
             text_index: TextIndexSettings::default(),
         }
+    }
+
+    /// The most points a sealed segment holds: `max_segment_size` KiB of
+    /// `dimension × 4`-byte vectors, at least 1.
+    pub fn max_segment_points(&self) -> usize {
+        (self.max_segment_size.saturating_mul(1024) / (self.dimension.max(1) * 4)).max(1)
     }
 
     /// The tokenizer of the text index; None when the collection has none.
@@ -108,6 +127,13 @@ impl CollectionConfig {
                 "flush_threshold.vectors must be at least 1".into(),
             ));
         }
+        limits::check_range(
+            "max_segment_size",
+            self.max_segment_size,
+            limits::MIN_MAX_SEGMENT_SIZE_KB,
+            limits::MAX_MAX_SEGMENT_SIZE_KB,
+        )
+        .map_err(CollectionError::InvalidConfig)?;
         self.index
             .validate(self.dimension)
             .map_err(CollectionError::InvalidConfig)?;

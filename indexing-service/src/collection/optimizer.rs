@@ -209,8 +209,9 @@ impl Shared {
             Some(Seg::Mutable(m)) => m.clone(),
             _ => return Ok(()),
         };
-        // Snapshot under the lock, then write and index without it: writers
-        // may keep deleting from this segment meanwhile (carried over below).
+        // A frozen segment takes no more appends: share its arrays (no
+        // copy) and write and index without the lock. Writers may keep
+        // deleting from it meanwhile (carried over below).
         let (ids, vectors, extras, snap_deleted) = {
             let d = seg.data.read();
             (
@@ -236,6 +237,7 @@ impl Shared {
                 )
             }),
             self.config.tokenizer().as_ref(),
+            Some(&vectors),
             |tmp, v| {
                 self.build_index(tmp, v, &mut built)?;
                 write_payload_indexes(tmp, &schema, extras.len(), |i| extras[i].payload.as_ref())
@@ -267,25 +269,47 @@ impl Shared {
 
     /// Rewrites sealed segments with many deleted points, or merges the
     /// smallest when there are too many; segments with no live point left
-    /// are dropped without writing anything. Returns whether it did
-    /// anything.
+    /// are dropped without writing anything. What it writes is one
+    /// segment of at most `max_segment_points` live points: picked
+    /// segments that would exceed it wait for a later pass (the smallest
+    /// go first), and when no two segments fit together, there are more
+    /// than `vacuum.max_segments`. Returns whether it did anything.
     pub(super) fn vacuum(&self) -> Result<bool> {
         let v = &self.config.vacuum;
+        let cap = self.config.max_segment_points();
         let sealed = self.state.read().sealed();
-        let mut pick: Vec<Arc<SealedSegment>> = sealed
+        let mut dirty: Vec<Arc<SealedSegment>> = sealed
             .iter()
             .filter(|s| {
                 s.count > 0 && (s.count - s.live()) as f64 / s.count as f64 >= v.deleted_ratio
             })
             .cloned()
             .collect();
+        dirty.sort_by_key(|s| s.live());
+        // Segments with nothing live cost nothing to write; the first
+        // other one is always taken (a rewrite only shrinks it).
+        let mut pick: Vec<Arc<SealedSegment>> = Vec::new();
+        let mut live = 0usize;
+        for s in dirty {
+            if s.live() == 0 || pick.iter().all(|p| p.live() == 0) || live + s.live() <= cap {
+                live += s.live();
+                pick.push(s);
+            }
+        }
         if sealed.len() > v.max_segments {
             let mut by_size = sealed.clone();
             by_size.sort_by_key(|s| s.live());
-            for s in by_size.into_iter().take(sealed.len() - v.max_segments + 1) {
+            let want = sealed.len() - v.max_segments + 1;
+            let mut merged = 0;
+            for s in by_size {
+                if merged >= want || live + s.live() > cap {
+                    break;
+                }
                 if !pick.iter().any(|p| p.id == s.id) {
+                    live += s.live();
                     pick.push(s);
                 }
+                merged += 1;
             }
         }
         if pick.is_empty() || (pick.len() == 1 && pick[0].live() == pick[0].count) {
@@ -327,6 +351,7 @@ impl Shared {
                     (&s.ids[off as usize], s.vector(off as usize), e, false)
                 }),
                 self.config.tokenizer().as_ref(),
+                None,
                 |tmp, vectors| {
                     self.build_index(tmp, vectors, &mut built)?;
                     write_payload_indexes(tmp, &schema, extras.len(), |i| {

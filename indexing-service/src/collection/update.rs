@@ -122,7 +122,40 @@ impl Collection {
         if recs.is_empty() {
             return Ok((self.inner.last_op(), ids));
         }
+        self.wait_for_builds();
         Ok((self.write(Op::Upsert(recs))?, ids))
+    }
+
+    /// Back-pressure on appends: blocks while at least two frozen
+    /// segments wait for their build and together hold
+    /// `FROZEN_BYTES_LIMIT` or more, so a load faster than the builds
+    /// does not pile up frozen segments in memory (each is held until its
+    /// sealed form is live). Small flushes never wait (their builds are
+    /// short and their memory small); one frozen segment of any size
+    /// never makes a writer wait. Returns when the worker has caught up
+    /// or the collection is shutting down. Blocking.
+    pub(super) fn wait_for_builds(&self) {
+        let frozen_bytes = || {
+            let st = self.inner.state.read();
+            let bytes: usize = st
+                .frozen
+                .iter()
+                .filter_map(|(id, _)| match st.segments.get(id) {
+                    Some(Seg::Mutable(m)) => Some(m.data.read().bytes),
+                    _ => None,
+                })
+                .sum();
+            (st.frozen.len(), bytes)
+        };
+        loop {
+            let (n, bytes) = frozen_bytes();
+            if n < 2 || bytes < FROZEN_BYTES_LIMIT || self.inner.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let (lock, cv) = &self.inner.progress;
+            let mut g = lock.lock();
+            cv.wait_for(&mut g, std::time::Duration::from_millis(200));
+        }
     }
 
     /// Deletes points by id; returns how many existed.
@@ -234,6 +267,7 @@ impl Collection {
         merge: bool,
     ) -> Result<u64> {
         let new = self.check_payload(0, Some(payload))?.unwrap_or_default();
+        self.wait_for_builds();
         let num = self.write_with(|st| {
             let mut recs = Vec::with_capacity(ids.len());
             for id in ids {
@@ -292,6 +326,11 @@ pub(super) fn check_magnitude(metric: Metric, v: &[f32], what: &str) -> Result<(
     }
     Ok(())
 }
+
+/// Frozen segments' bytes (vectors and payloads, as counted for the flush
+/// threshold) above which appends wait for builds (with two or more
+/// frozen): 1 GiB.
+pub(super) const FROZEN_BYTES_LIMIT: usize = 1 << 30;
 
 /// What applying one op asks of the background worker.
 pub(super) struct Applied {
@@ -362,8 +401,9 @@ pub(super) fn apply_op(config: &CollectionConfig, st: &mut State, op_num: u64, o
         };
     }
     let t = &config.flush_threshold;
+    let full = n >= t.vectors || bytes >= t.bytes || n >= config.max_segment_points();
     Applied {
-        build: (n >= t.vectors || bytes >= t.bytes).then(|| freeze(config, st, op_num)),
+        build: full.then(|| freeze(config, st, op_num)),
         vacuum,
     }
 }

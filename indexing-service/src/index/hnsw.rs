@@ -3,8 +3,9 @@
 //! per query, levels drawn with `mL = 1/ln(M)`.
 //!
 //! The graph is built in parallel (one lock per node, neighbour selection by
-//! the paper's heuristic) and then flattened into one array of `u32` words,
-//! which is also the file format (`hnsw.bin`, little-endian, memory-mapped on
+//! the paper's heuristic) directly in one array of `u32` words laid out as
+//! the file (allocated once at its final size: no per-node lists, no copy
+//! when finishing), which is also the file format (`hnsw.bin`, little-endian, memory-mapped on
 //! open; opening builds nothing):
 //!
 //! | words | content |
@@ -37,6 +38,7 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 
 const MAGIC: u32 = u32::from_le_bytes(*b"HNSW");
 const VERSION: u32 = 1;
@@ -230,9 +232,19 @@ fn select<S: Space>(space: &S, mut cands: Vec<Cand>, m: usize) -> Vec<u32> {
     kept.into_iter().map(|c| c.id).collect()
 }
 
+/// The graph under construction, already in the file's layout: `words`
+/// holds every node's lists (a count, then `M0` or `M` slots) where the
+/// finished file has them, so building needs no per-node allocations and
+/// finishing no copy (about `(M0 + 1) × 4` bytes per node, plus the upper
+/// levels). A node's lists are read and written only under its lock in
+/// `locks`; one lock is held at a time.
 struct Builder {
     levels: Vec<u8>,
-    links: Vec<Mutex<Vec<Vec<u32>>>>,
+    words: Vec<AtomicU32>,
+    locks: Vec<Mutex<()>>,
+    off_l0: usize,
+    off_uoff: usize,
+    off_upper: usize,
     entry: RwLock<(u32, usize)>,
     m: usize,
     m0: usize,
@@ -240,13 +252,52 @@ struct Builder {
 }
 
 impl Builder {
+    /// The word index of `node`'s list at `level` (its count; the slots
+    /// follow), or None above the node's level.
+    #[inline]
+    fn list_at(&self, node: u32, level: usize) -> Option<usize> {
+        let n = node as usize;
+        if level > self.levels[n] as usize {
+            None
+        } else if level == 0 {
+            Some(self.off_l0 + n * (self.m0 + 1))
+        } else {
+            let start = self.words[self.off_uoff + n].load(AtomicOrdering::Relaxed) as usize;
+            Some(self.off_upper + (start + level - 1) * (self.m + 1))
+        }
+    }
+
+    /// Appends `node`'s links at `level` to `buf`; the caller holds the
+    /// node's lock.
+    #[inline]
+    fn read_list(&self, node: u32, level: usize, buf: &mut Vec<u32>) {
+        if let Some(at) = self.list_at(node, level) {
+            let count = self.words[at].load(AtomicOrdering::Relaxed) as usize;
+            buf.extend(
+                self.words[at + 1..at + 1 + count]
+                    .iter()
+                    .map(|w| w.load(AtomicOrdering::Relaxed)),
+            );
+        }
+    }
+
+    /// Replaces `node`'s links at `level` with `list` (at most the level's
+    /// capacity); the caller holds the node's lock.
+    #[inline]
+    fn write_list(&self, node: u32, level: usize, list: &[u32]) {
+        let at = self.list_at(node, level).expect("a level the node has");
+        self.words[at].store(list.len() as u32, AtomicOrdering::Relaxed);
+        for (w, &x) in self.words[at + 1..].iter().zip(list) {
+            w.store(x, AtomicOrdering::Relaxed);
+        }
+    }
+
     /// Copies a node's links at `level` into `buf` (no allocation once
     /// `buf` has grown), so the node's lock is held only for the copy.
     fn copy_links(&self, node: u32, level: usize, buf: &mut Vec<u32>) {
         buf.clear();
-        if let Some(l) = self.links[node as usize].lock().get(level) {
-            buf.extend_from_slice(l);
-        }
+        let _g = self.locks[node as usize].lock();
+        self.read_list(node, level, buf);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -331,8 +382,9 @@ impl Builder {
             let cands: Vec<Cand> = w.iter().copied().filter(|c| c.id != q).collect();
             let chosen = select(space, cands, self.m);
             {
-                let mut g = self.links[q as usize].lock();
-                let list = &mut g[level];
+                let _g = self.locks[q as usize].lock();
+                let mut list = Vec::with_capacity(cap + chosen.len());
+                self.read_list(q, level, &mut list);
                 for &c in &chosen {
                     if !list.contains(&c) {
                         list.push(c);
@@ -346,12 +398,15 @@ impl Builder {
                             id: x,
                         })
                         .collect();
-                    *list = select(space, cands, cap);
+                    list = select(space, cands, cap);
                 }
+                self.write_list(q, level, &list);
             }
+            let mut list = Vec::with_capacity(cap + 1);
             for &e in &chosen {
-                let mut g = self.links[e as usize].lock();
-                let list = &mut g[level];
+                let _g = self.locks[e as usize].lock();
+                list.clear();
+                self.read_list(e, level, &mut list);
                 if list.contains(&q) {
                     continue;
                 }
@@ -364,8 +419,9 @@ impl Builder {
                             id: x,
                         })
                         .collect();
-                    *list = select(space, cands, cap);
+                    list = select(space, cands, cap);
                 }
+                self.write_list(e, level, &list);
             }
             ep = w;
         }
@@ -396,18 +452,39 @@ impl Hnsw {
                 ((-u.ln() * ml).floor() as usize).min(30) as u8
             })
             .collect();
+        let efc = p
+            .ef_construction
+            .clamp(m, limits::MAX_EF_CONSTRUCTION.max(m));
+        // The file's layout, allocated once at its final size.
+        let off_levels = HEADER;
+        let off_l0 = off_levels + n;
+        let off_uoff = off_l0 + n * (m0 + 1);
+        let off_upper = off_uoff + n + 1;
+        let upper: usize = levels.iter().map(|&l| l as usize).sum();
+        let mut words: Vec<AtomicU32> = Vec::with_capacity(off_upper + upper * (m + 1));
+        words.extend(
+            [MAGIC, VERSION, n as u32, m as u32, m0 as u32, 0, 0, efc as u32].map(AtomicU32::new),
+        );
+        words.extend(levels.iter().map(|&l| AtomicU32::new(l as u32)));
+        words.resize_with(off_uoff, || AtomicU32::new(0));
+        let mut start = 0u32;
+        for &l in &levels {
+            words.push(AtomicU32::new(start));
+            start += l as u32;
+        }
+        words.push(AtomicU32::new(start));
+        words.resize_with(off_upper + upper * (m + 1), || AtomicU32::new(0));
         let b = Builder {
-            links: levels
-                .iter()
-                .map(|&l| Mutex::new(vec![Vec::new(); l as usize + 1]))
-                .collect(),
+            words,
+            locks: (0..n).map(|_| Mutex::new(())).collect(),
+            off_l0,
+            off_uoff,
+            off_upper,
             entry: RwLock::new((0, levels.first().copied().unwrap_or(0) as usize)),
             levels,
             m,
             m0,
-            efc: p
-                .ef_construction
-                .clamp(m, limits::MAX_EF_CONSTRUCTION.max(m)),
+            efc,
         };
         if n > 1 {
             // The first nodes alone, so the parallel phase starts from a graph.
@@ -433,43 +510,16 @@ impl Hnsw {
                 |(vis, buf), q| b.insert(space, q, vis, buf, n),
             );
         }
-        Self::flatten(b, n)
+        Self::finish(b, n)
     }
 
-    fn flatten(b: Builder, n: usize) -> Hnsw {
+    /// The built graph: the header's entry point and top level filled in,
+    /// the words taken over as they are (no copy).
+    fn finish(b: Builder, n: usize) -> Hnsw {
         let (entry, max_level) = *b.entry.read();
-        let (m, m0) = (b.m, b.m0);
-        let mut w: Vec<u32> = vec![
-            MAGIC,
-            VERSION,
-            n as u32,
-            m as u32,
-            m0 as u32,
-            if n == 0 { u32::MAX } else { entry },
-            max_level as u32,
-            b.efc as u32,
-        ];
-        w.extend(b.levels.iter().map(|&l| l as u32));
-        let links: Vec<Vec<Vec<u32>>> = b.links.into_iter().map(|l| l.into_inner()).collect();
-        for node in &links {
-            let l0 = &node[0];
-            w.push(l0.len() as u32);
-            w.extend(l0);
-            w.extend(std::iter::repeat_n(0, m0 - l0.len()));
-        }
-        let mut off = 0u32;
-        for node in &links {
-            w.push(off);
-            off += (node.len() - 1) as u32;
-        }
-        w.push(off);
-        for node in &links {
-            for lv in &node[1..] {
-                w.push(lv.len() as u32);
-                w.extend(lv);
-                w.extend(std::iter::repeat_n(0, m - lv.len()));
-            }
-        }
+        b.words[5].store(if n == 0 { u32::MAX } else { entry }, AtomicOrdering::Relaxed);
+        b.words[6].store(max_level as u32, AtomicOrdering::Relaxed);
+        let w: Vec<u32> = b.words.into_iter().map(AtomicU32::into_inner).collect();
         Self::from_words(Words::Owned(w)).expect("a freshly built graph is well formed")
     }
 
@@ -511,15 +561,16 @@ impl Hnsw {
         })
     }
 
+    /// Writes the graph's words to `path` (little-endian, streamed in
+    /// 1 MiB pieces, no copy of the graph) and fsyncs it.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let bytes: Vec<u8> = self
-            .words
-            .get()
-            .iter()
-            .flat_map(|w| w.to_le_bytes())
-            .collect();
         let mut f = std::fs::File::create(path)?;
-        std::io::Write::write_all(&mut f, &bytes)?;
+        let mut buf = Vec::with_capacity(1 << 20);
+        for chunk in self.words.get().chunks(1 << 18) {
+            buf.clear();
+            buf.extend(chunk.iter().flat_map(|w| w.to_le_bytes()));
+            std::io::Write::write_all(&mut f, &buf)?;
+        }
         f.sync_all()
     }
 

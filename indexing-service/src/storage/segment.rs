@@ -172,11 +172,17 @@ pub struct MutableSegment {
     pub data: OrderedRwLock<MutableData>,
 }
 
+/// The appendable segment's arrays. `vectors`, `ids` and `extras` are
+/// behind `Arc` so that the build of a frozen segment (which takes no more
+/// appends) reads them without copying and without holding the lock;
+/// appends go only to the appendable segment, whose arrays nobody else
+/// holds, so `Arc::make_mut` there never copies.
 #[derive(Default)]
 pub struct MutableData {
-    pub vectors: Vec<f32>,
-    pub ids: Vec<PointId>,
-    pub extras: Vec<Extra>,
+    /// `len × dim` f32, row-major.
+    pub vectors: Arc<Vec<f32>>,
+    pub ids: Arc<Vec<PointId>>,
+    pub extras: Arc<Vec<Extra>>,
     pub deleted: Vec<bool>,
     pub live: usize,
     /// Vector and payload bytes appended (for the flush threshold).
@@ -211,9 +217,9 @@ impl MutableSegment {
         if let Some(t) = &self.tokenizer {
             d.text.push(t, p.content.as_deref());
         }
-        d.vectors.extend_from_slice(&p.vector);
-        d.ids.push(p.id);
-        d.extras.push(Extra {
+        Arc::make_mut(&mut d.vectors).extend_from_slice(&p.vector);
+        Arc::make_mut(&mut d.ids).push(p.id);
+        Arc::make_mut(&mut d.extras).push(Extra {
             payload: p.payload,
             content: p.content,
         });
@@ -239,6 +245,13 @@ impl MutableSegment {
     pub fn bytes(&self) -> usize {
         self.data.read().bytes
     }
+}
+
+/// The little-endian bytes of `v` (the platform is little-endian, checked
+/// at compile time).
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: any f32 is 4 initialised bytes; u8 has alignment 1.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
 }
 
 /// Size and CRC-32 of one segment file, as recorded in `meta.json`.
@@ -446,7 +459,7 @@ impl RecordFile {
         dat_name: &'static str,
     ) -> Result<Self> {
         let idx = map(&dir.join(idx_name))?;
-        verify(dir, meta, idx_name, mapped(&idx))?;
+        verify_file(dir, meta, idx_name)?;
         if idx.as_ref().map_or(0, |m| m.len()) != (meta.count + 1) * 8 {
             return Err(StorageError::Corrupt {
                 path: dir.join(idx_name),
@@ -454,7 +467,7 @@ impl RecordFile {
             });
         }
         let dat = map(&dir.join(dat_name))?;
-        verify(dir, meta, dat_name, mapped(&dat))?;
+        verify_file(dir, meta, dat_name)?;
         Ok(Self { idx, dat, dat_name })
     }
 
@@ -492,25 +505,115 @@ enum Records {
     },
 }
 
-/// Appends slot records to an offsets file and a data file.
-#[derive(Default)]
+/// Appends slot records to an offsets file and a data file, streamed.
 struct RecordWriter {
-    idx: Vec<u8>,
-    dat: Vec<u8>,
+    idx: Sink,
+    dat: Sink,
 }
 
 impl RecordWriter {
-    fn push(&mut self, bytes: &[u8]) {
-        self.idx
-            .extend_from_slice(&(self.dat.len() as u64).to_le_bytes());
-        self.dat.extend_from_slice(bytes);
+    fn create(dir: &Path, idx: &str, dat: &str) -> Result<Self> {
+        Ok(Self {
+            idx: Sink::create(dir, idx)?,
+            dat: Sink::create(dir, dat)?,
+        })
     }
-    fn finish(mut self) -> (Vec<u8>, Vec<u8>) {
-        self.idx
-            .extend_from_slice(&(self.dat.len() as u64).to_le_bytes());
-        (self.idx, self.dat)
+    fn push(&mut self, bytes: &[u8]) -> Result<()> {
+        self.idx.put(&self.dat.bytes.to_le_bytes())?;
+        self.dat.put(bytes)
+    }
+    fn finish(mut self, files: &mut BTreeMap<String, FileSum>) -> Result<()> {
+        self.idx.put(&self.dat.bytes.to_le_bytes())?;
+        self.idx.finish(files)?;
+        self.dat.finish(files)
     }
 }
+
+/// One segment file written as it goes (buffered), its size and CRC-32
+/// kept, so the writer holds no copy of what it wrote.
+struct Sink {
+    name: String,
+    path: PathBuf,
+    out: std::io::BufWriter<File>,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl Sink {
+    fn create(dir: &Path, name: &str) -> Result<Self> {
+        let path = dir.join(name);
+        let f = File::create(&path).map_err(io_err(&path))?;
+        Ok(Self {
+            name: name.to_string(),
+            out: std::io::BufWriter::with_capacity(1 << 20, f),
+            path,
+            crc: crc32fast::Hasher::new(),
+            bytes: 0,
+        })
+    }
+    fn put(&mut self, b: &[u8]) -> Result<()> {
+        use std::io::Write;
+        self.crc.update(b);
+        self.bytes += b.len() as u64;
+        self.out.write_all(b).map_err(io_err(&self.path))
+    }
+    /// Flushes and fsyncs the file and records its sum in `files`.
+    fn finish(self, files: &mut BTreeMap<String, FileSum>) -> Result<()> {
+        let f = self
+            .out
+            .into_inner()
+            .map_err(|e| StorageError::Io {
+                path: self.path.clone(),
+                source: e.into_error(),
+            })?;
+        f.sync_all().map_err(io_err(&self.path))?;
+        files.insert(
+            self.name,
+            FileSum {
+                bytes: self.bytes,
+                crc32: self.crc.finalize(),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// The size and CRC-32 of the file at `path`, read with `pread` in chunks
+/// (on the rayon pool for files over 16 MiB), not through a memory map: the
+/// pages stay in the page cache and do not count in the process's RSS.
+/// Equals `FileSum::of` of the file's bytes. Errors: `Io`.
+fn file_sum(path: &Path) -> Result<FileSum> {
+    use std::os::unix::fs::FileExt;
+    let f = File::open(path).map_err(io_err(path))?;
+    let len = f.metadata().map_err(io_err(path))?.len();
+    let chunks = (len.div_ceil(CRC_CHUNK as u64) as usize).max(1);
+    let parts: Vec<std::io::Result<crc32fast::Hasher>> = (0..chunks)
+        .into_par_iter()
+        .map(|i| {
+            let start = i as u64 * CRC_CHUNK as u64;
+            let end = (start + CRC_CHUNK as u64).min(len);
+            let mut buf = vec![0u8; (1 << 20).min((end - start) as usize)];
+            let mut h = crc32fast::Hasher::new();
+            let mut at = start;
+            while at < end {
+                let n = buf.len().min((end - at) as usize);
+                f.read_exact_at(&mut buf[..n], at)?;
+                h.update(&buf[..n]);
+                at += n as u64;
+            }
+            Ok(h)
+        })
+        .collect();
+    let mut all = crc32fast::Hasher::new();
+    for p in parts {
+        all.combine(&p.map_err(io_err(path))?);
+    }
+    Ok(FileSum {
+        bytes: len,
+        crc32: all.finalize(),
+    })
+}
+
 const DELETED: &str = "deleted.bin";
 /// The text index (`text::inverted`).
 pub const TEXT: &str = "text.bin";
@@ -597,6 +700,22 @@ fn read_deleted(dir: &Path, version: u32, count: usize) -> Result<AtomicBits> {
 /// `meta.json` recorded. Errors: `Corrupt` naming the file when the size or
 /// the CRC differs. Format 1 (`files` empty) checks nothing.
 fn verify(dir: &Path, meta: &Meta, name: &str, bytes: &[u8]) -> Result<()> {
+    check_sum(dir, meta, name, || Ok(FileSum::of(bytes)))
+}
+
+/// [`verify`] for a file that is memory-mapped: reads it with `pread`
+/// ([`file_sum`]) so that checking it does not fault its pages into the
+/// process (a freshly opened segment costs no RSS for its vectors).
+fn verify_file(dir: &Path, meta: &Meta, name: &str) -> Result<()> {
+    check_sum(dir, meta, name, || file_sum(&dir.join(name)))
+}
+
+fn check_sum(
+    dir: &Path,
+    meta: &Meta,
+    name: &str,
+    sum: impl FnOnce() -> Result<FileSum>,
+) -> Result<()> {
     if meta.format_version < 2 {
         return Ok(());
     }
@@ -607,23 +726,22 @@ fn verify(dir: &Path, meta: &Meta, name: &str, bytes: &[u8]) -> Result<()> {
             message: format!("{name} is not listed in {META}"),
         });
     };
-    if bytes.len() as u64 != want.bytes {
+    let got = sum()?;
+    if got.bytes != want.bytes {
         return Err(StorageError::Corrupt {
             path,
             message: format!(
                 "{name} has {} bytes, {META} records {}",
-                bytes.len(),
-                want.bytes
+                got.bytes, want.bytes
             ),
         });
     }
-    let got = crc32(bytes);
-    if got != want.crc32 {
+    if got.crc32 != want.crc32 {
         return Err(StorageError::Corrupt {
             path,
             message: format!(
-                "{name} fails its checksum (CRC-32 {got:#010x}, {META} records {:#010x})",
-                want.crc32
+                "{name} fails its checksum (CRC-32 {:#010x}, {META} records {:#010x})",
+                got.crc32, want.crc32
             ),
         });
     }
@@ -651,31 +769,40 @@ impl SealedSegment {
     }
 
     /// Writes a segment into `<parent>/<id>.tmp` and renames it to
-    /// `<parent>/<id>`. `points` yields (id, vector, extra, deleted).
-    /// `tokenizer`, when given, indexes each point's `content` into
-    /// `text.bin`.
-    /// `hook` runs on the temp directory and all vectors before the rename
-    /// (the index layer writes its files there); every file it leaves is
-    /// checksummed into `meta.json` with the segment's own, so a segment
-    /// directory is complete and verifiable whenever it exists under its
-    /// final name. Returns the final directory. Errors: `Io` from any write,
-    /// or whatever `hook` returns.
+    /// `<parent>/<id>`. `points` yields (id, vector, extra, deleted) and is
+    /// streamed to the files (buffered; nothing of it is kept but the
+    /// `content` references for the text index), so writing holds no copy
+    /// of the vectors or payloads. `tokenizer`, when given, indexes each
+    /// point's `content` into `text.bin`.
+    ///
+    /// `hook` runs on the temp directory and all vectors (row-major) before
+    /// the rename (the index layer writes its files there): `vectors` when
+    /// the caller holds them contiguously in the order of `points` (they
+    /// are not copied), else a memory map of the written `vectors.f32`
+    /// (unmapped after the hook). Every file the hook leaves is checksummed
+    /// into `meta.json` with the segment's own (read back with `pread`,
+    /// not mapped), so a segment directory is complete and verifiable
+    /// whenever it exists under its final name. Returns the final
+    /// directory. Errors: `Io` from any write, or whatever `hook` returns.
+    #[allow(clippy::too_many_arguments)]
     pub fn write<'a>(
         parent: &Path,
         id: SegmentId,
         dim: usize,
         points: impl Iterator<Item = (&'a PointId, &'a [f32], &'a Extra, bool)>,
         tokenizer: Option<&Tokenizer>,
+        vectors: Option<&[f32]>,
         hook: impl FnOnce(&Path, &[f32]) -> Result<()>,
     ) -> Result<PathBuf> {
         let fin = parent.join(Self::dir_name(id));
         let tmp = parent.join(format!("{}.tmp", Self::dir_name(id)));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
-        let mut vectors: Vec<f32> = Vec::new();
-        let mut ids = Vec::new();
-        let mut payloads = RecordWriter::default();
-        let mut contents = RecordWriter::default();
+        let mut files = BTreeMap::new();
+        let mut vec_out = Sink::create(&tmp, VECTORS)?;
+        let mut ids = Sink::create(&tmp, IDS)?;
+        let mut payloads = RecordWriter::create(&tmp, PAYLOAD_IDX, PAYLOAD_DAT)?;
+        let mut contents = RecordWriter::create(&tmp, CONTENT_IDX, CONTENT_DAT)?;
         let mut buf = Vec::new();
         let mut deleted_offsets = Vec::new();
         let mut count = 0usize;
@@ -685,50 +812,59 @@ impl SealedSegment {
                 texts.push(extra.content.as_deref());
             }
             debug_assert_eq!(v.len(), dim);
-            vectors.extend_from_slice(v);
-            put_id(&mut ids, pid);
+            vec_out.put(f32_bytes(v))?;
+            buf.clear();
+            put_id(&mut buf, pid);
+            ids.put(&buf)?;
             buf.clear();
             if let Some(p) = &extra.payload {
                 rmp_serde::encode::write(&mut buf, p).expect("MessagePack to a Vec");
             }
-            payloads.push(&buf);
+            payloads.push(&buf)?;
             buf.clear();
             if let Some(c) = &extra.content {
                 buf.push(1);
                 buf.extend_from_slice(c.as_bytes());
             }
-            contents.push(&buf);
+            contents.push(&buf)?;
             if del {
                 deleted_offsets.push(count);
             }
             count += 1;
         }
+        drop(buf);
         let bits = AtomicBits::new(count);
         for o in deleted_offsets {
             bits.set(o);
         }
-        let mut files = BTreeMap::new();
-        let mut put = |name: &str, bytes: &[u8]| -> Result<()> {
-            write_synced(&tmp.join(name), bytes)?;
-            files.insert(name.to_string(), FileSum::of(bytes));
-            Ok(())
-        };
-        let bytes: Vec<u8> = vectors.iter().flat_map(|x| x.to_le_bytes()).collect();
-        put(VECTORS, &bytes)?;
-        drop(bytes);
-        put(IDS, &ids)?;
-        let (idx, dat) = payloads.finish();
-        put(PAYLOAD_IDX, &idx)?;
-        put(PAYLOAD_DAT, &dat)?;
-        let (idx, dat) = contents.finish();
-        put(CONTENT_IDX, &idx)?;
-        put(CONTENT_DAT, &dat)?;
-        drop((ids, idx, dat, buf));
+        vec_out.finish(&mut files)?;
+        ids.finish(&mut files)?;
+        payloads.finish(&mut files)?;
+        contents.finish(&mut files)?;
         if let Some(tok) = tokenizer {
-            put(TEXT, &inverted::write_sealed(tok, texts.drain(..)))?;
+            let bytes = inverted::write_sealed(tok, texts.drain(..));
+            write_synced(&tmp.join(TEXT), &bytes)?;
+            files.insert(TEXT.to_string(), FileSum::of(&bytes));
         }
-        hook(&tmp, &vectors)?;
-        drop(vectors);
+        drop(texts);
+        match vectors {
+            Some(v) => {
+                debug_assert_eq!(v.len(), count * dim);
+                hook(&tmp, v)?
+            }
+            None => {
+                let m = map(&tmp.join(VECTORS))?;
+                let v: &[f32] = match &m {
+                    // SAFETY: as `SealedSegment::vectors`: page-aligned,
+                    // count × dim × 4 bytes just written, little-endian.
+                    Some(m) => unsafe {
+                        std::slice::from_raw_parts(m.as_ptr() as *const f32, count * dim)
+                    },
+                    None => &[],
+                };
+                hook(&tmp, v)?;
+            }
+        }
         // The hook's files (the index layer's), read back once.
         for e in std::fs::read_dir(&tmp).map_err(io_err(&tmp))? {
             let e = e.map_err(io_err(&tmp))?;
@@ -736,8 +872,7 @@ impl SealedSegment {
             if files.contains_key(&name) || !e.file_type().map_err(io_err(e.path()))?.is_file() {
                 continue;
             }
-            let m = map(&e.path())?;
-            files.insert(name, FileSum::of(mapped(&m)));
+            files.insert(name, file_sum(&e.path())?);
         }
         write_synced(
             &tmp.join(DELETED),
@@ -813,7 +948,7 @@ impl SealedSegment {
             }
         }
         let vectors = map(&dir.join(VECTORS))?;
-        verify(dir, &meta, VECTORS, mapped(&vectors))?;
+        verify_file(dir, &meta, VECTORS)?;
         let vlen = vectors.as_ref().map_or(0, |m| m.len());
         if vlen != meta.count * meta.dim * 4 {
             return Err(corrupt(
@@ -845,7 +980,7 @@ impl SealedSegment {
         let text =
             if meta.files.contains_key(TEXT) || (meta.format_version < 2 && text_path.exists()) {
                 let m = map(&text_path)?;
-                verify(dir, &meta, TEXT, mapped(&m))?;
+                verify_file(dir, &meta, TEXT)?;
                 let bytes: Arc<dyn AsRef<[u8]> + Send + Sync> = match m {
                     Some(m) => m,
                     None => Arc::new(Vec::new()),
@@ -875,8 +1010,7 @@ impl SealedSegment {
             {
                 continue;
             }
-            let m = map(&dir.join(name))?;
-            verify(dir, &meta, name, mapped(&m))?;
+            verify_file(dir, &meta, name)?;
         }
         Ok(Self {
             id: meta.id,
@@ -1138,6 +1272,7 @@ mod tests {
             DIM,
             pts.iter().map(|(i, v, e, d)| (i, v.as_slice(), e, *d)),
             Some(&Tokenizer::new(None)),
+            None,
             |tmp, _| {
                 for (name, bytes) in index_files {
                     write_synced(&tmp.join(name), bytes)?;
@@ -1495,6 +1630,64 @@ mod tests {
         assert_eq!(crc32(&bytes), crc32fast::hash(&bytes));
     }
 
+    #[test]
+    fn file_sums_read_in_chunks_equal_the_plain_crc() {
+        let t = tempfile::tempdir().unwrap();
+        // 0, 1 byte, one chunk exactly, and three chunks (the last short).
+        for len in [0, 1, CRC_CHUNK, 2 * CRC_CHUNK + 12_345] {
+            let bytes: Vec<u8> = (0..len as u64).map(|i| (i * 31 % 251) as u8).collect();
+            let path = t.path().join(format!("f{len}"));
+            std::fs::write(&path, &bytes).unwrap();
+            let got = file_sum(&path).unwrap();
+            assert_eq!(got.bytes, len as u64);
+            assert_eq!(got.crc32, crc32fast::hash(&bytes), "{len} bytes");
+        }
+    }
+
+    /// The hook sees the same vectors whether the caller hands them over
+    /// or the writer maps the file it streamed, and both ways write the
+    /// same files.
+    #[test]
+    fn streamed_segments_match_with_and_without_caller_vectors() {
+        let t = tempfile::tempdir().unwrap();
+        let pts = sample(300);
+        let all: Vec<f32> = pts.iter().flat_map(|p| p.1.clone()).collect();
+        let mut seen = Vec::new();
+        for (id, given) in [(1, Some(all.as_slice())), (2, None)] {
+            let mut got = Vec::new();
+            let dir = SealedSegment::write(
+                t.path(),
+                id,
+                DIM,
+                pts.iter().map(|(i, v, e, d)| (i, v.as_slice(), e, *d)),
+                Some(&Tokenizer::new(None)),
+                given,
+                |_, v| {
+                    got = v.to_vec();
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(got, all, "segment {id}: the hook's vectors");
+            let s = SealedSegment::open(&dir).unwrap();
+            assert_eq!(contents(&s), pts);
+            let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap())
+                .filter(|e| e.file_name() != META)
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read(e.path()).unwrap(),
+                    )
+                })
+                .collect();
+            files.sort();
+            seen.push(files);
+        }
+        assert_eq!(seen[0], seen[1]);
+    }
+
     /// Checksum throughput and the open time of a large segment:
     /// `SEGMENT_BENCH_POINTS=1000000 cargo test -p indexing-service --lib
     /// checksum_cost -- --ignored --nocapture` (384 dims; writes about
@@ -1538,6 +1731,7 @@ mod tests {
             dim,
             (0..n).map(|i| (&ids[i], &vectors[i * dim..(i + 1) * dim], &extra, false)),
             None,
+            Some(&vectors),
             |_, _| Ok(()),
         )
         .unwrap();

@@ -292,6 +292,14 @@ async fn collection_settings_are_bounded() {
         (json!({"dimension": 0}), "dimension", false),
         (json!({"dimension": 65537}), "dimension", false),
         (json!({"dimension": 65536}), "dimension", true),
+        (json!({"max_segment_size": 0}), "max_segment_size", false),
+        (
+            json!({"max_segment_size": (1u64 << 30) + 1}),
+            "max_segment_size",
+            false,
+        ),
+        (json!({"max_segment_size": 1}), "max_segment_size", true),
+        (json!({"max_segment_size": 1u64 << 30}), "max_segment_size", true),
         (
             json!({"flush_threshold": {"vectors": 0}}),
             "flush_threshold.vectors",

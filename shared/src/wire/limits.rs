@@ -83,6 +83,13 @@ pub const MAX_BATCH_SEARCHES: usize = 100;
 /// (`flush_threshold.vectors`), 1..=10,000,000.
 pub const MIN_FLUSH_VECTORS: usize = 1;
 pub const MAX_FLUSH_VECTORS: usize = 10_000_000;
+/// Bounds of a collection's `max_segment_size`, in KiB of vectors (one
+/// KiB up to 1 TiB).
+pub const MIN_MAX_SEGMENT_SIZE_KB: usize = 1;
+pub const MAX_MAX_SEGMENT_SIZE_KB: usize = 1 << 30;
+/// Default `max_segment_size`: 2,000,000 KiB of vectors (about 1.3
+/// million 384-dimension points, 333,000 of 1,536 dimensions).
+pub const DEFAULT_MAX_SEGMENT_SIZE_KB: usize = 2_000_000;
 
 /// Bytes after which the appendable segment is sealed
 /// (`flush_threshold.bytes`), 1..=16 GiB.
