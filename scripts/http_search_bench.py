@@ -63,7 +63,10 @@ class Conn:
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
         self.sock.sendall(head.encode() + body)
         while b"\r\n\r\n" not in self.buf:
-            self.buf += self.sock.recv(65536)
+            got = self.sock.recv(65536)
+            if not got:
+                raise ConnectionError("the server closed the connection")
+            self.buf += got
         head, _, rest = self.buf.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split()[1])
@@ -73,7 +76,10 @@ class Conn:
             if k.strip().lower() == b"content-length":
                 n = int(v)
         while len(rest) < n:
-            rest += self.sock.recv(65536)
+            got = self.sock.recv(65536)
+            if not got:
+                raise ConnectionError("the server closed the connection")
+            rest += got
         self.buf = rest[n:]
         return status, rest[:n]
 

@@ -92,8 +92,8 @@ def main():
     p.add_argument("--dim", type=int, default=384)
     p.add_argument("--segment-points", type=int, default=1_000_000,
                    help="max_segment_size in points (sent as KiB of vectors) and the flush threshold")
-    p.add_argument("--m", type=int, default=16)
-    p.add_argument("--ef-construction", type=int, default=100)
+    p.add_argument("--m", type=int, help="hnsw.m (default: the collection default, 24)")
+    p.add_argument("--ef-construction", type=int, help="hnsw.ef_construction (default: the collection default, 200)")
     p.add_argument("--sigma", type=float, default=0.04, help="noise per dimension around a centre")
     p.add_argument("--queries", type=int, default=1000)
     p.add_argument("--seconds", type=float, default=10)
@@ -112,8 +112,10 @@ def main():
     create = {
         "name": name, "dimension": a.dim, "metric": "cosine",
         "max_segment_size": seg_kb,
-        "flush_threshold": {"vectors": a.segment_points, "bytes": 16 << 30},
-        "hnsw": {"m": a.m, "ef_construction": a.ef_construction}}
+        "flush_threshold": {"vectors": a.segment_points, "bytes": 16 << 30}}
+    hnsw = {k: v for k, v in (("m", a.m), ("ef_construction", a.ef_construction)) if v is not None}
+    if hnsw:
+        create["hnsw"] = hnsw
     if a.no_max_segment_size:
         del create["max_segment_size"]
     c.call("POST", "/collections", create)
@@ -171,6 +173,7 @@ def main():
         best_s, best_i = np.take_along_axis(cand_s, o, 1), np.take_along_axis(cand_i, o, 1)
     bodies = [json.dumps({"vector": base64.b64encode(v.astype("<f4").tobytes()).decode(), "top_k": K}).encode()
               for v in q]
+    c = Conn(a.url)  # the server closes a connection left idle meanwhile
     path = f"/collections/{name}/search"
     for b in bodies[:200]:
         c.raw("POST", path, b)
@@ -190,7 +193,8 @@ def main():
 
     gib = 2 ** 30
     print(f"\n{a.n:,} vectors x {a.dim} (cosine), max_segment_size {seg_kb:,} KiB "
-          f"({a.segment_points:,} points), m {a.m}, ef_construction {a.ef_construction}")
+          f"({a.segment_points:,} points), m {a.m or 'default (24)'}, "
+          f"ef_construction {a.ef_construction or 'default (200)'}")
     print(f"segments: {info['sealed_segments']} sealed, all indexed; points {info['points']:,}")
     print("| points | load s (sent / indexed) | vectors/s | peak RSS GiB | / segment raw | / collection raw "
           "| peak anon GiB | / segment raw | disk GiB | q/s | recall@10 |")

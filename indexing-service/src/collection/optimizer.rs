@@ -21,6 +21,7 @@ use super::*;
 use super::{Job, Result, Shared};
 use crate::index::payload_index::{self, PayloadFieldType};
 use crate::index::segment_index::IndexKind;
+use crate::storage::segment::{decode_payload, PointRef, RecordArena};
 use serde::{Deserialize, Serialize};
 use shared::wire::limits::{self, check_range};
 use std::sync::atomic::Ordering;
@@ -151,20 +152,21 @@ impl Shared {
 
 impl Shared {
     /// Builds the segment's index into its temp directory (the hook of
-    /// `SealedSegment::write`).
+    /// `SealedSegment::write`) and drops it: the collection maps the files
+    /// once the segment is published (`open_indexes`), so the codes and
+    /// graph are page cache, not heap, like those of a reopened segment.
     pub(super) fn build_index(
         &self,
         dir: &Path,
         vectors: &[f32],
-        out: &mut Option<SegmentIndex>,
     ) -> std::result::Result<(), StorageError> {
         let c = &self.config;
-        *out = SegmentIndex::build(dir, &c.index, c.metric, vectors, c.dimension).map_err(
-            |message| StorageError::Corrupt {
+        SegmentIndex::build(dir, &c.index, c.metric, vectors, c.dimension).map_err(|message| {
+            StorageError::Corrupt {
                 path: dir.to_path_buf(),
                 message: format!("index build: {message}"),
-            },
-        )?;
+            }
+        })?;
         Ok(())
     }
 
@@ -212,43 +214,41 @@ impl Shared {
         // A frozen segment takes no more appends: share its arrays (no
         // copy) and write and index without the lock. Writers may keep
         // deleting from it meanwhile (carried over below).
-        let (ids, vectors, extras, snap_deleted) = {
+        let (ids, vectors, payloads, contents, snap_deleted) = {
             let d = seg.data.read();
             (
                 d.ids.clone(),
                 d.vectors.clone(),
-                d.extras.clone(),
+                d.payloads.clone(),
+                d.contents.clone(),
                 d.deleted.clone(),
             )
         };
         let dim = self.config.dimension;
-        let mut built = None;
         let schema = self.state.read().payload_schema.clone();
         let path = SealedSegment::write(
             &self.segments_dir(),
             id,
             dim,
-            (0..ids.len()).map(|i| {
-                (
-                    &ids[i],
-                    &vectors[i * dim..(i + 1) * dim],
-                    &extras[i],
-                    snap_deleted[i],
-                )
+            (0..ids.len()).map(|i| PointRef {
+                id: &ids[i],
+                vector: &vectors[i * dim..(i + 1) * dim],
+                payload: payloads.get(i),
+                content: contents.get(i),
+                deleted: snap_deleted[i],
             }),
             self.config.tokenizer().as_ref(),
             Some(&vectors),
             |tmp, v| {
-                self.build_index(tmp, v, &mut built)?;
-                write_payload_indexes(tmp, &schema, extras.len(), |i| extras[i].payload.as_ref())
+                self.build_index(tmp, v)?;
+                write_payload_indexes(tmp, &schema, ids.len(), |i| {
+                    decode_payload(payloads.get(i)).expect("a payload the segment encoded")
+                })
             },
         )?;
-        drop((ids, vectors, extras));
+        drop((ids, vectors, payloads, contents));
         let sealed = Arc::new(SealedSegment::open(&path)?);
-        let built = Indexes {
-            vector: built.map(Arc::new),
-            payload: open_indexes(&self.config, &path, &sealed)?.payload,
-        };
+        let built = open_indexes(&self.config, &path, &sealed)?;
         let mut m = self.checkpoint.lock();
         {
             let mut st = self.state.write();
@@ -320,12 +320,14 @@ impl Shared {
         // Deleted slots never come back to life, so a segment with no live
         // point now has none later either.
         let mut moved: Vec<(SegmentId, u32)> = Vec::new();
-        let mut extras = Vec::new();
+        let (mut payloads, mut contents) = (RecordArena::default(), RecordArena::default());
         for s in &pick {
             for off in 0..s.count {
                 if !s.deleted.get(off) {
                     moved.push((s.id, off as u32));
-                    extras.push(s.extra(off)?);
+                    let (p, c) = s.records(off)?;
+                    payloads.push(&p);
+                    contents.push(&c);
                 }
             }
         }
@@ -340,36 +342,34 @@ impl Shared {
                 st.next_segment_id += 1;
                 id
             };
-            let mut built = None;
             let schema = self.state.read().payload_schema.clone();
             let path = SealedSegment::write(
                 &self.segments_dir(),
                 new_id,
                 self.config.dimension,
-                moved.iter().zip(&extras).map(|(&(sid, off), e)| {
+                moved.iter().enumerate().map(|(i, &(sid, off))| {
                     let s = by_id[&sid];
-                    (&s.ids[off as usize], s.vector(off as usize), e, false)
+                    PointRef {
+                        id: &s.ids[off as usize],
+                        vector: s.vector(off as usize),
+                        payload: payloads.get(i),
+                        content: contents.get(i),
+                        deleted: false,
+                    }
                 }),
                 self.config.tokenizer().as_ref(),
                 None,
                 |tmp, vectors| {
-                    self.build_index(tmp, vectors, &mut built)?;
-                    write_payload_indexes(tmp, &schema, extras.len(), |i| {
-                        extras[i].payload.as_ref()
+                    self.build_index(tmp, vectors)?;
+                    write_payload_indexes(tmp, &schema, moved.len(), |i| {
+                        decode_payload(payloads.get(i)).expect("a payload encoded above")
                     })
                 },
             )?;
-            drop(extras);
+            drop((payloads, contents));
             let seg = Arc::new(SealedSegment::open(&path)?);
-            let payload = open_indexes(&self.config, &path, &seg)?.payload;
-            Some((
-                new_id,
-                seg,
-                Indexes {
-                    vector: built.map(Arc::new),
-                    payload,
-                },
-            ))
+            let built = open_indexes(&self.config, &path, &seg)?;
+            Some((new_id, seg, built))
         };
         {
             let mut st = self.state.write();
@@ -558,11 +558,11 @@ impl Shared {
 
 /// Writes the payload index of each field of `schema` into a segment's
 /// temporary directory `dir`, from the payloads of its `n` slots.
-fn write_payload_indexes<'a>(
+fn write_payload_indexes(
     dir: &Path,
     schema: &BTreeMap<String, PayloadFieldType>,
     n: usize,
-    payload: impl Fn(usize) -> Option<&'a Payload>,
+    payload: impl Fn(usize) -> Option<Payload>,
 ) -> std::result::Result<(), StorageError> {
     for (field, ty) in schema {
         let bytes = payload_index::build(*ty, field, n, &payload);

@@ -15,7 +15,7 @@ pub const SHORT_SEARCH_SCAN_POINTS: usize = 2_000;
 impl Collection {
     pub(super) fn extra_at(&self, st: &State, loc: Loc) -> Result<Extra> {
         match st.segments.get(&loc.seg) {
-            Some(Seg::Mutable(m)) => Ok(m.data.read().extras[loc.off as usize].clone()),
+            Some(Seg::Mutable(m)) => Ok(m.data.read().extra(loc.off as usize)),
             Some(Seg::Sealed(s, _)) => Ok(s.extra(loc.off as usize)?),
             None => Err(StorageError::Corrupt {
                 path: self.inner.dir.clone(),
@@ -99,7 +99,7 @@ impl Collection {
                     Vec::new()
                 };
                 let e = if parts.payload {
-                    d.extras[o].clone()
+                    d.extra(o)
                 } else {
                     Extra::default()
                 };
@@ -413,8 +413,7 @@ impl Collection {
                     let d = m.data.read();
                     let accept = |off: u32| {
                         !d.deleted[off as usize]
-                            && filter
-                                .is_none_or(|f| f.matches(d.extras[off as usize].payload.as_ref()))
+                            && filter.is_none_or(|f| f.matches(d.payload(off as usize).as_ref()))
                     };
                     for (off, sc) in
                         index::exact_scan(c.metric, &d.vectors, c.dimension, &q, k, &accept)
@@ -513,7 +512,7 @@ impl Collection {
                             Vec::new()
                         },
                         if parts.payload {
-                            d.extras[o].clone()
+                            d.extra(o)
                         } else {
                             Extra::default()
                         },
@@ -634,8 +633,7 @@ impl Collection {
                     let accept = |off: u32| {
                         !d.deleted[off as usize]
                             && only.is_none_or(|o| o.contains(&d.ids[off as usize]))
-                            && filter
-                                .is_none_or(|f| f.matches(d.extras[off as usize].payload.as_ref()))
+                            && filter.is_none_or(|f| f.matches(d.payload(off as usize).as_ref()))
                     };
                     bm25::score_segment(
                         &d.text,

@@ -463,7 +463,10 @@ impl Hnsw {
         let upper: usize = levels.iter().map(|&l| l as usize).sum();
         let mut words: Vec<AtomicU32> = Vec::with_capacity(off_upper + upper * (m + 1));
         words.extend(
-            [MAGIC, VERSION, n as u32, m as u32, m0 as u32, 0, 0, efc as u32].map(AtomicU32::new),
+            [
+                MAGIC, VERSION, n as u32, m as u32, m0 as u32, 0, 0, efc as u32,
+            ]
+            .map(AtomicU32::new),
         );
         words.extend(levels.iter().map(|&l| AtomicU32::new(l as u32)));
         words.resize_with(off_uoff, || AtomicU32::new(0));
@@ -517,7 +520,10 @@ impl Hnsw {
     /// the words taken over as they are (no copy).
     fn finish(b: Builder, n: usize) -> Hnsw {
         let (entry, max_level) = *b.entry.read();
-        b.words[5].store(if n == 0 { u32::MAX } else { entry }, AtomicOrdering::Relaxed);
+        b.words[5].store(
+            if n == 0 { u32::MAX } else { entry },
+            AtomicOrdering::Relaxed,
+        );
         b.words[6].store(max_level as u32, AtomicOrdering::Relaxed);
         let w: Vec<u32> = b.words.into_iter().map(AtomicU32::into_inner).collect();
         Self::from_words(Words::Owned(w)).expect("a freshly built graph is well formed")

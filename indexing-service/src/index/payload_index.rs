@@ -130,14 +130,13 @@ fn term_of(ty: PayloadFieldType, v: &Value) -> Option<Vec<u8>> {
 }
 
 /// Builds the index file of `field` of type `ty` over `slots` payloads
-/// (`payload(i)` of slot `i`; None: no payload).
-pub fn build<'a>(
+/// (`payload(i)` of slot `i`, borrowed or decoded; None: no payload).
+pub fn build<P: std::borrow::Borrow<Payload>>(
     ty: PayloadFieldType,
     field: &str,
     slots: usize,
-    payload: impl Fn(usize) -> Option<&'a Payload>,
+    payload: impl Fn(usize) -> Option<P>,
 ) -> Vec<u8> {
-    let mut vals = Vec::new();
     let mut covered = 0u64;
     let mut out = Vec::new();
     let header = |out: &mut Vec<u8>, covered: u64, a: u64, b: u64, c: u64| {
@@ -150,8 +149,8 @@ pub fn build<'a>(
         let mut entries: Vec<(Num, u32)> = Vec::new();
         for slot in 0..slots {
             let Some(p) = payload(slot) else { continue };
-            vals.clear();
-            lookup(p, field.split('.'), &mut vals);
+            let mut vals = Vec::new();
+            lookup(p.borrow(), field.split('.'), &mut vals);
             let before = entries.len();
             for v in &vals {
                 if let Some(n) = num_of(v) {
@@ -181,8 +180,8 @@ pub fn build<'a>(
     let mut terms: BTreeMap<Vec<u8>, Vec<u32>> = BTreeMap::new();
     for slot in 0..slots {
         let Some(p) = payload(slot) else { continue };
-        vals.clear();
-        lookup(p, field.split('.'), &mut vals);
+        let mut vals = Vec::new();
+        lookup(p.borrow(), field.split('.'), &mut vals);
         let mut any = false;
         for v in &vals {
             if let Some(t) = term_of(ty, v) {

@@ -29,7 +29,10 @@
 //! that file (so it names the segment and the file). CRCs cover whole
 //! files, so the error does not say where in the file the damage is.
 //!
-//! Cost: opening reads every byte of the segment once. CRC-32 runs at
+//! Cost: opening reads every byte of the segment once, with `pread` into a
+//! small buffer rather than through the memory maps, so a freshly opened
+//! (or freshly written) segment's vectors are in the page cache but not in
+//! the process's resident memory until searches touch them. CRC-32 runs at
 //! 6.6-8.2 GB/s on one core of this project's 2-core development machine
 //! (AMD EPYC, PCLMULQDQ; files over 16 MiB are hashed in chunks on the
 //! rayon pool, which adds little there: it is memory-bound), and opening a
@@ -54,8 +57,10 @@
 //! out in format 3; one derived from it ([`SealedSegment::derive`]) keeps
 //! its format.
 //!
-//! A segment is written into `<id>.tmp/`, every file fsynced, then the
-//! directory is renamed into place and the parent fsynced. Only the
+//! A segment is written into `<id>.tmp/` by streaming its points (each
+//! file through a buffer with a running CRC-32; the writer keeps no copy of
+//! the vectors or records), every file fsynced, then the directory is
+//! renamed into place and the parent fsynced. Only the
 //! manifest makes it live; directories the manifest does not list are
 //! removed on open.
 
@@ -69,6 +74,7 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use shared::wire::indexing::PointId;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -172,17 +178,115 @@ pub struct MutableSegment {
     pub data: OrderedRwLock<MutableData>,
 }
 
-/// The appendable segment's arrays. `vectors`, `ids` and `extras` are
-/// behind `Arc` so that the build of a frozen segment (which takes no more
-/// appends) reads them without copying and without holding the lock;
-/// appends go only to the appendable segment, whose arrays nobody else
-/// holds, so `Arc::make_mut` there never copies.
+/// Append-only byte records: record `i` is `bytes[offsets[i]..offsets[i +
+/// 1]]`. One allocation for all records, so a point's payload costs its
+/// encoded bytes and 8 bytes of offset, not a tree of small allocations.
+#[derive(Clone, Debug)]
+pub struct RecordArena {
+    offsets: Vec<u64>,
+    bytes: Vec<u8>,
+}
+
+impl Default for RecordArena {
+    fn default() -> Self {
+        Self {
+            offsets: vec![0],
+            bytes: Vec::new(),
+        }
+    }
+}
+
+impl RecordArena {
+    pub fn push(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+        self.offsets.push(self.bytes.len() as u64);
+    }
+    pub fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Record `i`. Panics when `i >= len()`.
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+/// A payload as a segment stores it: MessagePack of the object, empty for
+/// none (format 3's `payload.dat` record).
+pub fn encode_payload(p: Option<&Payload>, out: &mut Vec<u8>) {
+    if let Some(p) = p {
+        rmp_serde::encode::write(out, p).expect("MessagePack to a Vec");
+    }
+}
+
+/// Content as a segment stores it: empty for none, else the byte 1 and the
+/// UTF-8 text (format 3's `content.dat` record).
+pub fn encode_content(c: Option<&str>, out: &mut Vec<u8>) {
+    if let Some(c) = c {
+        out.push(1);
+        out.extend_from_slice(c.as_bytes());
+    }
+}
+
+/// The text of a record of [`encode_content`], borrowed; None for none
+/// (or a record that does not decode).
+pub fn content_text(b: &[u8]) -> Option<&str> {
+    match b.split_first() {
+        Some((1, text)) => std::str::from_utf8(text).ok(),
+        _ => None,
+    }
+}
+
+/// One point as [`SealedSegment::write`] takes it: the payload and content
+/// as their stored records ([`encode_payload`], [`encode_content`]).
+#[derive(Clone, Copy)]
+pub struct PointRef<'a> {
+    pub id: &'a PointId,
+    pub vector: &'a [f32],
+    pub payload: &'a [u8],
+    pub content: &'a [u8],
+    pub deleted: bool,
+}
+
+/// Reads a record of [`encode_payload`]. Errors: the decoder's message.
+pub fn decode_payload(b: &[u8]) -> std::result::Result<Option<Payload>, String> {
+    if b.is_empty() {
+        return Ok(None);
+    }
+    rmp_serde::from_slice(b)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Reads a record of [`encode_content`]. Errors: a bad tag, not UTF-8.
+pub fn decode_content(b: &[u8]) -> std::result::Result<Option<String>, &'static str> {
+    match b.split_first() {
+        None => Ok(None),
+        Some((1, text)) => std::str::from_utf8(text)
+            .map(|t| Some(t.to_string()))
+            .map_err(|_| "not UTF-8"),
+        Some(_) => Err("bad tag"),
+    }
+}
+
+/// The appendable segment's arrays. `vectors`, `ids`, `payloads` and
+/// `contents` are behind `Arc` so that the build of a frozen segment (which
+/// takes no more appends) reads them without copying and without holding
+/// the lock; appends go only to the appendable segment, whose arrays
+/// nobody else holds, so `Arc::make_mut` there never copies. Payloads and
+/// contents are kept encoded as a sealed segment's records are (one
+/// allocation each, decoded when read).
 #[derive(Default)]
 pub struct MutableData {
     /// `len × dim` f32, row-major.
     pub vectors: Arc<Vec<f32>>,
     pub ids: Arc<Vec<PointId>>,
-    pub extras: Arc<Vec<Extra>>,
+    /// [`encode_payload`] records, one per slot.
+    pub payloads: Arc<RecordArena>,
+    /// [`encode_content`] records, one per slot.
+    pub contents: Arc<RecordArena>,
     pub deleted: Vec<bool>,
     pub live: usize,
     /// Vector and payload bytes appended (for the flush threshold).
@@ -219,10 +323,12 @@ impl MutableSegment {
         }
         Arc::make_mut(&mut d.vectors).extend_from_slice(&p.vector);
         Arc::make_mut(&mut d.ids).push(p.id);
-        Arc::make_mut(&mut d.extras).push(Extra {
-            payload: p.payload,
-            content: p.content,
-        });
+        let mut buf = Vec::new();
+        encode_payload(p.payload.as_ref(), &mut buf);
+        Arc::make_mut(&mut d.payloads).push(&buf);
+        buf.clear();
+        encode_content(p.content.as_deref(), &mut buf);
+        Arc::make_mut(&mut d.contents).push(&buf);
         d.deleted.push(false);
         d.live += 1;
         off
@@ -244,6 +350,22 @@ impl MutableSegment {
 
     pub fn bytes(&self) -> usize {
         self.data.read().bytes
+    }
+}
+
+impl MutableData {
+    /// The payload of slot `off`, decoded. Panics when `off` is out of
+    /// range (records this segment encoded always decode).
+    pub fn payload(&self, off: usize) -> Option<Payload> {
+        decode_payload(self.payloads.get(off)).expect("a payload this segment encoded")
+    }
+
+    /// The payload and content of slot `off`, decoded.
+    pub fn extra(&self, off: usize) -> Extra {
+        Extra {
+            payload: self.payload(off),
+            content: decode_content(self.contents.get(off)).expect("content this segment encoded"),
+        }
     }
 }
 
@@ -559,13 +681,10 @@ impl Sink {
     }
     /// Flushes and fsyncs the file and records its sum in `files`.
     fn finish(self, files: &mut BTreeMap<String, FileSum>) -> Result<()> {
-        let f = self
-            .out
-            .into_inner()
-            .map_err(|e| StorageError::Io {
-                path: self.path.clone(),
-                source: e.into_error(),
-            })?;
+        let f = self.out.into_inner().map_err(|e| StorageError::Io {
+            path: self.path.clone(),
+            source: e.into_error(),
+        })?;
         f.sync_all().map_err(io_err(&self.path))?;
         files.insert(
             self.name,
@@ -769,8 +888,8 @@ impl SealedSegment {
     }
 
     /// Writes a segment into `<parent>/<id>.tmp` and renames it to
-    /// `<parent>/<id>`. `points` yields (id, vector, extra, deleted) and is
-    /// streamed to the files (buffered; nothing of it is kept but the
+    /// `<parent>/<id>`. `points` yields each point's id, vector, stored
+    /// records and deleted flag, and is streamed to the files (buffered; nothing of it is kept but the
     /// `content` references for the text index), so writing holds no copy
     /// of the vectors or payloads. `tokenizer`, when given, indexes each
     /// point's `content` into `text.bin`.
@@ -789,7 +908,7 @@ impl SealedSegment {
         parent: &Path,
         id: SegmentId,
         dim: usize,
-        points: impl Iterator<Item = (&'a PointId, &'a [f32], &'a Extra, bool)>,
+        points: impl Iterator<Item = PointRef<'a>>,
         tokenizer: Option<&Tokenizer>,
         vectors: Option<&[f32]>,
         hook: impl FnOnce(&Path, &[f32]) -> Result<()>,
@@ -807,27 +926,18 @@ impl SealedSegment {
         let mut deleted_offsets = Vec::new();
         let mut count = 0usize;
         let mut texts: Vec<Option<&'a str>> = Vec::new();
-        for (pid, v, extra, del) in points {
+        for p in points {
             if tokenizer.is_some() {
-                texts.push(extra.content.as_deref());
+                texts.push(content_text(p.content));
             }
-            debug_assert_eq!(v.len(), dim);
-            vec_out.put(f32_bytes(v))?;
+            debug_assert_eq!(p.vector.len(), dim);
+            vec_out.put(f32_bytes(p.vector))?;
             buf.clear();
-            put_id(&mut buf, pid);
+            put_id(&mut buf, p.id);
             ids.put(&buf)?;
-            buf.clear();
-            if let Some(p) = &extra.payload {
-                rmp_serde::encode::write(&mut buf, p).expect("MessagePack to a Vec");
-            }
-            payloads.push(&buf)?;
-            buf.clear();
-            if let Some(c) = &extra.content {
-                buf.push(1);
-                buf.extend_from_slice(c.as_bytes());
-            }
-            contents.push(&buf)?;
-            if del {
+            payloads.push(p.payload)?;
+            contents.push(p.content)?;
+            if p.deleted {
                 deleted_offsets.push(count);
             }
             count += 1;
@@ -1156,22 +1266,36 @@ impl SealedSegment {
         }
     }
 
+    /// The payload and content records of slot `off` as format 3 stores
+    /// them ([`encode_payload`], [`encode_content`]): borrowed from the
+    /// maps in format 3, encoded from the JSON record in formats 1 and 2.
+    /// Errors: `Corrupt`.
+    pub fn records(&self, off: usize) -> Result<(Cow<'_, [u8]>, Cow<'_, [u8]>)> {
+        match &self.records {
+            Records::Split { payload, content } => Ok((
+                Cow::Borrowed(payload.get(&self.dir, off)?),
+                Cow::Borrowed(content.get(&self.dir, off)?),
+            )),
+            Records::Json(r) => {
+                let e = self.decode_json(r, off)?;
+                let (mut p, mut c) = (Vec::new(), Vec::new());
+                encode_payload(e.payload.as_ref(), &mut p);
+                encode_content(e.content.as_deref(), &mut c);
+                Ok((Cow::Owned(p), Cow::Owned(c)))
+            }
+        }
+    }
+
     /// The payload of slot `off`, without reading its content (format 3;
     /// older formats decode the whole record). Errors: `Corrupt`.
     pub fn payload(&self, off: usize) -> Result<Option<Payload>> {
         match &self.records {
             Records::Json(r) => Ok(self.decode_json(r, off)?.payload),
             Records::Split { payload, .. } => {
-                let b = payload.get(&self.dir, off)?;
-                if b.is_empty() {
-                    return Ok(None);
-                }
-                rmp_serde::from_slice(b)
-                    .map(Some)
-                    .map_err(|err| StorageError::Corrupt {
-                        path: self.dir.join(PAYLOAD_DAT),
-                        message: format!("record {off}: {err}"),
-                    })
+                decode_payload(payload.get(&self.dir, off)?).map_err(|err| StorageError::Corrupt {
+                    path: self.dir.join(PAYLOAD_DAT),
+                    message: format!("record {off}: {err}"),
+                })
             }
         }
     }
@@ -1181,18 +1305,10 @@ impl SealedSegment {
         match &self.records {
             Records::Json(r) => Ok(self.decode_json(r, off)?.content),
             Records::Split { content, .. } => {
-                let b = content.get(&self.dir, off)?;
-                let bad = |m: &str| StorageError::Corrupt {
+                decode_content(content.get(&self.dir, off)?).map_err(|m| StorageError::Corrupt {
                     path: self.dir.join(CONTENT_DAT),
                     message: format!("record {off}: {m}"),
-                };
-                match b.split_first() {
-                    None => Ok(None),
-                    Some((1, text)) => std::str::from_utf8(text)
-                        .map(|t| Some(t.to_string()))
-                        .map_err(|_| bad("not UTF-8")),
-                    Some(_) => Err(bad("bad tag")),
-                }
+                })
             }
         }
     }
@@ -1258,6 +1374,18 @@ mod tests {
             .collect()
     }
 
+    /// `pts` with payload and content encoded as a segment stores them.
+    fn stored(pts: &[Point]) -> Vec<(PointId, Vec<f32>, Vec<u8>, Vec<u8>, bool)> {
+        pts.iter()
+            .map(|(i, v, e, d)| {
+                let (mut p, mut c) = (Vec::new(), Vec::new());
+                encode_payload(e.payload.as_ref(), &mut p);
+                encode_content(e.content.as_deref(), &mut c);
+                (i.clone(), v.clone(), p, c, *d)
+            })
+            .collect()
+    }
+
     /// Writes `pts` as segment `id`; the hook leaves `index_files` in the
     /// temp dir, as the index layer does.
     fn write(
@@ -1270,7 +1398,13 @@ mod tests {
             parent,
             id,
             DIM,
-            pts.iter().map(|(i, v, e, d)| (i, v.as_slice(), e, *d)),
+            stored(pts).iter().map(|(i, v, pl, c, d)| PointRef {
+                id: i,
+                vector: v,
+                payload: pl,
+                content: c,
+                deleted: *d,
+            }),
             Some(&Tokenizer::new(None)),
             None,
             |tmp, _| {
@@ -1659,7 +1793,13 @@ mod tests {
                 t.path(),
                 id,
                 DIM,
-                pts.iter().map(|(i, v, e, d)| (i, v.as_slice(), e, *d)),
+                stored(&pts).iter().map(|(i, v, pl, c, d)| PointRef {
+                    id: i,
+                    vector: v,
+                    payload: pl,
+                    content: c,
+                    deleted: *d,
+                }),
                 Some(&Tokenizer::new(None)),
                 given,
                 |_, v| {
@@ -1723,13 +1863,18 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let vectors: Vec<f32> = (0..n * dim).map(|i| (i % 997) as f32 * 0.001).collect();
         let ids: Vec<PointId> = (0..n as u64).map(PointId::Num).collect();
-        let extra = Extra::default();
         let w = Instant::now();
         let dir = SealedSegment::write(
             t.path(),
             1,
             dim,
-            (0..n).map(|i| (&ids[i], &vectors[i * dim..(i + 1) * dim], &extra, false)),
+            (0..n).map(|i| PointRef {
+                id: &ids[i],
+                vector: &vectors[i * dim..(i + 1) * dim],
+                payload: &[],
+                content: &[],
+                deleted: false,
+            }),
             None,
             Some(&vectors),
             |_, _| Ok(()),

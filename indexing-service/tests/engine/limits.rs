@@ -299,7 +299,11 @@ async fn collection_settings_are_bounded() {
             false,
         ),
         (json!({"max_segment_size": 1}), "max_segment_size", true),
-        (json!({"max_segment_size": 1u64 << 30}), "max_segment_size", true),
+        (
+            json!({"max_segment_size": 1u64 << 30}),
+            "max_segment_size",
+            true,
+        ),
         (
             json!({"flush_threshold": {"vectors": 0}}),
             "flush_threshold.vectors",
