@@ -300,16 +300,18 @@ impl Shared {
             let mut by_size = sealed.clone();
             by_size.sort_by_key(|s| s.live());
             let want = sealed.len() - v.max_segments + 1;
-            let mut merged = 0;
-            for s in by_size {
-                if merged >= want || live + s.live() > cap {
+            for (merged, s) in by_size.into_iter().enumerate() {
+                if merged >= want {
                     break;
                 }
-                if !pick.iter().any(|p| p.id == s.id) {
-                    live += s.live();
-                    pick.push(s);
+                if pick.iter().any(|p| p.id == s.id) {
+                    continue;
                 }
-                merged += 1;
+                if live + s.live() > cap {
+                    break;
+                }
+                live += s.live();
+                pick.push(s);
             }
         }
         if pick.is_empty() || (pick.len() == 1 && pick[0].live() == pick[0].count) {

@@ -239,6 +239,10 @@ pub fn content_text(b: &[u8]) -> Option<&str> {
     }
 }
 
+/// A slot's payload and content records ([`encode_payload`],
+/// [`encode_content`]), borrowed from a segment's maps or encoded anew.
+pub type StoredRecords<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
 /// One point as [`SealedSegment::write`] takes it: the payload and content
 /// as their stored records ([`encode_payload`], [`encode_content`]).
 #[derive(Clone, Copy)]
@@ -1270,7 +1274,7 @@ impl SealedSegment {
     /// them ([`encode_payload`], [`encode_content`]): borrowed from the
     /// maps in format 3, encoded from the JSON record in formats 1 and 2.
     /// Errors: `Corrupt`.
-    pub fn records(&self, off: usize) -> Result<(Cow<'_, [u8]>, Cow<'_, [u8]>)> {
+    pub fn records(&self, off: usize) -> Result<StoredRecords<'_>> {
         match &self.records {
             Records::Split { payload, content } => Ok((
                 Cow::Borrowed(payload.get(&self.dir, off)?),
@@ -1375,7 +1379,9 @@ mod tests {
     }
 
     /// `pts` with payload and content encoded as a segment stores them.
-    fn stored(pts: &[Point]) -> Vec<(PointId, Vec<f32>, Vec<u8>, Vec<u8>, bool)> {
+    type Stored = (PointId, Vec<f32>, Vec<u8>, Vec<u8>, bool);
+
+    fn stored(pts: &[Point]) -> Vec<Stored> {
         pts.iter()
             .map(|(i, v, e, d)| {
                 let (mut p, mut c) = (Vec::new(), Vec::new());
