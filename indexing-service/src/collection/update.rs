@@ -122,6 +122,7 @@ impl Collection {
         if recs.is_empty() {
             return Ok((self.inner.last_op(), ids));
         }
+        self.writable()?;
         self.wait_for_builds();
         Ok((self.write(Op::Upsert(recs))?, ids))
     }
@@ -267,6 +268,7 @@ impl Collection {
         merge: bool,
     ) -> Result<u64> {
         let new = self.check_payload(0, Some(payload))?.unwrap_or_default();
+        self.writable()?;
         self.wait_for_builds();
         let num = self.write_with(|st| {
             let mut recs = Vec::with_capacity(ids.len());
