@@ -630,7 +630,8 @@ pub struct CreateCollectionRequest {
     pub idle_indexing: Option<IdleIndexing>,
     /// The largest sealed segment, in KiB of vectors (`dimension × 4`
     /// bytes per point), as Qdrant's `max_segment_size`: the appendable
-    /// segment is sealed on reaching it, merges never exceed it. Bounds
+    /// segment is sealed on reaching it (a segment exceeds it only by the
+    /// points of the request that filled it), merges never exceed it. Bounds
     /// the memory and time of one segment's build. Default 2,000,000
     /// (about 1.3 million 384-dimension points); 1 to 1,073,741,824.
     #[serde(default, skip_serializing_if = "Option::is_none")]

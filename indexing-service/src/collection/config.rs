@@ -44,7 +44,9 @@ pub struct CollectionConfig {
     /// The largest sealed segment, in KiB of vectors (Qdrant's
     /// `max_segment_size`; `dimension × 4` bytes per point): the
     /// appendable segment is sealed on reaching it even below its flush
-    /// threshold, and merges never make a larger segment. It bounds the
+    /// threshold (so a segment exceeds it only by the points of the request
+    /// that reached it; a rewrite after deletes keeps such a segment
+    /// whole), and merges never make a larger segment. It bounds the
     /// memory a seal needs and the time one graph build takes.
     #[serde(default = "default_max_segment_size")]
     pub max_segment_size: usize,
