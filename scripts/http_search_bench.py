@@ -118,6 +118,23 @@ def metric(conn, name):
     return 0.0
 
 
+def timed_queries(c, path, bodies, seconds):
+    """Sends `bodies` to `path` in turn, over and over, until `seconds` have
+    passed (whole passes). Returns the hit ids of the first pass, the number
+    of queries sent and the time taken."""
+    found, done, t = [], 0, time.perf_counter()
+    while True:
+        for b in bodies:
+            st, raw = c.raw("POST", path, b)
+            if st != 200:
+                raise SystemExit(f"search: {st} {raw[:300]!r}")
+            if done < len(bodies):
+                found.append([int(h["id"]) for h in json.loads(raw)["results"]])
+            done += 1
+        if time.perf_counter() - t >= seconds:
+            return found, done, time.perf_counter() - t
+
+
 def exact_top(base, queries):
     b = base / np.linalg.norm(base, axis=1, keepdims=True)
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
@@ -160,31 +177,18 @@ def ours(a, base, queries, gt, efs):
         else:
             vecs = queries.tolist()
         bodies = [json.dumps({"vector": v, "top_k": K, **extra}).encode() for v in vecs]
-        found = []
         for b in bodies[: min(200, len(bodies))]:  # warm-up
             c.raw("POST", path, b)
         cpu0 = cpu_seconds(pid)
         eng0 = metric(c, "index_search_duration_seconds_sum")
         n0 = metric(c, "index_search_duration_seconds_count")
-        t = time.perf_counter()
-        done = 0
-        while True:
-            for b in bodies:
-                st, raw = c.raw("POST", path, b)
-                if st != 200:
-                    raise SystemExit(f"search: {st} {raw[:300]!r}")
-                if done < len(bodies):
-                    found.append([h["id"] for h in json.loads(raw)["results"]])
-                done += 1
-            if time.perf_counter() - t >= a.seconds:
-                break
-        dt = time.perf_counter() - t
+        found, done, dt = timed_queries(c, path, bodies, a.seconds)
         cpu = cpu_seconds(pid) - cpu0
         eng = metric(c, "index_search_duration_seconds_sum") - eng0
         n = metric(c, "index_search_duration_seconds_count") - n0
         rows[ef] = {
             "qps": done / dt,
-            "recall": recall([[int(x) for x in f] for f in found], gt),
+            "recall": recall(found, gt),
             "cpu_us": cpu / done * 1e6,
             "engine_us": eng / max(n, 1) * 1e6,
         }

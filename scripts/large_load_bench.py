@@ -37,7 +37,7 @@ import urllib.parse
 
 import numpy as np
 
-from http_search_bench import Conn, server_pid
+from http_search_bench import Conn, server_pid, timed_queries
 
 K = 10
 CHUNK = 100_000
@@ -177,18 +177,8 @@ def main():
     path = f"/collections/{name}/search"
     for b in bodies[:200]:
         c.raw("POST", path, b)
-    found, done, t = [], 0, time.perf_counter()
-    while True:
-        for b in bodies:
-            st, raw = c.raw("POST", path, b)
-            if st != 200:
-                raise SystemExit(f"search: {st} {raw[:300]!r}")
-            if done < len(bodies):
-                found.append([int(h["id"]) for h in json.loads(raw)["results"]])
-            done += 1
-        if time.perf_counter() - t >= a.seconds:
-            break
-    qps = done / (time.perf_counter() - t)
+    found, done, dt = timed_queries(c, path, bodies, a.seconds)
+    qps = done / dt
     rec = sum(len(set(f) & set(g.tolist())) for f, g in zip(found, best_i)) / (K * len(found))
 
     gib = 2 ** 30

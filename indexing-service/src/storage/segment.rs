@@ -1392,6 +1392,17 @@ mod tests {
             .collect()
     }
 
+    /// The points of `stored` as the writer takes them.
+    fn refs(stored: &[Stored]) -> impl Iterator<Item = PointRef<'_>> {
+        stored.iter().map(|(i, v, pl, c, d)| PointRef {
+            id: i,
+            vector: v,
+            payload: pl,
+            content: c,
+            deleted: *d,
+        })
+    }
+
     /// Writes `pts` as segment `id`; the hook leaves `index_files` in the
     /// temp dir, as the index layer does.
     fn write(
@@ -1404,13 +1415,7 @@ mod tests {
             parent,
             id,
             DIM,
-            stored(pts).iter().map(|(i, v, pl, c, d)| PointRef {
-                id: i,
-                vector: v,
-                payload: pl,
-                content: c,
-                deleted: *d,
-            }),
+            refs(&stored(pts)),
             Some(&Tokenizer::new(None)),
             None,
             |tmp, _| {
@@ -1799,13 +1804,7 @@ mod tests {
                 t.path(),
                 id,
                 DIM,
-                stored(&pts).iter().map(|(i, v, pl, c, d)| PointRef {
-                    id: i,
-                    vector: v,
-                    payload: pl,
-                    content: c,
-                    deleted: *d,
-                }),
+                refs(&stored(&pts)),
                 Some(&Tokenizer::new(None)),
                 given,
                 |_, v| {
