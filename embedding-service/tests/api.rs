@@ -101,13 +101,21 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
     d / (na * nb)
 }
 
-/// Every reference text, one request each, against the float64 reference;
-/// then all texts in mixed-length batches against the single-text vectors.
+/// Every reference text, one request each, against the float64 reference
+/// at cosine ≥ 0.9999; then all texts in mixed-length batches against the
+/// single-text vectors.
 async fn parity(st: &AppState) {
+    parity_at(st, 0.9999).await;
+}
+
+/// [`parity`] with the per-text floor `min`; returns the worst and the mean
+/// cosine to the reference.
+async fn parity_at(st: &AppState, min: f64) -> (f64, f64) {
     let refs = reference();
     assert!(refs.len() >= 278);
     let mut singles = Vec::new();
     let mut worst = (1.0f64, String::new());
+    let mut sum = 0f64;
     for r in refs {
         let (s, v) = call(st, "POST", "/embed", Some(json!({"inputs": r.text}))).await;
         assert_eq!(s, StatusCode::OK, "{v}");
@@ -117,12 +125,17 @@ async fn parity(st: &AppState) {
         if c < worst.0 {
             worst = (c, r.text.chars().take(60).collect());
         }
-        assert!(c >= 0.9999, "cosine {c} < 0.9999 for {:?}", r.text);
+        assert!(c >= min, "cosine {c} < {min} for {:?}", r.text);
+        sum += c;
         let norm: f64 = got.iter().map(|x| x * x).sum::<f64>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "normalised per modules.json");
         singles.push(got);
     }
-    eprintln!("parity: worst cosine {:.9} ({:?})", worst.0, worst.1);
+    let mean = sum / refs.len() as f64;
+    eprintln!(
+        "parity: worst cosine {:.9} ({:?}), mean {mean:.9}",
+        worst.0, worst.1
+    );
     // Mixed lengths in one request: the long texts and one-letter ones together.
     for (chunk_i, chunk) in refs.chunks(100).enumerate() {
         let texts: Vec<&str> = chunk.iter().map(|r| r.text.as_str()).collect();
@@ -137,6 +150,7 @@ async fn parity(st: &AppState) {
             );
         }
     }
+    (worst.0, mean)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,6 +161,27 @@ async fn parity_fused_cpu_encoder() {
         assert_eq!(info["backend"], "fused");
     }
     parity(&st).await;
+    token_states_pool_to_the_vectors(&st).await;
+}
+
+/// `dtype: int8` (int8 linear layers on the fused encoder): every text
+/// within the stated parity of the float64 reference, and a text's vector
+/// the same whatever it is batched with (activation scales are per token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parity_int8_fused_cpu_encoder() {
+    let st = state_with(|c| {
+        c.device = shared::config::DeviceSpec::Cpu;
+        c.dtype = shared::config::DType::Int8;
+    })
+    .await;
+    let (_, info) = call(&st, "GET", "/info", None).await;
+    assert_eq!(
+        (info["backend"].as_str(), info["dtype"].as_str()),
+        (Some("fused"), Some("int8"))
+    );
+    // Measured: worst 0.99421 (the one-letter text "I"), mean 0.99886.
+    let (_, mean) = parity_at(&st, 0.993).await;
+    assert!(mean >= 0.998, "mean cosine {mean} < 0.998");
     token_states_pool_to_the_vectors(&st).await;
 }
 

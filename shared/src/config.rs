@@ -74,7 +74,8 @@ pub struct EmbeddingConfig {
     pub models: Vec<ServedModelConfig>,
     /// `auto | cpu | cuda | cuda:N | metal`. `auto` tries CUDA, Metal, then CPU.
     pub device: DeviceSpec,
-    /// `f32 | f16 | bf16`. Half precision only on GPUs.
+    /// `f32 | f16 | bf16 | int8`. Half precision only on GPUs (the candle
+    /// graph); int8 only on the CPU (the fused encoder).
     pub dtype: DType,
     /// `auto | fused | candle`. `fused` is the packed, fused CPU encoder for
     /// BERT-family models (no padding, fused kernels); `candle` is the generic
@@ -393,6 +394,10 @@ pub enum DType {
     F32,
     F16,
     Bf16,
+    /// Int8 linear layers on the fused CPU encoder (weights quantised at
+    /// load, activations per token at each product); the rest stays f32.
+    /// Opt-in: about 1.7x the f32 throughput at a small cost in parity.
+    Int8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,9 +10,10 @@
 //! It starts the release `embedding-service` binary beside itself (or uses
 //! `--url`), takes `--n` real texts spread evenly over the file, sorts them
 //! by token count, and sends them as batches of 1 and 32 from 1, 4 and 16
-//! concurrent clients. sentence-transformers (via `scripts/bench_st.py`)
-//! encodes the same sorted texts at the same batch sizes; the table shows
-//! both and the ratio. `--memory` adds the peak-RSS scenario: 16 clients
+//! concurrent clients, once per `--dtypes` entry. sentence-transformers (via
+//! `scripts/bench_st.py`) encodes the same sorted texts at the same batch
+//! sizes with each `--peers` backend (PyTorch, ONNX Runtime f32 or int8);
+//! the table shows each and our ratio to it. `--memory` adds the peak-RSS scenario: 16 clients
 //! sending 32 texts of 256 tokens each, at two `max_batch_tokens` settings.
 
 use clap::Parser;
@@ -42,9 +43,16 @@ struct Args {
     concurrency: Vec<usize>,
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     batches: Vec<usize>,
-    /// Python with sentence-transformers, for the peer column.
+    /// Python with sentence-transformers, for the peer columns.
     #[arg(long)]
     python: Option<String>,
+    /// sentence-transformers backends to run as peers (`scripts/bench_st.py`:
+    /// torch, onnx, onnx-o3, onnx-qint8), one column each.
+    #[arg(long, value_delimiter = ',', default_value = "torch")]
+    peers: Vec<String>,
+    /// Our `dtype`s to measure (`f32`, `int8`), the service restarted for each.
+    #[arg(long, value_delimiter = ',', default_value = "f32")]
+    dtypes: Vec<String>,
     /// Model directory for sentence-transformers (default: what the service loads).
     #[arg(long)]
     model_dir: Option<PathBuf>,
@@ -217,7 +225,8 @@ async fn token_counts(url: &str, texts: &[String]) -> Vec<usize> {
     out
 }
 
-fn python_peer(args: &Args, model_dir: &str, texts: &[String]) -> Vec<(usize, f64)> {
+/// `(backend, batch, sentences/s)` per line `bench_st.py` prints.
+fn python_peer(args: &Args, model_dir: &str, texts: &[String]) -> Vec<(String, usize, f64)> {
     let Some(py) = &args.python else {
         return Vec::new();
     };
@@ -225,7 +234,10 @@ fn python_peer(args: &Args, model_dir: &str, texts: &[String]) -> Vec<(usize, f6
     std::fs::write(&file, texts.join("\n")).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/bench_st.py");
     let mut cmd = Command::new(py);
-    cmd.arg(script).arg(model_dir).arg(&file);
+    cmd.arg(script)
+        .arg(model_dir)
+        .arg(&file)
+        .env("BENCH_BACKENDS", args.peers.join(","));
     for b in &args.batches {
         cmd.arg(b.to_string());
     }
@@ -238,6 +250,7 @@ fn python_peer(args: &Args, model_dir: &str, texts: &[String]) -> Vec<(usize, f6
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .map(|v| {
             (
+                v["backend"].as_str().unwrap_or("torch").to_string(),
                 v["batch"].as_u64().unwrap() as usize,
                 v["sentences_per_s"].as_f64().unwrap(),
             )
@@ -253,46 +266,56 @@ fn main() {
         .build()
         .unwrap();
     let texts = load_texts(&args.texts, args.n);
-    let svc = Service::start(&args, &[]);
-    let info: Value = reqwest::blocking::get(format!("{}/info", svc.url))
-        .unwrap()
-        .json()
-        .unwrap();
-    let counts = rt.block_on(token_counts(&svc.url, &texts));
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&i| counts[i]);
-    let sorted: Vec<String> = order.iter().map(|&i| texts[i].clone()).collect();
-    let total_tokens: usize = counts.iter().sum();
-    println!(
-        "# {} texts from {}, {} tokens (mean {:.1}); model {} on {} ({} backend); {} cores",
-        texts.len(),
-        args.texts.display(),
-        total_tokens,
-        total_tokens as f64 / texts.len() as f64,
-        info["model_id"].as_str().unwrap_or("?"),
-        info["device"].as_str().unwrap_or("?"),
-        info["backend"].as_str().unwrap_or("?"),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
-    // warm-up pass
-    rt.block_on(run_load(
-        &svc.url,
-        Arc::new(sorted.chunks(32).map(|c| c.to_vec()).collect()),
-        2,
-    ));
     let mut rows = Vec::new();
-    for &b in &args.batches {
-        let batches: Arc<Vec<Vec<String>>> =
-            Arc::new(sorted.chunks(b).map(|c| c.to_vec()).collect());
-        for &c in &args.concurrency {
-            let secs = rt.block_on(run_load(&svc.url, batches.clone(), c));
-            rows.push((b, c, texts.len() as f64 / secs, total_tokens as f64 / secs));
+    let mut sorted: Vec<String> = Vec::new();
+    let mut rss = Vec::new();
+    for dtype in &args.dtypes {
+        let svc = Service::start(&args, &[("EMBEDDING__DTYPE", dtype.clone())]);
+        let info: Value = reqwest::blocking::get(format!("{}/info", svc.url))
+            .unwrap()
+            .json()
+            .unwrap();
+        let counts = rt.block_on(token_counts(&svc.url, &texts));
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| counts[i]);
+        sorted = order.iter().map(|&i| texts[i].clone()).collect();
+        let total_tokens: usize = counts.iter().sum();
+        println!(
+            "# {} texts from {}, {} tokens (mean {:.1}); model {} on {} ({} backend, dtype {}); {} cores",
+            texts.len(),
+            args.texts.display(),
+            total_tokens,
+            total_tokens as f64 / texts.len() as f64,
+            info["model_id"].as_str().unwrap_or("?"),
+            info["device"].as_str().unwrap_or("?"),
+            info["backend"].as_str().unwrap_or("?"),
+            info["dtype"].as_str().unwrap_or("?"),
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        );
+        // warm-up pass
+        rt.block_on(run_load(
+            &svc.url,
+            Arc::new(sorted.chunks(32).map(|c| c.to_vec()).collect()),
+            2,
+        ));
+        for &b in &args.batches {
+            let batches: Arc<Vec<Vec<String>>> =
+                Arc::new(sorted.chunks(b).map(|c| c.to_vec()).collect());
+            for &c in &args.concurrency {
+                let secs = rt.block_on(run_load(&svc.url, batches.clone(), c));
+                rows.push((
+                    dtype.clone(),
+                    b,
+                    c,
+                    texts.len() as f64 / secs,
+                    total_tokens as f64 / secs,
+                ));
+            }
         }
+        rss.push((dtype.clone(), svc.peak_rss_mib()));
     }
-    let rss_after_load = svc.peak_rss_mib();
-    drop(svc);
     let model_dir = args
         .model_dir
         .clone()
@@ -306,20 +329,33 @@ fn main() {
                 .to_string()
         });
     let peer = python_peer(&args, &model_dir, &sorted);
+    let peers: Vec<&String> = if peer.is_empty() {
+        Vec::new()
+    } else {
+        args.peers.iter().collect()
+    };
     println!();
-    println!("| batch | clients | ours sentences/s | ours tokens/s | sentence-transformers sentences/s | ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|");
-    for (b, c, sps, tps) in rows {
-        let st = peer.iter().find(|(pb, _)| *pb == b).map(|(_, s)| *s);
-        println!(
-            "| {b} | {c} | {sps:.1} | {tps:.0} | {} | {} |",
-            st.map(|s| format!("{s:.1}")).unwrap_or_else(|| "-".into()),
-            st.map(|s| format!("{:.2}x", sps / s))
-                .unwrap_or_else(|| "-".into())
-        );
+    let mut head = "| dtype | batch | clients | ours sentences/s | ours tokens/s |".to_string();
+    let mut rule = "|---|---:|---:|---:|---:|".to_string();
+    for p in &peers {
+        head += &format!(" sentence-transformers {p} sentences/s | ours / {p} |");
+        rule += "---:|---:|";
     }
-    if let Some(r) = rss_after_load {
-        println!("\npeak RSS of the service over the throughput runs: {r:.0} MiB");
+    println!("{head}\n{rule}");
+    for (dtype, b, c, sps, tps) in rows {
+        let mut line = format!("| {dtype} | {b} | {c} | {sps:.1} | {tps:.0} |");
+        for p in &peers {
+            match peer.iter().find(|(pp, pb, _)| pp == *p && *pb == b) {
+                Some((_, _, st)) => line += &format!(" {st:.1} | {:.2}x |", sps / st),
+                None => line += " - | - |",
+            }
+        }
+        println!("{line}");
+    }
+    for (dtype, r) in rss {
+        if let Some(r) = r {
+            println!("\npeak RSS of the service over the {dtype} throughput runs: {r:.0} MiB");
+        }
     }
     if args.memory {
         println!("\n| max_batch_tokens | scenario | peak RSS MiB | seconds |");

@@ -18,6 +18,7 @@ use super::encoder_graph::EncoderGraph;
 use super::fused::{FusedBert, FusedShape, Positions};
 use super::fused_qwen3::FusedQwen3;
 use super::layout::Layout;
+use super::linear::Precision;
 use super::modernbert::{FusedModernBert, ModernBertGraph};
 use super::qwen3::Qwen3Graph;
 use super::spec::{Architecture, ModelSpec};
@@ -92,10 +93,18 @@ pub struct FusedEncoder {
 }
 
 impl FusedEncoder {
-    pub fn load(spec: &ModelSpec, device: &Device) -> Result<Self, ModelError> {
+    /// Loads the fused CPU model of `spec`'s family, its linear layers in
+    /// `precision`.
+    pub fn load(
+        spec: &ModelSpec,
+        device: &Device,
+        precision: Precision,
+    ) -> Result<Self, ModelError> {
         let own = match spec.architecture {
-            Architecture::Qwen3 => Some(FusedModel::Qwen3(FusedQwen3::load(spec)?)),
-            Architecture::ModernBert => Some(FusedModel::ModernBert(FusedModernBert::load(spec)?)),
+            Architecture::Qwen3 => Some(FusedModel::Qwen3(FusedQwen3::load(spec, precision)?)),
+            Architecture::ModernBert => Some(FusedModel::ModernBert(FusedModernBert::load(
+                spec, precision,
+            )?)),
             _ => None,
         };
         if let Some(model) = own {
@@ -119,6 +128,7 @@ impl FusedEncoder {
             positions: Positions::of(spec),
             relative_buckets: s.relative_buckets,
             layout: Layout::of(spec.architecture),
+            precision,
         };
         let vb = with_prefix(var_builder(spec, CDType::F32, device)?);
         Ok(Self {
@@ -214,6 +224,11 @@ impl CandleEncoder {
             DType::F32 => CDType::F32,
             DType::F16 => CDType::F16,
             DType::Bf16 => CDType::BF16,
+            DType::Int8 => {
+                return Err(ModelError::Device(
+                    "dtype int8 runs on the fused CPU encoder, not the candle graph".into(),
+                ))
+            }
         };
         let vb = var_builder(spec, cdt, device)?;
         let pad_id = spec.pad_token_id();

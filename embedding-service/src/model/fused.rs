@@ -20,6 +20,7 @@
 
 use super::kernels;
 use super::layout::{mpnet_bucket, Layout, MPNET_RELATIVE_BIAS};
+use super::linear::{Linear, Precision};
 use super::{Activation, ModelError, PackedBatch};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -27,18 +28,18 @@ use rayon::prelude::*;
 
 struct Layer {
     /// [hidden × 3·hidden], Q | K | V columns.
-    wqkv: Vec<f32>,
+    wqkv: Linear,
     bqkv: Vec<f32>,
     /// [hidden × hidden]
-    wo: Vec<f32>,
+    wo: Linear,
     bo: Vec<f32>,
     ln1_g: Vec<f32>,
     ln1_b: Vec<f32>,
     /// [hidden × intermediate]
-    w1: Vec<f32>,
+    w1: Linear,
     b1: Vec<f32>,
     /// [intermediate × hidden]
-    w2: Vec<f32>,
+    w2: Linear,
     b2: Vec<f32>,
     ln2_g: Vec<f32>,
     ln2_b: Vec<f32>,
@@ -81,6 +82,8 @@ pub struct FusedShape {
     /// MPNet's relative-position buckets; 0: no attention-score bias.
     pub relative_buckets: usize,
     pub layout: Layout,
+    /// The precision of the linear layers.
+    pub precision: Precision,
 }
 
 /// The token id MPNet's position ids skip (transformers' `MPNetEmbeddings`
@@ -198,16 +201,17 @@ impl FusedBert {
             let mut bqkv = b(n.query, h)?;
             bqkv.extend(b(n.key, h)?);
             bqkv.extend(b(n.value, h)?);
+            let p = s.precision;
             layers.push(Layer {
-                wqkv,
+                wqkv: Linear::new(wqkv, h, 3 * h, p),
                 bqkv,
-                wo: w(n.attn_out, h, h)?,
+                wo: Linear::new(w(n.attn_out, h, h)?, h, h, p),
                 bo: b(n.attn_out, h)?,
                 ln1_g: load_vec(&lb, &[h], &format!("{}.weight", n.attn_norm))?,
                 ln1_b: b(n.attn_norm, h)?,
-                w1: w(n.ffn_in, i, h)?,
+                w1: Linear::new(w(n.ffn_in, i, h)?, h, i, p),
                 b1: b(n.ffn_in, i)?,
-                w2: w(n.ffn_out, h, i)?,
+                w2: Linear::new(w(n.ffn_out, h, i)?, i, h, p),
                 b2: b(n.ffn_out, h)?,
                 ln2_g: load_vec(&lb, &[h], &format!("{}.weight", n.ffn_norm))?,
                 ln2_b: b(n.ffn_norm, h)?,
@@ -301,18 +305,18 @@ impl FusedBert {
             })
             .collect();
         for layer in &self.layers {
-            linear(&x, t, h, &layer.wqkv, &layer.bqkv, &mut qkv);
+            layer.wqkv.forward(&x, t, &layer.bqkv, &mut qkv);
             self.attention(&qkv, &batch.lens, &starts, &mut ctx);
-            linear(&ctx, t, h, &layer.wo, &layer.bo, &mut tmp);
+            layer.wo.forward(&ctx, t, &layer.bo, &mut tmp);
             par_add_layer_norm(&mut x, &tmp, &layer.ln1_g, &layer.ln1_b, self.eps, h);
-            linear(&x, t, h, &layer.w1, &layer.b1, &mut mid);
+            layer.w1.forward(&x, t, &layer.b1, &mut mid);
             let act = self.act;
             mid.par_chunks_mut(16 * 1024).for_each(|c| match act {
                 Activation::GeluErf => kernels::gelu_erf(c),
                 Activation::GeluTanh => kernels::gelu_tanh(c),
                 Activation::Relu => kernels::relu(c),
             });
-            linear(&mid, t, self.inter, &layer.w2, &layer.b2, &mut tmp);
+            layer.w2.forward(&mid, t, &layer.b2, &mut tmp);
             par_add_layer_norm(&mut x, &tmp, &layer.ln2_g, &layer.ln2_b, self.eps, h);
         }
         Ok(x)
@@ -332,8 +336,8 @@ impl FusedBert {
             |(scores, bias): &mut (Vec<f32>, Vec<f32>), task| {
                 let (s, hd) = (task / heads, task % heads);
                 let (len, start) = (lens[s], starts[s]);
-                if scores.len() < len {
-                    scores.resize(len, 0.0);
+                if scores.len() < kernels::attention_scratch(len, d) {
+                    scores.resize(kernels::attention_scratch(len, d), 0.0);
                 }
                 // MPNet: the bias of key j for query i is bias[j + len-1 - i].
                 bias.clear();
@@ -386,47 +390,6 @@ fn par_add_layer_norm(x: &mut [f32], r: &[f32], g: &[f32], b: &[f32], eps: f32, 
     x.par_chunks_mut(h * rows_per)
         .zip(r.par_chunks(h * rows_per))
         .for_each(|(xc, rc)| kernels::add_layer_norm(xc, rc, g, b, eps));
-}
-
-/// `out[t × n] = x[t × k] · w[k × n] + bias`, bias added inside the GEMM.
-pub(super) fn linear(x: &[f32], t: usize, k: usize, w: &[f32], bias: &[f32], out: &mut [f32]) {
-    let n = bias.len();
-    debug_assert_eq!(x.len(), t * k);
-    debug_assert_eq!(w.len(), k * n);
-    debug_assert_eq!(out.len(), t * n);
-    for row in out.chunks_exact_mut(n) {
-        row.copy_from_slice(bias);
-    }
-    let par = if t * n * k >= 1 << 18 {
-        gemm::Parallelism::Rayon(rayon::current_num_threads())
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the pointers cover t×k, k×n and t×n row-major f32 buffers whose
-    // lengths are asserted above; dst does not alias the inputs.
-    unsafe {
-        gemm::gemm(
-            t,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
 }
 
 /// Whether the fused encoder computes `arch`: every family the spec

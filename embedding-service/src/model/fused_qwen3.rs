@@ -11,7 +11,8 @@
 //! taken in f32 as transformers takes them; the two halves of each head are
 //! rotated together (`rotate_half`).
 
-use super::fused::{linear, load_linear_t, load_vec, SendPtr};
+use super::fused::{load_linear_t, load_vec, SendPtr};
+use super::linear::{Linear, Precision};
 use super::spec::{usize_field, ModelSpec};
 use super::{kernels, ModelError, PackedBatch};
 use candle_core::Device;
@@ -22,16 +23,16 @@ use serde_json::Value;
 struct Layer {
     norm1: Vec<f32>,
     /// `[hidden × (heads + 2·kv_heads)·d]`: Q | K | V columns.
-    wqkv: Vec<f32>,
+    wqkv: Linear,
     q_norm: Vec<f32>,
     k_norm: Vec<f32>,
     /// `[heads·d × hidden]`
-    wo: Vec<f32>,
+    wo: Linear,
     norm2: Vec<f32>,
     /// `[hidden × 2·inter]`: gate | up columns.
-    wgu: Vec<f32>,
+    wgu: Linear,
     /// `[inter × hidden]`
-    wdown: Vec<f32>,
+    wdown: Linear,
 }
 
 /// A loaded Qwen3 decoder for the CPU.
@@ -64,7 +65,7 @@ fn rms_norm(x: &mut [f32], w: &[f32], eps: f32) {
 
 impl FusedQwen3 {
     /// Loads the weights (under `model.` or no prefix) as f32 on the CPU.
-    pub fn load(spec: &ModelSpec) -> Result<Self, ModelError> {
+    pub fn load(spec: &ModelSpec, precision: Precision) -> Result<Self, ModelError> {
         let c = &spec.config;
         let path = spec
             .files
@@ -125,13 +126,23 @@ impl FusedQwen3 {
             }
             layers.push(Layer {
                 norm1: load_vec(&lb, &[h], "input_layernorm.weight")?,
-                wqkv,
+                wqkv: Linear::new(wqkv, h, n, precision),
                 q_norm: load_vec(&lb, &[d], "self_attn.q_norm.weight")?,
                 k_norm: load_vec(&lb, &[d], "self_attn.k_norm.weight")?,
-                wo: load_linear_t(&lb, h, qd, "self_attn.o_proj.weight")?,
+                wo: Linear::new(
+                    load_linear_t(&lb, h, qd, "self_attn.o_proj.weight")?,
+                    qd,
+                    h,
+                    precision,
+                ),
                 norm2: load_vec(&lb, &[h], "post_attention_layernorm.weight")?,
-                wgu,
-                wdown: load_linear_t(&lb, h, inter, "mlp.down_proj.weight")?,
+                wgu: Linear::new(wgu, h, 2 * inter, precision),
+                wdown: Linear::new(
+                    load_linear_t(&lb, h, inter, "mlp.down_proj.weight")?,
+                    inter,
+                    h,
+                    precision,
+                ),
             });
         }
         Ok(Self {
@@ -199,7 +210,7 @@ impl FusedQwen3 {
             normed
                 .par_chunks_mut(h * 32)
                 .for_each(|c| rms_norm(c, &layer.norm1, self.eps));
-            linear(&normed, t, h, &layer.wqkv, &none[..stride], &mut qkv);
+            layer.wqkv.forward(&normed, t, &none[..stride], &mut qkv);
             qkv.par_chunks_mut(stride)
                 .zip(pos.par_iter())
                 .for_each(|(row, &p)| {
@@ -215,7 +226,7 @@ impl FusedQwen3 {
                     }
                 });
             self.attention(&qkv, &batch.lens, &starts, &mut ctx);
-            linear(&ctx, t, qd, &layer.wo, &none[..h], &mut tmp);
+            layer.wo.forward(&ctx, t, &none[..h], &mut tmp);
             x.par_iter_mut()
                 .zip(tmp.par_iter())
                 .for_each(|(a, b)| *a += b);
@@ -223,7 +234,9 @@ impl FusedQwen3 {
             normed
                 .par_chunks_mut(h * 32)
                 .for_each(|c| rms_norm(c, &layer.norm2, self.eps));
-            linear(&normed, t, h, &layer.wgu, &none[..2 * self.inter], &mut gu);
+            layer
+                .wgu
+                .forward(&normed, t, &none[..2 * self.inter], &mut gu);
             let inter = self.inter;
             act.par_chunks_mut(inter)
                 .zip(gu.par_chunks(2 * inter))
@@ -232,7 +245,7 @@ impl FusedQwen3 {
                         *o = gate / (1.0 + kernels::exp(-gate)) * up;
                     }
                 });
-            linear(&act, t, inter, &layer.wdown, &none[..h], &mut tmp);
+            layer.wdown.forward(&act, t, &none[..h], &mut tmp);
             x.par_iter_mut()
                 .zip(tmp.par_iter())
                 .for_each(|(a, b)| *a += b);
@@ -268,8 +281,8 @@ impl FusedQwen3 {
             |scores: &mut Vec<f32>, task| {
                 let (s, hd) = (task / heads, task % heads);
                 let (len, start) = (lens[s], starts[s]);
-                if scores.len() < len {
-                    scores.resize(len, 0.0);
+                if scores.len() < kernels::attention_scratch(len, d) {
+                    scores.resize(kernels::attention_scratch(len, d), 0.0);
                 }
                 let base = start * stride;
                 let kv = hd / group;

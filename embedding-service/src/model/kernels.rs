@@ -132,6 +132,35 @@ fn dot_generic(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+#[inline(always)]
+fn min_max_generic(xs: &[f32]) -> (f32, f32) {
+    let mut lo = [f32::INFINITY; 16];
+    let mut hi = [f32::NEG_INFINITY; 16];
+    let c = xs.chunks_exact(16);
+    let rest = c.remainder();
+    for x in c {
+        for i in 0..16 {
+            lo[i] = lo[i].min(x[i]);
+            hi[i] = hi[i].max(x[i]);
+        }
+    }
+    let (mut l, mut h) = (f32::INFINITY, f32::NEG_INFINITY);
+    for &v in rest.iter().chain(&lo) {
+        l = l.min(v);
+    }
+    for &v in rest.iter().chain(&hi) {
+        h = h.max(v);
+    }
+    (l, h)
+}
+
+#[inline(always)]
+fn quantize_u8_generic(xs: &[f32], inv_scale: f32, zero: f32, out: &mut [u8]) {
+    for (o, &x) in out.iter_mut().zip(xs) {
+        *o = ((x * inv_scale).round_ties_even() + zero).clamp(0.0, 255.0) as u8;
+    }
+}
+
 /// The keys a query attends to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keys {
@@ -158,12 +187,17 @@ impl Keys {
 
 /// Softmax attention for one head of one sequence, packed rows:
 /// `q`, `k`, `v` rows of `d` floats start at `base + i * stride`; the result
-/// row `i` is written to `out[i * out_stride ..][..d]`. `scores` is scratch of
-/// at least `len` floats. No mask: packed sequences hold no padding.
+/// row `i` is written to `out[i * out_stride ..][..d]`. `scratch` holds at
+/// least `len · (d + 1)` floats (see [`attention_scratch`]). No mask: packed
+/// sequences hold no padding.
 /// `bias`: empty, or `2·len − 1` floats added to the scaled scores, the score
 /// of key `j` for query `i` getting `bias[j + len − 1 − i]` (a bias that
 /// depends only on the relative position, as MPNet's). `keys`: which keys
 /// each query attends to (all, causal, or a sliding window).
+///
+/// The keys are first transposed (and scaled) into `d` rows of `len`, so a
+/// query's scores are `d` vector multiply-adds across the keys rather than
+/// one horizontal dot product per key.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attention_head_generic(
@@ -177,35 +211,44 @@ fn attention_head_generic(
     scale: f32,
     out: &mut [f32],
     out_stride: usize,
-    scores: &mut [f32],
+    scratch: &mut [f32],
     bias: &[f32],
     keys: Keys,
 ) {
+    let (scores, kt) = scratch[..len * (d + 1)].split_at_mut(len);
+    for j in 0..len {
+        let k = &qkv[k_off + j * stride..][..d];
+        for (dd, &kv) in k.iter().enumerate() {
+            kt[dd * len + j] = kv * scale;
+        }
+    }
     for i in 0..len {
         let q = &qkv[q_off + i * stride..][..d];
-        let mut max = f32::NEG_INFINITY;
         let (lo, hi) = keys.range(i, len);
         let n = hi - lo;
-        for (jj, s) in scores[..n].iter_mut().enumerate() {
-            let j = lo + jj;
-            let k = &qkv[k_off + j * stride..][..d];
-            let mut v = dot_generic(q, k) * scale;
-            if !bias.is_empty() {
-                v += bias[j + len - 1 - i];
-            }
-            *s = v;
-            max = max.max(v);
+        let s = &mut scores[..n];
+        if bias.is_empty() {
+            s.fill(0.0);
+        } else {
+            s.copy_from_slice(&bias[lo + len - 1 - i..hi + len - 1 - i]);
         }
+        for (dd, &qv) in q.iter().enumerate() {
+            let row = &kt[dd * len + lo..dd * len + hi];
+            for (x, k) in s.iter_mut().zip(row) {
+                *x += qv * k;
+            }
+        }
+        let max = s.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let mut sum = 0.0;
-        for s in scores[..n].iter_mut() {
-            let e = exp(*s - max);
-            *s = e;
+        for x in s.iter_mut() {
+            let e = exp(*x - max);
+            *x = e;
             sum += e;
         }
         let inv = 1.0 / sum;
         let o = &mut out[i * out_stride..][..d];
         o.fill(0.0);
-        for (jj, &p) in scores[..n].iter().enumerate() {
+        for (jj, &p) in s.iter().enumerate() {
             let v = &qkv[v_off + (lo + jj) * stride..][..d];
             let p = p * inv;
             for (oo, vv) in o.iter_mut().zip(v) {
@@ -213,6 +256,12 @@ fn attention_head_generic(
             }
         }
     }
+}
+
+/// Floats of scratch [`attention_head`] needs for a `len`-token sequence
+/// with heads of `d`.
+pub fn attention_scratch(len: usize, d: usize) -> usize {
+    len * (d + 1)
 }
 
 /// `x = layer_norm(x + r) * gamma + beta`, row by row (rows of `gamma.len()`).
@@ -275,13 +324,22 @@ dispatch!(
     pub fn dot(a: &[f32], b: &[f32]) -> f32 => dot_generic
 );
 dispatch!(
+    /// `(min, max)` of `xs`; `(inf, -inf)` when empty.
+    pub fn min_max(xs: &[f32]) -> (f32, f32) => min_max_generic
+);
+dispatch!(
+    /// `out[i] = clamp(round_half_even(xs[i] · inv_scale) + zero, 0, 255)`
+    /// for the first `xs.len()` entries of `out` (int8 activations).
+    pub fn quantize_u8(xs: &[f32], inv_scale: f32, zero: f32, out: &mut [u8]) => quantize_u8_generic
+);
+dispatch!(
     /// Residual add then layer norm, in place on `x`.
     pub fn add_layer_norm(x: &mut [f32], r: &[f32], gamma: &[f32], beta: &[f32], eps: f32) => add_layer_norm_generic
 );
 dispatch!(
     /// One attention head of one packed sequence (see the generic body).
     #[allow(clippy::too_many_arguments)]
-    pub fn attention_head(qkv: &[f32], q_off: usize, k_off: usize, v_off: usize, stride: usize, len: usize, d: usize, scale: f32, out: &mut [f32], out_stride: usize, scores: &mut [f32], bias: &[f32], keys: Keys) => attention_head_generic
+    pub fn attention_head(qkv: &[f32], q_off: usize, k_off: usize, v_off: usize, stride: usize, len: usize, d: usize, scale: f32, out: &mut [f32], out_stride: usize, scratch: &mut [f32], bias: &[f32], keys: Keys) => attention_head_generic
 );
 
 #[cfg(test)]
@@ -344,6 +402,78 @@ mod tests {
             gelu_erf_generic(&mut g2);
             for (x, y) in g.iter().zip(&g2) {
                 assert!((x - y).abs() < 1e-6);
+            }
+        }
+    }
+
+    /// The transposed-key kernel against a naive f64 softmax attention, for
+    /// every key rule, with and without a relative bias, on lengths around
+    /// the vector width.
+    #[test]
+    fn attention_matches_naive() {
+        let mut seed = 5;
+        let d = 8;
+        for len in [1usize, 2, 15, 16, 17, 40] {
+            for keys in [Keys::All, Keys::Causal, Keys::Window(3)] {
+                for with_bias in [false, true] {
+                    let stride = 3 * d;
+                    let qkv: Vec<f32> = (0..len * stride).map(|_| lcg(&mut seed)).collect();
+                    let bias: Vec<f32> = if with_bias {
+                        (0..2 * len - 1).map(|_| lcg(&mut seed)).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let scale = 0.35;
+                    let mut out = vec![0f32; len * d];
+                    let mut scratch = vec![0f32; attention_scratch(len, d)];
+                    attention_head(
+                        &qkv,
+                        0,
+                        d,
+                        2 * d,
+                        stride,
+                        len,
+                        d,
+                        scale,
+                        &mut out,
+                        d,
+                        &mut scratch,
+                        &bias,
+                        keys,
+                    );
+                    for i in 0..len {
+                        let (lo, hi) = keys.range(i, len);
+                        let s: Vec<f64> = (lo..hi)
+                            .map(|j| {
+                                let dot: f64 = (0..d)
+                                    .map(|x| {
+                                        qkv[i * stride + x] as f64 * qkv[j * stride + d + x] as f64
+                                    })
+                                    .sum();
+                                dot * scale as f64
+                                    + if with_bias {
+                                        bias[j + len - 1 - i] as f64
+                                    } else {
+                                        0.0
+                                    }
+                            })
+                            .collect();
+                        let m = s.iter().cloned().fold(f64::MIN, f64::max);
+                        let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                        for x in 0..d {
+                            let want: f64 = (lo..hi)
+                                .map(|j| {
+                                    (s[j - lo] - m).exp() / z * qkv[j * stride + 2 * d + x] as f64
+                                })
+                                .sum();
+                            let got = out[i * d + x] as f64;
+                            assert!(
+                                (got - want).abs() < 1e-5,
+                                "len {len} {keys:?} bias {with_bias}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
             }
         }
     }

@@ -13,8 +13,10 @@ pub mod dense;
 pub mod encoder_graph;
 pub mod fused;
 pub mod fused_qwen3;
+pub mod int8;
 pub mod kernels;
 pub mod layout;
+pub mod linear;
 pub mod modernbert;
 pub mod pooling;
 pub mod qwen3;
@@ -279,7 +281,7 @@ pub fn load(cfg: &EmbeddingConfig) -> Result<Model, ModelError> {
         Backend::Auto
             if fused::supports(&device)
                 && fused::computes(spec.architecture)
-                && cfg.dtype == DType::F32 =>
+                && matches!(cfg.dtype, DType::F32 | DType::Int8) =>
         {
             Backend::Fused
         }
@@ -298,20 +300,37 @@ pub fn load(cfg: &EmbeddingConfig) -> Result<Model, ModelError> {
                 spec.architecture.family_name()
             )))
         }
-        Backend::Fused if cfg.dtype != DType::F32 => {
+        Backend::Fused if matches!(cfg.dtype, DType::F16 | DType::Bf16) => {
             return Err(ModelError::Device(
-                "backend `fused` computes in f32 only".into(),
+                "backend `fused` computes in f32 or int8; half precision (f16/bf16) \
+                 is for the candle graph on a GPU"
+                    .into(),
             ))
         }
         b => b,
     };
-    if device.is_cpu() && cfg.dtype != DType::F32 {
+    if cfg.dtype == DType::Int8 && backend != Backend::Fused {
+        return Err(ModelError::Device(format!(
+            "dtype int8 runs on the fused CPU encoder (device cpu, backend `fused` or \
+             `auto`); here the device is {} with backend `candle`",
+            device_name(&device)
+        )));
+    }
+    if device.is_cpu() && matches!(cfg.dtype, DType::F16 | DType::Bf16) {
         return Err(ModelError::Device(
-            "half precision (f16/bf16) is for GPUs; use dtype f32 on the CPU".into(),
+            "half precision (f16/bf16) is for GPUs; use dtype f32 (or int8) on the CPU".into(),
         ));
     }
     let encoder: Box<dyn Encoder> = match backend {
-        Backend::Fused => Box::new(candle_backend::FusedEncoder::load(&spec, &device)?),
+        Backend::Fused => {
+            let precision = match cfg.dtype {
+                DType::Int8 => linear::Precision::Int8,
+                _ => linear::Precision::F32,
+            };
+            Box::new(candle_backend::FusedEncoder::load(
+                &spec, &device, precision,
+            )?)
+        }
         _ => Box::new(SplitOnOom::new(Box::new(
             candle_backend::CandleEncoder::load(&spec, &device, cfg.dtype)?,
         ))),

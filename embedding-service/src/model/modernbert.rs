@@ -19,8 +19,9 @@
 //! does; the candle graph is candle-transformers' `modernbert::ModernBert`
 //! (f32 only: its masks are f32, so half precision is refused at load).
 
-use super::fused::{linear, load_linear_t, load_vec, SendPtr};
+use super::fused::{load_linear_t, load_vec, SendPtr};
 use super::kernels::{self, Keys};
+use super::linear::{Linear, Precision};
 use super::spec::{usize_field, ModelSpec};
 use super::ModelError;
 use super::PackedBatch;
@@ -136,13 +137,13 @@ struct Layer {
     /// None on layer 0 (identity).
     attn_norm: Option<Vec<f32>>,
     /// `[hidden × 3·hidden]`, Q | K | V columns.
-    wqkv: Vec<f32>,
-    wo: Vec<f32>,
+    wqkv: Linear,
+    wo: Linear,
     mlp_norm: Vec<f32>,
     /// `[hidden × 2·inter]`: GELU input | gate columns.
-    wi: Vec<f32>,
+    wi: Linear,
     /// `[inter × hidden]`
-    wo_mlp: Vec<f32>,
+    wo_mlp: Linear,
 }
 
 /// A loaded ModernBERT for the fused CPU path.
@@ -177,7 +178,7 @@ fn inv_freq(theta: f64, d: usize) -> Vec<f32> {
 }
 
 impl FusedModernBert {
-    pub fn load(spec: &ModelSpec) -> Result<Self, ModelError> {
+    pub fn load(spec: &ModelSpec, precision: Precision) -> Result<Self, ModelError> {
         let s = ModernBertShape::read(spec)?;
         let path = spec
             .files
@@ -198,11 +199,21 @@ impl FusedModernBert {
                 } else {
                     None
                 },
-                wqkv: load_linear_t(&lb, 3 * h, h, "attn.Wqkv.weight")?,
-                wo: load_linear_t(&lb, h, h, "attn.Wo.weight")?,
+                wqkv: Linear::new(
+                    load_linear_t(&lb, 3 * h, h, "attn.Wqkv.weight")?,
+                    h,
+                    3 * h,
+                    precision,
+                ),
+                wo: Linear::new(load_linear_t(&lb, h, h, "attn.Wo.weight")?, h, h, precision),
                 mlp_norm: load_vec(&lb, &[h], "mlp_norm.weight")?,
-                wi: load_linear_t(&lb, 2 * i, h, "mlp.Wi.weight")?,
-                wo_mlp: load_linear_t(&lb, h, i, "mlp.Wo.weight")?,
+                wi: Linear::new(
+                    load_linear_t(&lb, 2 * i, h, "mlp.Wi.weight")?,
+                    h,
+                    2 * i,
+                    precision,
+                ),
+                wo_mlp: Linear::new(load_linear_t(&lb, h, i, "mlp.Wo.weight")?, i, h, precision),
             });
         }
         let d = h / s.heads;
@@ -266,7 +277,7 @@ impl FusedModernBert {
                     .par_chunks_mut(h * 32)
                     .for_each(|c| layer_norm(c, g, eps));
             }
-            linear(&normed, t, h, &layer.wqkv, &zeros[..3 * h], &mut qkv);
+            layer.wqkv.forward(&normed, t, &zeros[..3 * h], &mut qkv);
             let (freq, keys) = if s.global[li] {
                 (&self.inv_freq_global, Keys::All)
             } else {
@@ -280,7 +291,7 @@ impl FusedModernBert {
                     }
                 });
             self.attention(&qkv, &batch.lens, &starts, keys, &mut ctx);
-            linear(&ctx, t, h, &layer.wo, &zeros[..h], &mut tmp);
+            layer.wo.forward(&ctx, t, &zeros[..h], &mut tmp);
             x.par_iter_mut()
                 .zip(tmp.par_iter())
                 .for_each(|(a, b)| *a += b);
@@ -288,7 +299,7 @@ impl FusedModernBert {
             normed
                 .par_chunks_mut(h * 32)
                 .for_each(|c| layer_norm(c, &layer.mlp_norm, eps));
-            linear(&normed, t, h, &layer.wi, &zeros[..2 * inter], &mut wi);
+            layer.wi.forward(&normed, t, &zeros[..2 * inter], &mut wi);
             act.par_chunks_mut(inter)
                 .zip(wi.par_chunks(2 * inter))
                 .for_each(|(a, w)| {
@@ -298,7 +309,7 @@ impl FusedModernBert {
                         *o *= g;
                     }
                 });
-            linear(&act, t, inter, &layer.wo_mlp, &zeros[..h], &mut tmp);
+            layer.wo_mlp.forward(&act, t, &zeros[..h], &mut tmp);
             x.par_iter_mut()
                 .zip(tmp.par_iter())
                 .for_each(|(a, b)| *a += b);
@@ -328,8 +339,8 @@ impl FusedModernBert {
             |scores: &mut Vec<f32>, task| {
                 let (sq, hd) = (task / heads, task % heads);
                 let (len, start) = (lens[sq], starts[sq]);
-                if scores.len() < len {
-                    scores.resize(len, 0.0);
+                if scores.len() < kernels::attention_scratch(len, d) {
+                    scores.resize(kernels::attention_scratch(len, d), 0.0);
                 }
                 let base = start * stride + hd * d;
                 // SAFETY: task (sq, hd) writes only rows start..start+len,
