@@ -157,7 +157,15 @@ fn min_max_generic(xs: &[f32]) -> (f32, f32) {
 #[inline(always)]
 fn quantize_u8_generic(xs: &[f32], inv_scale: f32, zero: f32, out: &mut [u8]) {
     for (o, &x) in out.iter_mut().zip(xs) {
-        *o = ((x * inv_scale).round_ties_even() + zero).clamp(0.0, 255.0) as u8;
+        // `max` then `min` also map NaN to 0 (each returns the other operand
+        // for NaN), so the value is finite and in [0, 255].
+        let v = ((x * inv_scale).round_ties_even() + zero)
+            .max(0.0)
+            .min(255.0);
+        // SAFETY: v is finite and in [0, 255] (above), so it fits an i32;
+        // the unchecked conversion lets the loop vectorise (`as` saturates
+        // lane by lane).
+        *o = unsafe { v.to_int_unchecked::<i32>() } as u8;
     }
 }
 
@@ -185,19 +193,25 @@ impl Keys {
     }
 }
 
+/// Queries per block of the attention kernel.
+const QB: usize = 4;
+/// Keys per vector of the attention kernel.
+const KW: usize = 16;
+
 /// Softmax attention for one head of one sequence, packed rows:
 /// `q`, `k`, `v` rows of `d` floats start at `base + i * stride`; the result
 /// row `i` is written to `out[i * out_stride ..][..d]`. `scratch` holds at
-/// least `len · (d + 1)` floats (see [`attention_scratch`]). No mask: packed
-/// sequences hold no padding.
+/// least [`attention_scratch`]`(len, d)` floats. No mask: packed sequences
+/// hold no padding.
 /// `bias`: empty, or `2·len − 1` floats added to the scaled scores, the score
 /// of key `j` for query `i` getting `bias[j + len − 1 − i]` (a bias that
 /// depends only on the relative position, as MPNet's). `keys`: which keys
 /// each query attends to (all, causal, or a sliding window).
 ///
-/// The keys are first transposed (and scaled) into `d` rows of `len`, so a
-/// query's scores are `d` vector multiply-adds across the keys rather than
-/// one horizontal dot product per key.
+/// Blocked like a small GEMM: the keys are transposed (and scaled) into `d`
+/// rows of `len` (padded to 16), and 4 queries × 16 keys of scores are
+/// accumulated in registers across `d`; then softmax per query over its own
+/// key range, and 4 queries × 16 outputs of `P·V` accumulated across keys.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attention_head_generic(
@@ -215,53 +229,111 @@ fn attention_head_generic(
     bias: &[f32],
     keys: Keys,
 ) {
-    let (scores, kt) = scratch[..len * (d + 1)].split_at_mut(len);
-    for j in 0..len {
-        let k = &qkv[k_off + j * stride..][..d];
-        for (dd, &kv) in k.iter().enumerate() {
-            kt[dd * len + j] = kv * scale;
+    let lp = len.div_ceil(KW) * KW;
+    let (kt, rest) = scratch[..attention_scratch(len, d)].split_at_mut(d * lp);
+    let s = &mut rest[..QB * lp];
+    for j in 0..lp {
+        if j < len {
+            let k = &qkv[k_off + j * stride..][..d];
+            for (dd, &kv) in k.iter().enumerate() {
+                kt[dd * lp + j] = kv * scale;
+            }
+        } else {
+            for dd in 0..d {
+                kt[dd * lp + j] = 0.0;
+            }
         }
     }
-    for i in 0..len {
-        let q = &qkv[q_off + i * stride..][..d];
-        let (lo, hi) = keys.range(i, len);
-        let n = hi - lo;
-        let s = &mut scores[..n];
-        if bias.is_empty() {
-            s.fill(0.0);
-        } else {
-            s.copy_from_slice(&bias[lo + len - 1 - i..hi + len - 1 - i]);
+    let mut i0 = 0;
+    while i0 < len {
+        let qb = QB.min(len - i0);
+        // Rows of the block's queries; a block past the end repeats the
+        // last query (its results are not stored).
+        let qrow: [usize; QB] = std::array::from_fn(|qi| q_off + (i0 + qi).min(len - 1) * stride);
+        // The block's key range: the rules' ranges move right with i.
+        let lo_u = keys.range(i0, len).0;
+        let hi_u = keys.range(i0 + qb - 1, len).1;
+        let mut j0 = lo_u / KW * KW;
+        while j0 < hi_u {
+            let mut acc = [[0f32; KW]; QB];
+            for dd in 0..d {
+                let kr: &[f32; KW] = kt[dd * lp + j0..][..KW].try_into().unwrap();
+                for (a, &r) in acc.iter_mut().zip(&qrow) {
+                    let qv = qkv[r + dd];
+                    for l in 0..KW {
+                        a[l] += qv * kr[l];
+                    }
+                }
+            }
+            for (qi, a) in acc.iter().enumerate() {
+                s[qi * lp + j0..][..KW].copy_from_slice(a);
+            }
+            j0 += KW;
         }
-        for (dd, &qv) in q.iter().enumerate() {
-            let row = &kt[dd * len + lo..dd * len + hi];
-            for (x, k) in s.iter_mut().zip(row) {
-                *x += qv * k;
+        // Softmax of each query over its own keys; zero elsewhere in the
+        // block's range, so P·V below can run over the whole range.
+        for qi in 0..QB {
+            let row = &mut s[qi * lp..(qi + 1) * lp];
+            if qi >= qb {
+                row[lo_u..hi_u].fill(0.0);
+                continue;
+            }
+            let i = i0 + qi;
+            let (lo, hi) = keys.range(i, len);
+            row[lo_u..lo].fill(0.0);
+            row[hi..hi_u].fill(0.0);
+            let r = &mut row[lo..hi];
+            if !bias.is_empty() {
+                for (x, b) in r.iter_mut().zip(&bias[lo + len - 1 - i..]) {
+                    *x += b;
+                }
+            }
+            let max = r.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut sum = 0.0;
+            for x in r.iter_mut() {
+                let e = exp(*x - max);
+                *x = e;
+                sum += e;
+            }
+            let inv = 1.0 / sum;
+            for x in r.iter_mut() {
+                *x *= inv;
             }
         }
-        let max = s.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0;
-        for x in s.iter_mut() {
-            let e = exp(*x - max);
-            *x = e;
-            sum += e;
-        }
-        let inv = 1.0 / sum;
-        let o = &mut out[i * out_stride..][..d];
-        o.fill(0.0);
-        for (jj, &p) in s.iter().enumerate() {
-            let v = &qkv[v_off + (lo + jj) * stride..][..d];
-            let p = p * inv;
-            for (oo, vv) in o.iter_mut().zip(v) {
-                *oo += p * vv;
+        let mut c0 = 0;
+        while c0 < d {
+            let w = KW.min(d - c0);
+            let mut acc = [[0f32; KW]; QB];
+            for j in lo_u..hi_u {
+                let at = v_off + j * stride + c0;
+                let mut tail = [0f32; KW];
+                let v: &[f32; KW] = if w == KW {
+                    qkv[at..at + KW].try_into().unwrap()
+                } else {
+                    tail[..w].copy_from_slice(&qkv[at..at + w]);
+                    &tail
+                };
+                for (qi, a) in acc.iter_mut().enumerate() {
+                    let p = s[qi * lp + j];
+                    for l in 0..KW {
+                        a[l] += p * v[l];
+                    }
+                }
             }
+            for (qi, a) in acc.iter().enumerate().take(qb) {
+                out[(i0 + qi) * out_stride + c0..][..w].copy_from_slice(&a[..w]);
+            }
+            c0 += KW;
         }
+        i0 += qb;
     }
 }
 
 /// Floats of scratch [`attention_head`] needs for a `len`-token sequence
-/// with heads of `d`.
+/// with heads of `d`: the transposed keys and one block's scores.
 pub fn attention_scratch(len: usize, d: usize) -> usize {
-    len * (d + 1)
+    let lp = len.div_ceil(KW) * KW;
+    d * lp + QB * lp
 }
 
 /// `x = layer_norm(x + r) * gamma + beta`, row by row (rows of `gamma.len()`).
@@ -407,13 +479,15 @@ mod tests {
     }
 
     /// The transposed-key kernel against a naive f64 softmax attention, for
-    /// every key rule, with and without a relative bias, on lengths around
-    /// the vector width.
+    /// every key rule, with and without a relative bias, on lengths and head
+    /// widths around the vector width.
     #[test]
     fn attention_matches_naive() {
         let mut seed = 5;
-        let d = 8;
-        for len in [1usize, 2, 15, 16, 17, 40] {
+        for (d, len) in [8usize, 20, 32]
+            .into_iter()
+            .flat_map(|d| [1usize, 2, 15, 16, 17, 40].map(|len| (d, len)))
+        {
             for keys in [Keys::All, Keys::Causal, Keys::Window(3)] {
                 for with_bias in [false, true] {
                     let stride = 3 * d;
