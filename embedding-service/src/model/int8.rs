@@ -268,7 +268,7 @@ mod vnni {
         let w = t.w;
         let (kp, n) = (w.kp, w.n);
         let b = w.data.as_ptr().add(t.blk * kp * BLOCK);
-        let mut c = [[_mm512_setzero_si512(); 4]; R];
+        let mut c: [[__m512i; 4]; R] = std::array::from_fn(|_| [_mm512_setzero_si512(); 4]);
         let mut p = 0;
         while p < kp {
             let bp = b.add(p * BLOCK);

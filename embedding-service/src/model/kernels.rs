@@ -260,7 +260,7 @@ fn attention_head_generic(
                 for (a, &r) in acc.iter_mut().zip(&qrow) {
                     let qv = qkv[r + dd];
                     for l in 0..KW {
-                        a[l] += qv * kr[l];
+                        a[l] = qv.mul_add(kr[l], a[l]);
                     }
                 }
             }
@@ -287,17 +287,7 @@ fn attention_head_generic(
                     *x += b;
                 }
             }
-            let max = r.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let mut sum = 0.0;
-            for x in r.iter_mut() {
-                let e = exp(*x - max);
-                *x = e;
-                sum += e;
-            }
-            let inv = 1.0 / sum;
-            for x in r.iter_mut() {
-                *x *= inv;
-            }
+            softmax_generic(r);
         }
         let mut c0 = 0;
         while c0 < d {
@@ -315,7 +305,7 @@ fn attention_head_generic(
                 for (qi, a) in acc.iter_mut().enumerate() {
                     let p = s[qi * lp + j];
                     for l in 0..KW {
-                        a[l] += p * v[l];
+                        a[l] = p.mul_add(v[l], a[l]);
                     }
                 }
             }
@@ -325,6 +315,43 @@ fn attention_head_generic(
             c0 += KW;
         }
         i0 += qb;
+    }
+}
+
+/// In-place softmax of `r`, with 16 lanes of max and sum so both
+/// reductions vectorise.
+#[inline(always)]
+fn softmax_generic(r: &mut [f32]) {
+    let mut m = [f32::NEG_INFINITY; 16];
+    let mut chunks = r.chunks_exact(16);
+    for c in &mut chunks {
+        for l in 0..16 {
+            m[l] = m[l].max(c[l]);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&m)
+        .fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    let mut acc = [0f32; 16];
+    let mut chunks = r.chunks_exact_mut(16);
+    for c in &mut chunks {
+        for l in 0..16 {
+            let e = exp(c[l] - max);
+            c[l] = e;
+            acc[l] += e;
+        }
+    }
+    let mut sum = 0.0;
+    for x in chunks.into_remainder() {
+        let e = exp(*x - max);
+        *x = e;
+        sum += e;
+    }
+    let inv = 1.0 / (sum + acc.iter().sum::<f32>());
+    for x in r.iter_mut() {
+        *x *= inv;
     }
 }
 
