@@ -396,7 +396,8 @@ pub enum DType {
     Bf16,
     /// Int8 linear layers on the fused CPU encoder (weights quantised at
     /// load, activations per token at each product); the rest stays f32.
-    /// Opt-in: about 1.7x the f32 throughput at a small cost in parity.
+    /// Opt-in: about 2.3x the f32 throughput on all-MiniLM-L6-v2, cosine to
+    /// the float64 reference >= 0.994 (f32: 1.0).
     Int8,
 }
 

@@ -156,8 +156,9 @@ fn min_max_generic(xs: &[f32]) -> (f32, f32) {
 #[inline(always)]
 fn quantize_u8_generic(xs: &[f32], inv_scale: f32, zero: f32, out: &mut [u8]) {
     for (o, &x) in out.iter_mut().zip(xs) {
-        // `max` then `min` also map NaN to 0 (each returns the other operand
-        // for NaN), so the value is finite and in [0, 255].
+        // `max` then `min` (not `clamp`, which keeps NaN) also map NaN to 0,
+        // each returning the other operand for NaN: v is finite, in [0, 255].
+        #[allow(clippy::manual_clamp)]
         let v = ((x * inv_scale).round_ties_even() + zero)
             .max(0.0)
             .min(255.0);
