@@ -148,7 +148,7 @@ pub fn load_all(cfg: &EmbeddingConfig, metrics: &Metrics) -> anyhow::Result<Mode
                             .set(1);
                         tracing::info!(
                             alias = %i.alias, model = %i.model_id, source = %i.source,
-                            device = %i.device, backend = %i.backend, dim = i.dimension,
+                            device = %i.device, dtype = %i.dtype, backend = %i.backend, dim = i.dimension,
                             "model loaded and warmed up in {:.2}s", t0.elapsed().as_secs_f64()
                         );
                         Ok(rt)

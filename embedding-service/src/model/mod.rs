@@ -276,7 +276,12 @@ pub fn load(cfg: &EmbeddingConfig) -> Result<Model, ModelError> {
     let files = source::resolve(&cfg.model)?;
     let spec = spec::ModelSpec::read(&files)?;
     let tokenizer = spec.tokenizer()?;
-    let device = select_device(cfg.device)?;
+    // int8 runs on the fused CPU encoder only: `auto` means the CPU for it,
+    // even where a GPU is present.
+    let device = match (cfg.dtype, cfg.device) {
+        (DType::Int8, DeviceSpec::Auto) => Device::Cpu,
+        _ => select_device(cfg.device)?,
+    };
     let backend = match cfg.backend {
         Backend::Auto
             if fused::supports(&device)
@@ -320,6 +325,12 @@ pub fn load(cfg: &EmbeddingConfig) -> Result<Model, ModelError> {
         return Err(ModelError::Device(
             "half precision (f16/bf16) is for GPUs; use dtype f32 (or int8) on the CPU".into(),
         ));
+    }
+    if cfg.dtype == DType::Int8 && !int8::has_vnni() {
+        tracing::warn!(
+            "dtype int8: this CPU has no AVX-512 VNNI, so int8 runs a portable kernel \
+             that is slower than f32 here; use dtype f32 on this machine"
+        );
     }
     let encoder: Box<dyn Encoder> = match backend {
         Backend::Fused => {
