@@ -73,21 +73,6 @@ impl PackedWeight {
             colsum,
         }
     }
-
-    /// Input width `k`.
-    pub fn rows(&self) -> usize {
-        self.k
-    }
-
-    /// Output width `n`.
-    pub fn cols(&self) -> usize {
-        self.n
-    }
-
-    /// Bytes held (codes, scales and column sums).
-    pub fn bytes(&self) -> usize {
-        self.data.len() + 8 * self.scale.len()
-    }
 }
 
 /// Activations quantised per row: `[t × kp]` codes, and each row's scale and

@@ -38,19 +38,10 @@ impl Linear {
         Self { k, n, w }
     }
 
-    /// Input width.
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    /// Output width.
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
     /// `out[t × n] = x[t × k] · W + bias` (`bias`: `n` floats; zeros for a
     /// layer without one). Panics when a length disagrees with the shape.
     pub fn forward(&self, x: &[f32], t: usize, bias: &[f32], out: &mut [f32]) {
+        assert_eq!(bias.len(), self.n, "bias is not {} wide", self.n);
         match &self.w {
             Weight::F32(w) => gemm_f32(x, t, self.k, w, bias, out),
             Weight::Int8(w) => int8::linear(x, t, w, bias, out),
