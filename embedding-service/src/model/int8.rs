@@ -61,7 +61,7 @@ impl PackedWeight {
             for j in 0..n {
                 let q = (w[r * n + j] / scale[j]).round().clamp(-127.0, 127.0) as i8;
                 colsum[j] += q as i32;
-                data[(j / BLOCK) * kp * BLOCK + (r / 4) * 4 * BLOCK + (j % BLOCK) * 4 + r % 4] = q;
+                data[packed_at(kp, r, j)] = q;
             }
         }
         Self {
@@ -73,6 +73,11 @@ impl PackedWeight {
             colsum,
         }
     }
+}
+
+/// Where weight `(r, j)` sits in [`PackedWeight`]'s codes (`kp` rows).
+fn packed_at(kp: usize, r: usize, j: usize) -> usize {
+    (j / BLOCK) * kp * BLOCK + (r / 4) * 4 * BLOCK + (j % BLOCK) * 4 + r % 4
 }
 
 /// Activations quantised per row: `[t × kp]` codes, and each row's scale and
@@ -315,13 +320,7 @@ mod vnni {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
+    use crate::model::kernels::lcg;
 
     /// The f64 product of the dequantised codes: what both kernels must
     /// compute up to f32 rounding of the final scale.
@@ -335,8 +334,7 @@ mod tests {
                 let mut acc = 0f64;
                 for p in 0..k {
                     let a = (q.codes[r * kp + p] as i32 - q.zero[r]) as f64 * q.scale[r] as f64;
-                    let c = w.data
-                        [(j / BLOCK) * kp * BLOCK + (p / 4) * 4 * BLOCK + (j % BLOCK) * 4 + p % 4];
+                    let c = w.data[packed_at(kp, p, j)];
                     acc += a * c as f64 * w.scale[j] as f64;
                 }
                 out[r * n + j] = acc + bias[j] as f64;

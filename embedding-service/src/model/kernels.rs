@@ -441,16 +441,19 @@ dispatch!(
     pub fn attention_head(qkv: &[f32], q_off: usize, k_off: usize, v_off: usize, stride: usize, len: usize, d: usize, scale: f32, out: &mut [f32], out_stride: usize, scratch: &mut [f32], bias: &[f32], keys: Keys) => attention_head_generic
 );
 
+/// A deterministic pseudo-random value in [-1, 1) for the model tests
+/// (a 64-bit LCG advanced in `seed`).
+#[cfg(test)]
+pub(crate) fn lcg(seed: &mut u64) -> f32 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
 
     #[test]
     fn exp_matches_std() {

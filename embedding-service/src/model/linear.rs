@@ -217,12 +217,7 @@ mod tests {
     #[test]
     fn f32_products_match_f64_on_awkward_shapes() {
         let mut seed = 9u64;
-        let mut rnd = move || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        };
+        let mut rnd = move || crate::model::kernels::lcg(&mut seed);
         for (t, k, n) in [
             (1, 1, 1),
             (7, 5, 17),
